@@ -1,0 +1,41 @@
+"""Datasets (clean images + task targets) and degradations (applied on the fly, on the device).
+
+`get_dataset("synthetic", task="segmentation")` builds a dataset by name; `parse_degradation(
+"gaussian:sigma=0.15")` turns a CLI spec into a callable corruption. Importing this package
+registers the built-ins.
+"""
+
+from gradprom.datasets import synthetic as _synthetic  # noqa: F401  (registers "synthetic")
+from gradprom.datasets.base import (
+    DATASETS,
+    TASKS,
+    Split,
+    TaskData,
+    dataset_info,
+    dataset_names,
+    get_dataset,
+    register_dataset,
+)
+from gradprom.datasets.degradations import (
+    DEGRADATIONS,
+    Degradation,
+    degradation_names,
+    get_degradation,
+    parse_degradation,
+)
+
+__all__ = [
+    "DATASETS",
+    "DEGRADATIONS",
+    "TASKS",
+    "Degradation",
+    "Split",
+    "TaskData",
+    "dataset_info",
+    "dataset_names",
+    "degradation_names",
+    "get_dataset",
+    "get_degradation",
+    "parse_degradation",
+    "register_dataset",
+]

@@ -1,0 +1,142 @@
+"""Dataset containers and the dataset registry.
+
+Every dataset, built-in or loaded from disk, ends up as one `TaskData`: three in-memory splits of
+clean [0, 1] images plus task targets. Degradations are applied later, on the device, so the clean
+image stays the enhancement target and one dataset serves every noise level of a search.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from gradprom.errors import GradpromError
+from gradprom.registry import Registry
+
+TASKS = ("classification", "segmentation")
+
+# Arguments every dataset factory takes; anything else is a dataset-specific option.
+_COMMON_ARGS = ("task", "image_size", "seed")
+
+
+@dataclass
+class Split:
+    """One split held in memory: images float32 [N, C, H, W] in [0, 1], targets int64 [N] or [N, H, W]."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+
+    def __post_init__(self) -> None:
+        # Catch loader bugs where they happen rather than deep inside a training step.
+        if self.images.ndim != 4:
+            raise ValueError(f"Split.images must be [N, C, H, W], got shape {tuple(self.images.shape)}")
+        if self.targets.shape[:1] != self.images.shape[:1]:
+            raise ValueError(f"Split has {self.images.shape[0]} images but {self.targets.shape[0]} targets")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def to(self, device: torch.device | str) -> Split:
+        """Copy to `device` (e.g. once per trial, so batches are sliced on the GPU with no loader)."""
+        return Split(self.images.to(device), self.targets.to(device))
+
+
+@dataclass
+class TaskData:
+    """A dataset ready for one task: metadata the models need plus the train/val/test splits."""
+
+    name: str
+    task: str
+    num_classes: int
+    channels: int
+    image_size: int
+    class_names: list[str]
+    train: Split
+    val: Split
+    test: Split
+
+    def to(self, device: torch.device | str) -> TaskData:
+        """Copy every split to `device`; metadata is shared."""
+        return TaskData(
+            name=self.name,
+            task=self.task,
+            num_classes=self.num_classes,
+            channels=self.channels,
+            image_size=self.image_size,
+            class_names=list(self.class_names),
+            train=self.train.to(device),
+            val=self.val.to(device),
+            test=self.test.to(device),
+        )
+
+
+DATASETS: Registry[TaskData] = Registry("dataset")
+register_dataset = DATASETS.register
+
+
+def check_count(dataset: str, option: str, value: Any) -> int:
+    """Validate a sample-count option (an integer >= 1) and return it as int; one-line error otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise GradpromError(f"dataset '{dataset}': {option} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _options_of(factory: Callable[..., TaskData]) -> dict[str, Any] | None:
+    """The dataset-specific keyword options of a factory with their defaults; None if it takes **kwargs."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return {
+        n: (None if p.default is inspect.Parameter.empty else p.default)
+        for n, p in params.items()
+        if n not in _COMMON_ARGS
+    }
+
+
+def get_dataset(
+    name: str, task: str = "classification", image_size: int = 64, seed: int = 0, **options: Any
+) -> TaskData:
+    """Build dataset `name` for `task`, validating everything a user can mistype before any work starts."""
+    factory = DATASETS.get(name)  # unknown name -> did-you-mean error
+    tasks = tuple(DATASETS.meta(name).get("tasks", TASKS))
+    if task not in tasks:
+        raise GradpromError(
+            f"dataset '{name}' does not support task '{task}'; supported tasks: {', '.join(tasks)}"
+        )
+    if (
+        isinstance(image_size, bool)
+        or not isinstance(image_size, numbers.Integral)
+        or image_size < 16
+        or image_size % 4
+    ):
+        raise GradpromError(f"image_size must be an integer >= 16 and a multiple of 4, got {image_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise GradpromError(f"seed must be an integer >= 0, got {seed!r}")
+    valid = _options_of(factory)
+    if valid is not None:
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            choices = ", ".join(sorted(valid)) or "none"
+            raise GradpromError(f"dataset '{name}' has no option '{unknown[0]}'; valid options: {choices}")
+    return factory(task=task, image_size=int(image_size), seed=int(seed), **options)
+
+
+def dataset_names() -> list[str]:
+    """Registered dataset names, sorted."""
+    return DATASETS.names()
+
+
+def dataset_info(name: str) -> dict[str, Any]:
+    """What `gradprom datasets` lists for one dataset: its tasks, help text and options with defaults."""
+    meta = DATASETS.meta(name)
+    return {
+        "name": name,
+        "tasks": tuple(meta.get("tasks", TASKS)),
+        "help": str(meta.get("help", "")),
+        "options": _options_of(DATASETS.get(name)) or {},
+    }

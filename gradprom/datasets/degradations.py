@@ -1,0 +1,267 @@
+"""Image degradations applied on the fly, on the images' device, from a seeded generator.
+
+Why on the fly: the clean image is the enhancement target, so one stored dataset serves every noise
+level a search tries, and the corruption costs a kernel launch rather than a copy of the data.
+Why a passed `torch.Generator`: a trial's noise is reproducible by seed and independent of
+whatever else draws random numbers (model init, dropout, other workers).
+
+Each degradation takes x float [B, C, H, W] in [0, 1] and returns the corrupted batch clamped to
+[0, 1], of size H/scale x W/scale. Noise sigma is on the [0, 1] scale.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import re
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from gradprom.errors import GradpromError, unknown_name
+from gradprom.registry import Registry
+
+
+def _fmt(value: Any) -> str:
+    """Shortest text that reads back to the same number (30.0 -> '30', 0.15 -> '0.15')."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _number(kind: str, key: str, value: Any, *, positive: bool = False, allow_inf: bool = False) -> float:
+    """Validate one numeric parameter (>= 0, or > 0 if `positive`) and return it as float."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = not math.isnan(value) and (allow_inf or math.isfinite(value))
+        ok = ok and (value > 0 if positive else value >= 0)
+    if not ok:
+        bound = "> 0" if positive else ">= 0"
+        extra = " (or inf)" if allow_inf else ""
+        raise GradpromError(f"degradation '{kind}': {key} must be a number {bound}{extra}, got {value!r}")
+    return value
+
+
+class Degradation:
+    """Base class: subclasses set `name`, store params in `self.params` and implement `apply`."""
+
+    name: str = "none"
+    scale: int = 1
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = params
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Degrade a batch; the clamp keeps the result a valid image whatever the noise did."""
+        if x.ndim != 4 or not x.is_floating_point():
+            raise ValueError(f"degradations take float [B, C, H, W] images, got {x.dtype} {tuple(x.shape)}")
+        if generator is not None and generator.device.type != x.device.type:
+            # torch's own error here is cryptic; say what to do instead.
+            raise ValueError(
+                f"generator is on {generator.device} but images are on {x.device}; "
+                "create it with torch.Generator(device=images.device)"
+            )
+        return self.apply(x, generator).clamp(0.0, 1.0)
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The corruption itself, unclamped (so composites clamp once, at the end)."""
+        return x
+
+    def describe(self) -> str:
+        """Readable form for results tables, e.g. 'gaussian(sigma=0.15)'."""
+        return f"{self.name}({', '.join(f'{k}={_fmt(v)}' for k, v in self.params.items())})"
+
+    def spec(self) -> str:
+        """The CLI form, e.g. 'gaussian:sigma=0.15'; `parse_degradation(d.spec())` rebuilds `d`."""
+        args = ",".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+        return f"{self.name}:{args}" if args else self.name
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+
+DEGRADATIONS: Registry[Degradation] = Registry("degradation")
+
+
+def _gaussian_noise(x: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
+    if sigma == 0:
+        return x
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x + sigma * noise
+
+
+def _poisson_noise(x: torch.Tensor, peak: float, generator: torch.Generator | None) -> torch.Tensor:
+    if math.isinf(peak):
+        return x
+    # Photon counts need a non-negative rate; pixels above 1 (after blur) are fine.
+    return torch.poisson(x.clamp(min=0.0) * peak, generator=generator) / peak
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur, kernel 2*ceil(3 sigma)+1 taps, reflect padding, one kernel per channel."""
+    if sigma == 0:
+        return x
+    radius = math.ceil(3 * sigma)
+    if radius >= min(x.shape[-2:]):
+        raise GradpromError(
+            f"degradation 'blur': sigma={_fmt(sigma)} is too large for {x.shape[-2]}x{x.shape[-1]} images"
+        )
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+@DEGRADATIONS.register("none", help="identity: the clean image (a no-degradation baseline)")
+class Identity(Degradation):
+    """No corruption; lets 'none' sit in a search space next to real degradations."""
+
+    name = "none"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+@DEGRADATIONS.register("gaussian", help="additive Gaussian noise of std sigma on [0,1] images")
+class GaussianNoise(Degradation):
+    """Additive white Gaussian noise (read-out noise)."""
+
+    name = "gaussian"
+
+    def __init__(self, sigma: float = 0.15) -> None:
+        self.sigma = _number(self.name, "sigma", sigma)
+        super().__init__(sigma=self.sigma)
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return _gaussian_noise(x, self.sigma, generator)
+
+
+@DEGRADATIONS.register(
+    "poisson", help="Poisson (shot) noise; peak = photons at intensity 1 (lower = noisier)"
+)
+class PoissonNoise(Degradation):
+    """Signal-dependent shot noise, as in low-dose CT/X-ray: variance = x / peak."""
+
+    name = "poisson"
+
+    def __init__(self, peak: float = 30.0) -> None:
+        self.peak = _number(self.name, "peak", peak, positive=True, allow_inf=True)
+        super().__init__(peak=self.peak)
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return _poisson_noise(x, self.peak, generator)
+
+
+@DEGRADATIONS.register("blur", help="Gaussian blur of std sigma pixels (reflect padding)")
+class Blur(Degradation):
+    """Deterministic optical blur; the generator is accepted for a uniform call signature."""
+
+    name = "blur"
+
+    def __init__(self, sigma: float = 1.0) -> None:
+        self.sigma = _number(self.name, "sigma", sigma)
+        super().__init__(sigma=self.sigma)
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return _blur(x, self.sigma)
+
+
+@DEGRADATIONS.register("composite", help="blur -> Poisson -> Gaussian, a realistic acquisition chain")
+class Composite(Degradation):
+    """Blur, then shot noise, then read-out noise, clamped once at the end (blind-restoration setting)."""
+
+    name = "composite"
+
+    def __init__(self, blur: float = 1.0, peak: float = 30.0, sigma: float = 0.05) -> None:
+        self.blur = _number(self.name, "blur", blur)
+        self.peak = _number(self.name, "peak", peak, positive=True, allow_inf=True)
+        self.sigma = _number(self.name, "sigma", sigma)
+        super().__init__(blur=self.blur, peak=self.peak, sigma=self.sigma)
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        x = _blur(x, self.blur)
+        x = _poisson_noise(x, self.peak, generator)
+        return _gaussian_noise(x, self.sigma, generator)
+
+
+@DEGRADATIONS.register("downsample", help="area-average downsampling by scale 2 or 4, plus optional noise")
+class Downsample(Degradation):
+    """Low-resolution input for super-resolution enhancers; output is H/scale x W/scale."""
+
+    name = "downsample"
+
+    def __init__(self, scale: int = 2, sigma: float = 0.0) -> None:
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or scale not in (2, 4):
+            raise GradpromError(f"degradation 'downsample': scale must be 2 or 4, got {scale!r}")
+        self.scale = int(scale)
+        self.sigma = _number(self.name, "sigma", sigma)
+        super().__init__(scale=self.scale, sigma=self.sigma)
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % self.scale or w % self.scale:
+            raise GradpromError(
+                f"degradation 'downsample': {h}x{w} images are not divisible by scale {self.scale}"
+            )
+        return _gaussian_noise(F.avg_pool2d(x, self.scale), self.sigma, generator)
+
+
+def get_degradation(name: str, **params: Any) -> Degradation:
+    """Build degradation `name`; unknown names or parameters and bad values give a one-line error."""
+    factory = DEGRADATIONS.get(name)
+    sig = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values()):
+        for key in params:
+            if key not in sig:
+                valid = ", ".join(sig) or "none"
+                raise GradpromError(
+                    f"degradation '{name}' has no parameter '{key}'; valid parameters: {valid}"
+                )
+    return factory(**params)
+
+
+def degradation_names() -> list[str]:
+    """Registered degradation names, sorted."""
+    return DEGRADATIONS.names()
+
+
+_SPEC = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?::(.*)|\((.*)\))?\s*$")
+_EXAMPLE = "expected e.g. 'gaussian:sigma=0.15' or 'composite:blur=1.0,peak=30,sigma=0.05'"
+
+
+def _parse_value(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)  # accepts 0.15, 1e-2, inf
+
+
+def parse_degradation(spec: str) -> Degradation:
+    """Turn a CLI spec ('name', 'name:k=v,k=v' or describe()'s 'name(k=v, k=v)') into a Degradation."""
+    match = _SPEC.match(spec or "")
+    if not match:
+        raise GradpromError(f"bad degradation spec {spec!r}; {_EXAMPLE}")
+    name, args = match.group(1), match.group(2) if match.group(2) is not None else match.group(3)
+    if name not in DEGRADATIONS:
+        raise unknown_name("degradation", name, degradation_names())
+    params: dict[str, int | float] = {}
+    items = args.split(",") if args and args.strip() else []  # 'gaussian', 'gaussian:', 'none()' = defaults
+    for item in items:
+        key, sep, raw = (part.strip() for part in item.partition("="))
+        if not sep or not key or not raw:
+            raise GradpromError(
+                f"bad degradation spec {spec!r}: '{item.strip()}' is not key=value; {_EXAMPLE}"
+            )
+        if key in params:
+            raise GradpromError(f"bad degradation spec {spec!r}: '{key}' is given twice")
+        try:
+            params[key] = _parse_value(raw)
+        except ValueError:
+            raise GradpromError(f"bad degradation spec {spec!r}: {key}={raw} is not a number") from None
+    return get_degradation(name, **params)

@@ -1,0 +1,25 @@
+"""User-facing errors: one line that says what is wrong and what to do.
+
+The CLI prints these as a single line and exits with code 2; everything else is a bug.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class GradpromError(ValueError):
+    """Bad input or a problem the user can fix; its message is shown as one line."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training loss or gradient turned NaN/inf; the trial fails, the search goes on."""
+
+
+def unknown_name(kind: str, name: str, valid: Iterable[str]) -> GradpromError:
+    """Error for an unknown registry name, with a did-you-mean and the valid choices."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return GradpromError(f"unknown {kind} '{name}'.{hint} Valid {kind}s: {', '.join(valid)}")

@@ -1,0 +1,115 @@
+"""Image- and task-quality metrics, in pure torch on the tensors' device, batched.
+
+PSNR and SSIM reproduce `skimage.metrics` (the reference the tests hold them to) so numbers are
+comparable with published work, but run on the GPU batch instead of per image on the host.
+Images are [B, C, H, W]; every image metric returns one value per image, [B], so callers can
+average over a split themselves (a mean of batch means would weight a short last batch wrongly).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+PSNR_MAX_DB = 100.0
+SSIM_WIN = 7
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+
+def _as_float(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Check shapes and promote half precision: these sums need at least float32."""
+    if x.shape != y.shape:
+        raise ValueError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if x.dim() != 4:
+        raise ValueError(f"expected images as [B, C, H, W], got shape {tuple(x.shape)}")
+    dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
+    return x.to(dtype), y.to(dtype)
+
+
+def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
+    """Peak signal-to-noise ratio in dB per image, [B] (argument order does not matter).
+
+    Identical images would give +inf, which poisons any mean over a split, so the result is
+    capped at PSNR_MAX_DB = 100 dB (an MSE of 1e-10·data_range²; far above anything a
+    trained model reaches). Below the cap it equals `skimage.metrics.peak_signal_noise_ratio`.
+    """
+    x, y = _as_float(x, y)
+    mse = (x - y).square().flatten(1).mean(dim=1)
+    floor = data_range**2 * 10 ** (-PSNR_MAX_DB / 10)
+    return 10 * torch.log10(data_range**2 / mse.clamp_min(floor))
+
+
+def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
+    """Mean structural similarity per image, [B], equal to skimage's defaults.
+
+    skimage (win_size=7, uniform window, K1=0.01, K2=0.03, sample covariance) filters with a
+    reflect-padded uniform filter and then crops 3 px from every side before the mean, so only
+    windows fully inside the image count: that is a 'valid' 7×7 average pool. Channels are
+    scored separately and averaged, as skimage does with channel_axis.
+    """
+    x, y = _as_float(x, y)
+    b, c, h, w = x.shape
+    if h < SSIM_WIN or w < SSIM_WIN:
+        raise ValueError(f"ssim needs images of at least {SSIM_WIN}x{SSIM_WIN} px, got {h}x{w}")
+    # One pooling call for all five moment maps.
+    maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)
+    mu_x, mu_y, m_xx, m_yy, m_xy = F.avg_pool2d(maps, SSIM_WIN, stride=1).split(c, dim=1)
+    n = SSIM_WIN * SSIM_WIN
+    cov_norm = n / (n - 1)  # sample covariance, as skimage's use_sample_covariance=True
+    var_x = cov_norm * (m_xx - mu_x * mu_x)
+    var_y = cov_norm * (m_yy - mu_y * mu_y)
+    cov_xy = cov_norm * (m_xy - mu_x * mu_y)
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
+    return s.flatten(1).mean(dim=1)
+
+
+def accuracy_counts(logits: Tensor, targets: Tensor) -> tuple[int, int]:
+    """(correct, total) of argmax predictions, so a split is accumulated exactly batch by batch.
+
+    `logits` is [B, K, ...] with class scores on dim 1 and `targets` the matching [B, ...]
+    labels (so per-pixel accuracy works too).
+    """
+    if logits.dim() != targets.dim() + 1 or logits.shape[0] != targets.shape[0]:
+        raise ValueError(f"logits {tuple(logits.shape)} do not match targets {tuple(targets.shape)}")
+    correct = (logits.argmax(dim=1) == targets).sum()
+    return int(correct.item()), targets.numel()
+
+
+def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """[K, K] int64 counts, rows = target class, columns = predicted class; sum them over batches.
+
+    Target labels outside 0..K-1 (e.g. an ignore label such as 255) are skipped; a prediction
+    outside that range is a bug and raises.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+    pred = pred.reshape(-1).long()
+    target = target.reshape(-1).long()
+    keep = (target >= 0) & (target < num_classes)
+    pred, target = pred[keep], target[keep]
+    if pred.numel() and (pred.min() < 0 or pred.max() >= num_classes):
+        raise ValueError(f"predictions must lie in 0..{num_classes - 1}")
+    counts = torch.bincount(target * num_classes + pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def miou_from_confusion(cm: Tensor) -> float:
+    """Mean IoU over the classes that occur in the target or the prediction (union > 0).
+
+    A class absent from both has IoU 0/0; counting it as 0 or 1 would make the score depend on
+    which classes a split happens to contain, so it is left out. Accumulate `cm` over the whole
+    split first (per-image mIoU averaged is a different, noisier number). NaN if `cm` is empty.
+    """
+    cm = cm.double()
+    inter = cm.diagonal()
+    union = cm.sum(dim=0) + cm.sum(dim=1) - inter
+    present = union > 0
+    if not bool(present.any()):
+        return math.nan
+    return float((inter[present] / union[present]).mean().item())

@@ -1,0 +1,1 @@
+"""Searches on Ray Tune with Optuna, results as Parquet, Pareto fronts, progress and plots."""

@@ -1,0 +1,54 @@
+"""Optuna inside Ray Tune, multi-objective, telling Optuna the truth about each trial's end.
+
+Ray's OptunaSearch tells Optuna "complete" for any trial that reported a value, even one a scheduler
+stopped after a few epochs or one that crashed later. Here only trials that ran the full budget are
+COMPLETE; early-stopped ones are PRUNED and errored ones FAIL, so partial-epoch metrics never shape
+the sampler nor (see pareto.py) the front.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from gradprom.errors import GradpromError
+
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    """A seeded Optuna sampler by name."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 2)))
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 2)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise GradpromError(f"unknown sampler '{name}'; valid samplers: {', '.join(SAMPLERS)}")
+
+
+class BudgetAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells COMPLETE only for trials that reached `budget` epochs."""
+
+    def __init__(self, *args: Any, budget: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.budget = budget
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        values = [(result or {}).get(m) for m in self.metric]
+        finished = (result or {}).get("epoch", 0) >= self.budget
+        usable = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        if error or (finished and not usable):
+            state, told = TrialState.FAIL, None
+        elif not finished:
+            state, told = TrialState.PRUNED, None
+        else:
+            state, told = TrialState.COMPLETE, values
+        self._ot_study.tell(self._ot_trials[trial_id], told, state=state)
+        self._completed_trials.add(trial_id)

@@ -1,0 +1,56 @@
+"""PNG plots people would rather look at than tables: PSNR against the task metric, front drawn."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from gradprom.orchestrator.pareto import front_rows
+
+
+def plot_front(rows: list[dict[str, Any]], path: Path, objectives: tuple[str, str] = ("psnr", "task_metric"),
+               title: str = "") -> Path:
+    """Scatter every finished trial (colour = strategy), stopped/failed ones hollow, the front as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({str(r.get("dataset")) for r in rows}) or [""]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.4 * len(datasets), 4.8), squeeze=False)
+    strategies = sorted({str(r.get("strategy")) for r in rows})
+    colours = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(strategies)}
+    x_key, y_key = objectives
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        mine = [r for r in rows if str(r.get("dataset")) == dataset and _finite(r, objectives)]
+        for strategy in strategies:
+            done = [r for r in mine if r.get("strategy") == strategy and r.get("status") == "completed"]
+            partial = [r for r in mine if r.get("strategy") == strategy and r.get("status") != "completed"]
+            if done:
+                ax.scatter([r[x_key] for r in done], [r[y_key] for r in done], color=colours[strategy],
+                           label=strategy, s=36, zorder=3)
+            if partial:
+                ax.scatter([r[x_key] for r in partial], [r[y_key] for r in partial], facecolors="none",
+                           edgecolors=colours[strategy], s=36, zorder=2,
+                           label=f"{strategy} (not full budget)")
+        front = sorted(front_rows(mine, objectives), key=lambda r: r[x_key])
+        if front:
+            ax.step([r[x_key] for r in front], [r[y_key] for r in front], where="pre", color="black",
+                    linewidth=1.2, label="Pareto front", zorder=4)
+        task = next((r.get("task") for r in mine), "")
+        metric = {"classification": "accuracy", "segmentation": "mIoU"}.get(str(task), y_key)
+        ax.set_xlabel(f"{x_key.upper().replace('_', ' ')} (dB)" if "psnr" in x_key else x_key)
+        ax.set_ylabel(f"{metric}" + (" (test)" if y_key.startswith("test_") else ""))
+        ax.set_title(f"{title or 'image quality vs task quality'} · {dataset}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _finite(row: dict[str, Any], keys: tuple[str, ...]) -> bool:
+    return all(isinstance(row.get(k), (int, float)) and math.isfinite(row[k]) for k in keys)

@@ -1,0 +1,272 @@
+"""`gradprom search`: one Optuna multi-objective study per dataset, run as Ray Tune trials.
+
+Everything is validated before Ray starts. Results land in OUT/NAME as trials/epochs/pareto Parquet.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from gradprom import SCHEMA_VERSION
+from gradprom.errors import GradpromError
+from gradprom.orchestrator.experiment import new_manifest, prepare_folder, write_manifest
+from gradprom.orchestrator.optuna_search import SAMPLERS, make_sampler
+from gradprom.orchestrator.pareto import OBJECTIVES, front_rows
+from gradprom.orchestrator.progress import front_table
+from gradprom.orchestrator.results import EPOCHS, PARETO, TRIALS, error_line, write_rows
+from gradprom.search_spaces import SearchSpace, apply_overrides, load_space
+from gradprom.trainables.config import TrialConfig
+
+SCHEDULERS = ("fifo", "asha")
+#: Tune's own bookkeeping keys, left out of the results tables
+TUNE_KEYS = {
+    "config", "date", "timestamp", "done", "should_checkpoint", "checkpoint_dir_name", "experiment_tag",
+    "iterations_since_restore", "time_since_restore", "timesteps_total", "episodes_total",
+    "timesteps_since_restore", "checkpoint_path", "pid", "time_this_iter_s", "time_total_s",
+}
+#: column order of trials.parquet (the rest follows alphabetically)
+LEADING = ("schema_version", "experiment", "dataset", "task", "trial_id", "status", "error", "epochs_done",
+           "budget", "strategy", "lam", "threshold", "psnr", "ssim", "task_metric", "acc", "acc_ref", "miou",
+           "miou_ref", "test_psnr", "test_ssim", "test_acc", "test_acc_ref", "test_miou", "test_miou_ref",
+           "promoted_frac", "cos_mean")
+
+
+@dataclass
+class SearchRequest:
+    """What `gradprom search` was asked; validated by `plan()` before Ray starts."""
+
+    space: str
+    datasets: list[str]
+    task: str = "classification"
+    trials: int = 12
+    epochs: int = 6
+    out: str = "results"
+    name: str = ""
+    seed: int = 0
+    address: str = ""
+    concurrency: int = 0
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    workers_per_trial: int = 1
+    scheduler: str = "fifo"
+    metric: str = "psnr"
+    sampler: str = "tpe"
+    params: list[str] = field(default_factory=list)
+    device: str = "auto"
+    resume: bool = False
+    overwrite: bool = False
+    max_failures: int = 0
+
+    def folder(self) -> Path:
+        return Path(self.out).expanduser().resolve() / self.name
+
+
+@dataclass
+class StudyPlan:
+    """One dataset's study: its space (after overrides) and the settings every trial shares."""
+
+    dataset: str
+    space: SearchSpace
+    base: dict[str, Any]
+
+    @property
+    def budget(self) -> int:
+        return int(self.base["epochs"])
+
+
+def plan(req: SearchRequest) -> list[StudyPlan]:
+    """Validate the whole request and build one StudyPlan per dataset; raises GradpromError on bad input."""
+    if req.trials < 1:
+        raise GradpromError(f"--trials must be ≥ 1, got {req.trials}")
+    if req.epochs < 1:
+        raise GradpromError(f"--epochs must be ≥ 1, got {req.epochs}")
+    if req.scheduler not in SCHEDULERS:
+        raise GradpromError(f"unknown scheduler '{req.scheduler}'; valid schedulers: {', '.join(SCHEDULERS)}")
+    if req.sampler not in SAMPLERS:
+        raise GradpromError(f"unknown sampler '{req.sampler}'; valid samplers: {', '.join(SAMPLERS)}")
+    if req.metric not in OBJECTIVES + ("ssim",):
+        raise GradpromError(f"--metric must be psnr, ssim or task_metric, got '{req.metric}'")
+    if req.cpus_per_trial <= 0 or req.gpus_per_trial < 0 or req.workers_per_trial < 1 or req.concurrency < 0:
+        raise GradpromError("--cpus-per-trial must be > 0, --gpus-per-trial ≥ 0, --workers-per-trial ≥ 1, "
+                            "--concurrency ≥ 0")
+    if not req.datasets:
+        raise GradpromError("--dataset names no dataset; e.g. --dataset synthetic")
+    threads = max(1, int(req.cpus_per_trial))
+    plans = []
+    for dataset in req.datasets:
+        space = apply_overrides(load_space(req.space, req.task), list(req.params))
+        if "epochs" in space.params:
+            raise GradpromError("epochs is the trial budget and cannot be searched; fix it with --epochs")
+        if not space.params:
+            raise GradpromError(f"space '{req.space}' has nothing left to search after --param; "
+                                "use `gradprom train` for a single configuration")
+        base = {"dataset": dataset, "task": req.task, "epochs": req.epochs, "seed": req.seed,
+                "device": req.device, "threads": threads, **space.fixed}
+        for endpoint in space.endpoints():
+            TrialConfig.from_dict({**base, **endpoint}).check_names()
+        plans.append(StudyPlan(dataset, space, base))
+    return plans
+
+
+@contextmanager
+def ray_runtime(address: str, num_cpus: int | None = None) -> Iterator[None]:
+    """Connect to `address`, or start Ray locally (dashboard off, nothing leaves the machine)."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing; Rich shows progress
+    if ray.is_initialized():
+        yield
+        return
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
+        raise GradpromError(f"could not start or reach {where}: {str(exc).splitlines()[0]}; check --address") from exc
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def prepare_reference(base: dict[str, Any], console: Console) -> None:
+    """Pretrain (or find cached) the clean-image reference recognizer once, before trials start."""
+    from gradprom.trainables.loop import build_data, resolve_device
+    from gradprom.trainables.reference import pretrained_recognizer
+
+    cfg = TrialConfig.from_dict(base)
+    with console.status(f"[bold]reference recognizer for {cfg.dataset}/{cfg.task}: trained once, then cached…"):
+        pretrained_recognizer(cfg, build_data(cfg), resolve_device(cfg.device), reference=True)
+
+
+def result_rows(grid: Any, study: StudyPlan, experiment: str) -> tuple[list[dict], list[dict]]:
+    """(trial rows, epoch rows) from a Tune ResultGrid; status completed / stopped_early / failed."""
+    trials, epochs = [], []
+    for result in grid:
+        trial_id = Path(result.path).name
+        final = {k: v for k, v in (result.metrics or {}).items() if k not in TUNE_KEYS}
+        done = int(final.get("epoch", 0) or 0)
+        status = "failed" if result.error else "completed" if done >= study.budget else "stopped_early"
+        config = TrialConfig.from_dict({**study.base, **(result.config or {})}).to_dict()
+        config.pop("cache_dir", None)
+        tags = {"schema_version": SCHEMA_VERSION, "experiment": experiment, "dataset": study.dataset,
+                "trial_id": trial_id}
+        trials.append({**config, **final, **tags, "status": status, "error": error_line(result.error),
+                       "epochs_done": done, "budget": study.budget, "space": study.space.name})
+        frame = result.metrics_dataframe
+        if frame is not None and len(frame):
+            for rec in frame.to_dict("records"):
+                if not isinstance(rec.get("epoch"), (int, float)) or math.isnan(rec["epoch"]):
+                    continue
+                row = {k: v for k, v in rec.items() if k not in TUNE_KEYS and not k.startswith("config/")}
+                epochs.append({**row, **tags, "task": study.base["task"], "strategy": config["strategy"],
+                               "lam": config["lam"], "threshold": config["threshold"]})
+    return trials, epochs
+
+
+def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Console) -> tuple[list, list]:
+    """One Optuna study through one Ray Tune Tuner; returns its (trial rows, epoch rows)."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from gradprom.orchestrator.optuna_search import BudgetAwareOptunaSearch
+    from gradprom.orchestrator.progress import SearchProgress
+    from gradprom.trainables.ray_trial import Placement, make_trainable
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = folder / "ray"
+    placement = Placement(workers=req.workers_per_trial, cpus=req.cpus_per_trial, gpus=req.gpus_per_trial,
+                          storage_path=str(storage / "train"))
+    trainable = make_trainable(study.base, placement)
+    run_dir = storage / study.dataset
+    progress = SearchProgress(req.trials, f"{study.dataset} · {req.space}", console, study.budget,
+                              study.base)
+    if req.resume and tune.Tuner.can_restore(str(run_dir)):
+        tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False)
+    else:
+        search = BudgetAwareOptunaSearch(
+            space=study.space.distributions(), metric=list(OBJECTIVES), mode=["max", "max"],
+            sampler=make_sampler(req.sampler, req.seed, req.trials), budget=study.budget)
+        scheduler = (ASHAScheduler(metric=req.metric, mode="max", time_attr="training_iteration",
+                                   max_t=study.budget, grace_period=1, reduction_factor=2)
+                     if req.scheduler == "asha" else FIFOScheduler())
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=req.trials,
+                                        max_concurrent_trials=req.concurrency or None, reuse_actors=True,
+                                        trial_dirname_creator=lambda trial: trial.trial_id),
+            run_config=tune.RunConfig(
+                name=study.dataset, storage_path=str(storage), verbose=0, callbacks=[progress],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=req.max_failures)),
+        )
+    with progress:
+        grid = tuner.fit()
+    return result_rows(grid, study, req.name)
+
+
+def run_search(req: SearchRequest, console: Console | None = None) -> Path:
+    """Run the whole search; returns the experiment folder holding the Parquet results."""
+    console = console or Console()
+    if not req.name:
+        req.name = f"{req.space}-{'_'.join(req.datasets)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    studies = plan(req)
+    folder = req.folder()
+    prepare_folder(folder, req.resume, req.overwrite)
+    manifest = new_manifest(asdict(req))
+    write_manifest(folder, manifest)
+
+    trials: list[dict] = []
+    epochs: list[dict] = []
+    local_cpus = os.cpu_count() or 1
+    if not req.concurrency and not req.address:
+        req.concurrency = max(1, int(local_cpus // (req.cpus_per_trial * req.workers_per_trial)))
+    with ray_runtime(req.address, None if req.address else local_cpus):
+        for study in studies:
+            if not req.address:
+                prepare_reference(study.base, console)
+            t_rows, e_rows = run_study(study, req, folder, console)
+            trials += t_rows
+            epochs += e_rows
+            write_results(folder, trials, epochs)  # after each study: a later crash keeps this one
+    front = write_results(folder, trials, epochs)
+    manifest.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=len(trials))
+    write_manifest(folder, manifest)
+    summarize(trials, front, folder, console)
+    return folder
+
+
+def write_results(folder: Path, trials: list[dict], epochs: list[dict]) -> list[dict]:
+    """Write the three Parquet files; returns the front rows."""
+    front = front_rows(trials)
+    write_rows(folder / TRIALS, trials, LEADING)
+    write_rows(folder / EPOCHS, epochs, ("dataset", "trial_id", "epoch"))
+    write_rows(folder / PARETO, front, LEADING)
+    return front
+
+
+def summarize(trials: list[dict], front: list[dict], folder: Path, console: Console) -> None:
+    counts = {s: sum(1 for t in trials if t["status"] == s) for s in ("completed", "stopped_early", "failed")}
+    datasets = ", ".join(sorted({str(t["dataset"]) for t in trials}))
+    console.print(front_table(front, f"Pareto front on {datasets}: PSNR vs task metric, validation split "
+                                     f"({len(front)} of {len(trials)} trials)"))
+    console.print(f"{len(trials)} trials: {counts['completed']} completed, {counts['stopped_early']} stopped early, "
+                  f"{counts['failed']} failed · results in {folder}")
+    for t in trials:
+        if t["status"] == "failed":
+            console.print(f"  [red]failed[/red] {t['trial_id']} ({t['strategy']}, λ={t['lam']:.3g}): {t['error']}")

@@ -1,0 +1,144 @@
+"""Named search spaces, stored as data (one JSON file each) and read by the orchestrator.
+
+A space file holds `description`, `fixed` (settings every trial gets), `params` (sampled settings:
+`float` with low/high/log, `int` with low/high/log, `categorical` with choices) and optionally
+`task_params` (extra params per task, e.g. a UNet's depth differs from a ResNet's). Every key must
+be a trial setting (`TrialConfig`), and every endpoint must be a valid value: checked on load.
+Users override from the CLI with `--param KEY=VALUE` (fix), `KEY=LOW:HIGH` (a range, numbers only) or
+`KEY=A,B,C` (choices; for text settings `;` also separates, as in
+`degradation=gaussian:sigma=0.1;composite:blur=1,peak=30`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import optuna.distributions as od
+
+from gradprom.errors import GradpromError, unknown_name
+from gradprom.trainables.config import TrialConfig
+
+PARAM_TYPES = ("float", "int", "categorical")
+
+
+@dataclass
+class SearchSpace:
+    """A named space: settings fixed for every trial plus the distributions Optuna samples."""
+
+    name: str
+    description: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def distributions(self) -> dict[str, od.BaseDistribution]:
+        """The params as Optuna distributions (what OptunaSearch samples)."""
+        out: dict[str, od.BaseDistribution] = {}
+        for key, spec in self.params.items():
+            if spec["type"] == "categorical":
+                out[key] = od.CategoricalDistribution(list(spec["choices"]))
+            elif spec["type"] == "int":
+                out[key] = od.IntDistribution(int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
+            else:
+                out[key] = od.FloatDistribution(float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
+        return out
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """One settings dict per extreme value of each param, to validate ranges before anything runs."""
+        out = []
+        for key, spec in self.params.items():
+            values = spec["choices"] if spec["type"] == "categorical" else [spec["low"], spec["high"]]
+            out.extend({**self.fixed, key: v} for v in values)
+        return out or [dict(self.fixed)]
+
+
+def _files() -> dict[str, Any]:
+    return {p.name[:-5]: p for p in resources.files(__name__).iterdir() if p.name.endswith(".json")}
+
+
+def space_names() -> list[str]:
+    return sorted(_files())
+
+
+def _check_spec(space: str, key: str, spec: dict[str, Any]) -> None:
+    kind = spec.get("type")
+    if kind not in PARAM_TYPES:
+        raise GradpromError(f"space '{space}': param '{key}' has type {kind!r}; use one of {', '.join(PARAM_TYPES)}")
+    if kind == "categorical":
+        if not spec.get("choices"):
+            raise GradpromError(f"space '{space}': categorical param '{key}' needs a non-empty 'choices' list")
+        return
+    if not ("low" in spec and "high" in spec) or not spec["low"] <= spec["high"]:
+        bounds = f"{spec.get('low')}..{spec.get('high')}"
+        raise GradpromError(f"space '{space}': param '{key}' needs low ≤ high, got {bounds}")
+    if spec.get("log") and not spec["low"] > 0:
+        raise GradpromError(f"space '{space}': log-scaled param '{key}' needs low > 0, got {spec['low']}")
+
+
+def validate(space: SearchSpace) -> SearchSpace:
+    """Every key a trial setting and every endpoint a valid value (via TrialConfig's own checks)."""
+    for key, spec in space.params.items():
+        _check_spec(space.name, key, spec)
+    for values in space.endpoints():
+        TrialConfig.from_dict(values).check_names()
+    return space
+
+
+def load_space(name: str, task: str = "classification") -> SearchSpace:
+    """Load a named space for `task`; unknown names give a did-you-mean listing the spaces."""
+    files = _files()
+    if name not in files:
+        raise unknown_name("search space", name, files)
+    raw = json.loads(files[name].read_text())
+    params = dict(raw.get("params", {}))
+    params.update(raw.get("task_params", {}).get(task, {}))
+    return validate(SearchSpace(name, raw.get("description", ""), dict(raw.get("fixed", {})), params))
+
+
+def parse_value(text: str) -> Any:
+    """CLI text → bool / int / float / str."""
+    low = text.strip()
+    if low.lower() in ("true", "false"):
+        return low.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(low)
+        except ValueError:
+            pass
+    return low
+
+
+def apply_overrides(space: SearchSpace, overrides: list[str]) -> SearchSpace:
+    """Apply `--param` overrides: KEY=VALUE fixes, KEY=LOW:HIGH sets a range, KEY=A,B,C sets choices."""
+    known = set(TrialConfig.field_names())
+    for item in overrides:
+        if "=" not in item:
+            raise GradpromError(f"--param '{item}' is not KEY=VALUE, KEY=LOW:HIGH or KEY=A,B,C (e.g. lam=0.1:1)")
+        key, text = (s.strip() for s in item.split("=", 1))
+        if key not in known:
+            raise unknown_name("trial setting", key, known)
+        space.params.pop(key, None)
+        space.fixed.pop(key, None)
+        if isinstance(getattr(TrialConfig(), key), str):
+            # names and specs: never a range; choices split on ';' (or ',' when the text has no '=',
+            # since a degradation spec such as composite:blur=1,peak=30 has commas of its own)
+            sep = ";" if ";" in text else "," if "," in text and "=" not in text else None
+            if sep:
+                space.params[key] = {"type": "categorical", "choices": [v.strip() for v in text.split(sep)]}
+            else:
+                space.fixed[key] = text
+        elif ":" in text:
+            low, high = (parse_value(v) for v in text.split(":", 1))
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+                raise GradpromError(f"--param {key}: range bounds must be numbers, got '{text}'")
+            kind = "int" if isinstance(getattr(TrialConfig(), key), int) and isinstance(low, int) \
+                and isinstance(high, int) else "float"
+            log = key == "lam" or (kind == "float" and low > 0 and high / low >= 100)
+            space.params[key] = {"type": kind, "low": low, "high": high, "log": log}
+        elif "," in text:
+            space.params[key] = {"type": "categorical", "choices": [parse_value(v) for v in text.split(",")]}
+        else:
+            space.fixed[key] = parse_value(text)
+    return validate(space)

@@ -1,0 +1,119 @@
+"""The seven strategies of design.md, each one small class."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gradprom.errors import GradpromError
+from gradprom.strategies.base import Strategy, flat_dot, safe_cos
+
+
+class EnhancerOnly(Strategy):
+    """Enhancer trained on L_IP alone; a recognizer pretrained on clean images only scores it."""
+
+    name = "enhancer_only"
+    trains_recognizer = False
+    needs_pretrained_recognizer = True
+    uses_aux_gradient = False
+
+    def combine(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> list[Tensor]:
+        if g_vr:
+            self.last_cos = safe_cos(*(t.sum() for t in (flat_dot(g_ip, g_vr), flat_dot(g_ip, g_ip),
+                                                         flat_dot(g_vr, g_vr)))).detach()
+        self.last_weight = torch.zeros(())
+        return list(g_ip)
+
+
+class Joint(Strategy):
+    """Plain task-driven training: always add λ·g_vr; the recognizer trains too."""
+
+    name = "joint"
+
+    def weights(self, cos: Tensor) -> Tensor:
+        return torch.ones_like(cos)
+
+
+class Frozen(Joint):
+    """ESTR-style: the recognizer is pretrained on clean images, then frozen; the enhancer adds λ·g_vr."""
+
+    name = "frozen"
+    trains_recognizer = False
+    needs_pretrained_recognizer = True
+
+
+class Threshold(Strategy):
+    """Promote λ·g_vr only when cos(g_ip, g_vr) ≥ τ."""
+
+    name = "threshold"
+
+    def __init__(self, lam: float = 1.0, threshold: float = 0.0, granularity: str = "global") -> None:
+        super().__init__(lam=lam, granularity=granularity)
+        if not -1.0 <= threshold <= 1.0:
+            raise GradpromError(f"threshold (τ) must lie in [-1, 1], got {threshold}; e.g. --param threshold=0.2")
+        self.threshold = float(threshold)
+
+    def weights(self, cos: Tensor) -> Tensor:
+        return (cos >= self.threshold).to(cos.dtype)
+
+    def describe(self) -> str:
+        return f"{self.name}(lam={self.lam:g}, threshold={self.threshold:g}, granularity={self.granularity})"
+
+
+class GradProm(Threshold):
+    """Gradient promotion: add λ·g_vr only when the two gradients agree (cos ≥ 0)."""
+
+    name = "gradprom"
+
+    def __init__(self, lam: float = 1.0, granularity: str = "global") -> None:
+        super().__init__(lam=lam, threshold=0.0, granularity=granularity)
+
+    def describe(self) -> str:
+        return Strategy.describe(self)
+
+
+class GradPromSoft(Strategy):
+    """The paper's lemma form: g_ip + λ·max(0, cos)·g_vr."""
+
+    name = "gradprom_soft"
+
+    def weights(self, cos: Tensor) -> Tensor:
+        return cos.clamp_min(0.0)
+
+
+class PCGrad(Strategy):
+    """PCGrad-like: on conflict (cos < 0) project g_vr onto g_ip's normal plane, then g_ip + λ·g_vr.
+
+    `symmetric=True` also projects g_ip onto g_vr's normal plane (the original PCGrad), both from the
+    original vectors.
+    """
+
+    name = "pcgrad"
+
+    def __init__(self, lam: float = 1.0, granularity: str = "global", symmetric: bool = False) -> None:
+        super().__init__(lam=lam, granularity=granularity)
+        self.symmetric = bool(symmetric)
+
+    def combine(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> list[Tensor]:
+        dots, sq_ip, sq_vr = flat_dot(g_ip, g_vr), flat_dot(g_ip, g_ip), flat_dot(g_vr, g_vr)
+        global_cos = safe_cos(dots.sum(), sq_ip.sum(), sq_vr.sum())
+        if self.granularity == "global":
+            n = len(g_ip)
+            cos, dots, sq_ip, sq_vr = global_cos.expand(n), dots.sum().expand(n), sq_ip.sum().expand(n), \
+                sq_vr.sum().expand(n)
+        else:
+            cos = safe_cos(dots, sq_ip, sq_vr)
+        conflict = cos < 0  # cos is 0 where a norm is 0, so zero vectors are never projected
+        coef_vr = torch.where(conflict, dots / sq_ip.clamp_min(torch.finfo(sq_ip.dtype).tiny), 0.0)
+        coef_ip = torch.where(conflict & torch.tensor(self.symmetric),
+                              dots / sq_vr.clamp_min(torch.finfo(sq_vr.dtype).tiny), 0.0)
+        self.last_cos, self.last_weight = global_cos.detach(), torch.ones(())
+        out = []
+        for a, b, cv, ci in zip(g_ip, g_vr, coef_vr, coef_ip, strict=True):
+            vr = b - cv.to(b.dtype) * a
+            ip = a - ci.to(a.dtype) * b
+            out.append(ip + self.lam * vr)
+        return out
+
+    def describe(self) -> str:
+        return f"{self.name}(lam={self.lam:g}, granularity={self.granularity}, symmetric={self.symmetric})"

@@ -1,0 +1,145 @@
+"""One trial's configuration: a flat, typed record (flat so it maps 1:1 onto Parquet columns).
+
+Validated before anything starts: unknown keys get a did-you-mean, wrong types and ranges one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gradprom.errors import GradpromError
+
+if TYPE_CHECKING:
+    from gradprom.strategies import Strategy
+
+DEVICES = ("auto", "cpu", "cuda")
+IP_LOSSES = ("l1", "mse")
+RECOGNIZER_INITS = ("pretrained", "scratch")
+
+
+def default_cache_dir() -> str:
+    """Where pretrained reference recognizers are cached: $GRADPROM_CACHE or ~/.cache/gradprom."""
+    return os.environ.get("GRADPROM_CACHE") or str(Path.home() / ".cache" / "gradprom")
+
+
+@dataclass
+class TrialConfig:
+    """Everything one trial needs; the search space overrides some of these per trial."""
+
+    # data
+    dataset: str = "synthetic"
+    task: str = "classification"
+    image_size: int = 48
+    n_train: int = 512
+    n_val: int = 128
+    n_test: int = 128
+    degradation: str = "gaussian:sigma=0.15"
+    # models
+    enhancer: str = "srresnet"
+    enhancer_blocks: int = 4
+    enhancer_channels: int = 16
+    recognizer: str = ""  # empty: the task's default (resnet / unet)
+    recognizer_depth: int = 0  # 0: the model's default (resnet 10, unet 3)
+    recognizer_width: int = 16
+    recognizer_init: str = "pretrained"
+    # gradient strategy
+    strategy: str = "gradprom"
+    lam: float = 1.0
+    threshold: float = 0.0
+    granularity: str = "global"
+    symmetric: bool = False
+    # optimisation
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_recognizer: float = 1e-3
+    loss_ip: str = "l1"
+    max_steps_per_epoch: int = 0  # 0: a full pass over the training split
+    pretrain_epochs: int = 10
+    # run
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # torch threads in this trial; 0 leaves torch's default
+    cache_dir: str = ""
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        positive = ("image_size", "n_train", "n_val", "n_test", "enhancer_blocks", "enhancer_channels",
+                    "recognizer_width", "epochs", "batch_size")
+        # recognizer_depth 0 means the model default, so it is only checked to be ≥ 0 below
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise GradpromError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("max_steps_per_epoch", "pretrain_epochs", "threads", "recognizer_depth"):
+            if getattr(self, name) < 0:
+                raise GradpromError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if not (self.lam > 0 and self.lam < float("inf")):
+            raise GradpromError(f"lam (λ) must be a finite number > 0, got {self.lam}")
+        if not -1.0 <= self.threshold <= 1.0:
+            raise GradpromError(f"threshold (τ) must lie in [-1, 1], got {self.threshold}")
+        for name in ("lr", "lr_recognizer"):
+            if not getattr(self, name) > 0:
+                raise GradpromError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name, valid in (("device", DEVICES), ("loss_ip", IP_LOSSES), ("recognizer_init", RECOGNIZER_INITS)):
+            if getattr(self, name) not in valid:
+                raise GradpromError(f"{name} must be one of {', '.join(valid)}, got '{getattr(self, name)}'")
+        if not self.cache_dir:
+            self.cache_dir = default_cache_dir()
+
+    def _check_types(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, f.name, float(value))
+            elif kind is int and isinstance(value, float) and value.is_integer():
+                setattr(self, f.name, int(value))
+            elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise GradpromError(f"{f.name} must be {kind.__name__}, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrialConfig:
+        """Build from a (search-space-merged) dict; unknown keys are refused with a did-you-mean."""
+        known = {f.name for f in fields(cls)}
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise GradpromError(f"unknown trial setting '{key}'.{hint} Valid settings: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def build_strategy(self) -> Strategy:
+        """The configured strategy, given exactly the options it accepts (lam, threshold, …)."""
+        from gradprom.strategies import get_strategy, strategy_options
+
+        options = {k: getattr(self, k) for k in strategy_options(self.strategy) if hasattr(self, k)}
+        return get_strategy(self.strategy, **options)
+
+    def check_names(self) -> TrialConfig:
+        """Check the names against the registries (strategy and its options, dataset and task, models,
+        degradation) so a typo fails before Ray starts, not inside a trial."""
+        from gradprom.datasets import dataset_info, parse_degradation
+        from gradprom.models import MODELS
+
+        self.build_strategy()
+        tasks = dataset_info(self.dataset)["tasks"]
+        if self.task not in tasks:
+            raise GradpromError(f"dataset '{self.dataset}' has no task '{self.task}'; its tasks: {', '.join(tasks)}")
+        parse_degradation(self.degradation)
+        for model in (self.enhancer, self.recognizer):
+            if model:
+                MODELS.get(model)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

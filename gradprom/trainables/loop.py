@@ -1,0 +1,320 @@
+"""One trial: train enhancer + recognizer with a gradient strategy, evaluate, report, checkpoint.
+
+No Ray here: `train_trial(config, report)` runs in a plain loop (benchmarks, debugging, GPU machines
+without Ray) and Ray only glues it in (`gradprom.trainables.ray_trial`). Under torch.distributed
+(Ray Train's worker group) it shards the data and averages gradients itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gradprom import SCHEMA_VERSION
+from gradprom.datasets import Degradation, TaskData, get_dataset, parse_degradation
+from gradprom.errors import GradpromError, NonFiniteLossError
+from gradprom.metrics import accuracy_counts, confusion_matrix, miou_from_confusion, psnr, ssim
+from gradprom.models import create_model
+from gradprom.strategies import Strategy
+from gradprom.trainables import distributed as ddp
+from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
+from gradprom.trainables.config import TrialConfig
+from gradprom.trainables.reference import (
+    CALIBRATION_IMAGES,
+    pretrained_recognizer,
+    recalibrate_batchnorm,
+    recognizer_spec,
+    task_loss,
+)
+
+#: report(metrics, checkpoint_dir or None): called once per epoch on every worker
+Reporter = Callable[[dict[str, Any], "str | None"], None]
+
+EVAL_BATCH = 64
+
+
+def task_metric_name(task: str) -> str:
+    """The task metric's column name: `acc` for classification, `miou` for segmentation."""
+    return {"classification": "acc", "segmentation": "miou"}[task]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GradpromError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seeded_generator(device: torch.device, *parts: int) -> torch.Generator:
+    """A generator on `device` seeded from integers, so each (seed, epoch, rank) stream is reproducible."""
+    seed = 0
+    for p in parts:
+        seed = (seed * 1_000_003 + int(p)) % (2**63 - 1)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@dataclass
+class Trial:
+    """Everything a trial trains and evaluates with, built once."""
+
+    cfg: TrialConfig
+    device: torch.device
+    data: TaskData
+    degradation: Degradation
+    enhancer: nn.Module
+    recognizer: nn.Module
+    reference: nn.Module
+    strategy: Strategy
+    opt_enhancer: torch.optim.Optimizer
+    opt_recognizer: torch.optim.Optimizer | None
+    val_inputs: Tensor
+    test_inputs: Tensor
+    calibration_inputs: Tensor  # degraded training images, for the recognizer's BatchNorm statistics
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_data(dataset: str, task: str, image_size: int, seed: int, n_train: int, n_val: int,
+                 n_test: int) -> TaskData:
+    return get_dataset(dataset, task=task, image_size=image_size, seed=seed, n_train=n_train, n_val=n_val,
+                       n_test=n_test)
+
+
+def build_data(cfg: TrialConfig) -> TaskData:
+    """The trial's dataset; memoised per process, since Ray reuses trial actors across trials."""
+    return _cached_data(cfg.dataset, cfg.task, cfg.image_size, cfg.seed, cfg.n_train, cfg.n_val, cfg.n_test)
+
+
+def build_trial(cfg: TrialConfig) -> Trial:
+    """Data, degradation, models, strategy and optimisers for `cfg` (deterministic by cfg.seed)."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    strategy = cfg.build_strategy()
+    degradation = parse_degradation(cfg.degradation)
+    data = build_data(cfg).to(device)
+
+    reference = pretrained_recognizer(cfg, data, device, reference=True)
+    reference.requires_grad_(False)
+    if strategy.needs_pretrained_recognizer or cfg.recognizer_init == "pretrained":
+        recognizer = pretrained_recognizer(cfg, data, device)
+    else:
+        torch.manual_seed(cfg.seed + 1)
+        name, kwargs = recognizer_spec(cfg, data)
+        recognizer = create_model(name, **kwargs).to(device)
+    if not strategy.trains_recognizer:
+        recognizer.requires_grad_(False).eval()
+
+    torch.manual_seed(cfg.seed)
+    enhancer = create_model(cfg.enhancer, in_channels=data.channels, blocks=cfg.enhancer_blocks,
+                            channels=cfg.enhancer_channels, scale=degradation.scale).to(device)
+    ddp.broadcast_module_(enhancer)
+    ddp.broadcast_module_(recognizer)
+    opt_e = torch.optim.Adam(enhancer.parameters(), lr=cfg.lr)
+    opt_r = torch.optim.Adam(recognizer.parameters(), lr=cfg.lr_recognizer) if strategy.trains_recognizer else None
+
+    # Validation and test degradations are drawn once from fixed streams: every epoch and every trial
+    # of a search scores the very same degraded images.
+    val_inputs = degrade_fixed(degradation, data.val.images, seeded_generator(device, cfg.seed, 101))
+    test_inputs = degrade_fixed(degradation, data.test.images, seeded_generator(device, cfg.seed, 202))
+    calibration = degrade_fixed(degradation, data.train.images[:CALIBRATION_IMAGES],
+                                seeded_generator(device, cfg.seed, 303))
+    return Trial(cfg, device, data, degradation, enhancer, recognizer, reference, strategy, opt_e, opt_r,
+                 val_inputs, test_inputs, calibration)
+
+
+def degrade_fixed(degradation: Degradation, images: Tensor, gen: torch.Generator) -> Tensor:
+    return torch.cat([degradation(images[i:i + EVAL_BATCH], gen) for i in range(0, len(images), EVAL_BATCH)])
+
+
+def ip_loss(kind: str, x_hat: Tensor, x: Tensor) -> Tensor:
+    return F.l1_loss(x_hat, x) if kind == "l1" else F.mse_loss(x_hat, x)
+
+
+def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """One step, top to bottom. Returns (loss_ip, loss_vr) as tensors (no host sync but the NaN check).
+
+    Both losses reach the enhancer's parameters θ only through the enhanced image x̂, so we take
+    ∂L/∂x̂ for each loss (one backward through the recognizer, which also yields ∇φ L_VR) and then
+    two vector-Jacobian products through the enhancer: g_ip = ∇θ L_IP and g_vr = ∇θ L_VR.
+    """
+    theta = [p for p in t.enhancer.parameters() if p.requires_grad]
+    phi = [p for p in t.recognizer.parameters() if p.requires_grad] if t.strategy.trains_recognizer else []
+
+    x_in = t.degradation(x, gen)                       # degraded on the fly, on the device
+    x_hat = t.enhancer(x_in)                           # enhanced image
+    loss_ip = ip_loss(t.cfg.loss_ip, x_hat, x)         # image-quality loss L_IP
+    if t.strategy.uses_aux_gradient:
+        loss_vr = task_loss(t.recognizer(x_hat), y)    # recognition loss L_VR, through x̂
+    else:
+        loss_vr = torch.zeros((), device=x.device)
+    if not torch.isfinite(loss_ip + loss_vr):
+        raise NonFiniteLossError("non-finite loss")
+
+    # cotangents at x̂ (and the recognizer's own gradient, from the same backward)
+    (u_ip,) = torch.autograd.grad(loss_ip, x_hat, retain_graph=True)
+    if t.strategy.uses_aux_gradient:
+        u_vr, *g_phi = torch.autograd.grad(loss_vr, [x_hat, *phi], retain_graph=True)
+        g_ip = list(torch.autograd.grad(x_hat, theta, u_ip, retain_graph=True))
+        g_vr = list(torch.autograd.grad(x_hat, theta, u_vr))
+    else:
+        g_phi, g_vr = [], []
+        g_ip = list(torch.autograd.grad(x_hat, theta, u_ip))
+
+    ddp.average_(g_ip, g_vr, g_phi)                    # same vectors on every replica, before the cosine
+    update = t.strategy.combine(g_ip, g_vr)            # the paper's core: how the two gradients combine
+
+    for p, g in zip(theta, update, strict=True):
+        p.grad = g
+    t.opt_enhancer.step()
+    if t.opt_recognizer is not None:
+        for p, g in zip(phi, g_phi, strict=True):
+            p.grad = g
+        t.opt_recognizer.step()
+    return loss_ip.detach(), loss_vr.detach()
+
+
+def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
+    """One pass over this worker's shard of the training split; returns training-side metrics."""
+    cfg, rank, world_size = t.cfg, *ddp.world()
+    per_worker = max(1, cfg.batch_size // world_size)
+    order = torch.randperm(len(t.data.train), generator=torch.Generator().manual_seed(cfg.seed * 7 + epoch))
+    shard = order[rank::world_size].to(t.device)
+    steps = len(shard) // per_worker
+    if cfg.max_steps_per_epoch:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    if steps == 0:
+        raise GradpromError(f"batch_size {cfg.batch_size} is larger than the training split; lower --batch-size")
+    gen = seeded_generator(t.device, cfg.seed, epoch, rank)
+    t.enhancer.train()
+    if t.strategy.trains_recognizer:
+        t.recognizer.train()
+
+    losses_ip, losses_vr, cosines, weights = [], [], [], []
+    start = time.perf_counter()
+    for step in range(steps):
+        idx = shard[step * per_worker:(step + 1) * per_worker]
+        try:
+            loss_ip, loss_vr = train_step(t, t.data.train.images[idx], t.data.train.targets[idx], gen)
+        except NonFiniteLossError as exc:
+            raise NonFiniteLossError(f"non-finite loss at epoch {epoch} step {step + 1}") from exc
+        losses_ip.append(loss_ip)
+        losses_vr.append(loss_vr)
+        cosines.append(t.strategy.last_cos)
+        weights.append(t.strategy.last_weight)
+    elapsed = time.perf_counter() - start
+    ddp.average_buffers_(t.recognizer)
+
+    measured = t.strategy.uses_aux_gradient
+    return {
+        "loss_ip": torch.stack(losses_ip).mean().item(),
+        "loss_vr": torch.stack(losses_vr).mean().item() if measured else math.nan,
+        "cos_mean": torch.stack(cosines).float().mean().item() if measured else math.nan,
+        "promoted_frac": torch.stack(weights).float().mean().item(),
+        "steps": steps,
+        "time_train_s": elapsed,
+        "step_ms": 1000 * elapsed / steps,
+        "images_per_s": steps * per_worker * world_size / elapsed,
+    }
+
+
+@torch.no_grad()
+def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
+    """PSNR/SSIM of the enhanced images, and the task metric by the trial's and the reference recognizer."""
+    images, targets = getattr(t.data, split).images, getattr(t.data, split).targets
+    rank, world_size = ddp.world()
+    t.enhancer.eval()
+    if t.strategy.trains_recognizer:  # the same images on every replica, so the buffers stay identical
+        recalibrate_batchnorm(t.recognizer, [t.enhancer(x).clamp(0, 1) for x in t.calibration_inputs.split(EVAL_BATCH)])
+    t.recognizer.eval()
+    k = t.data.num_classes
+    sums = {name: torch.zeros((), dtype=torch.float64, device=t.device) for name in ("psnr", "ssim", "psnr_in", "n")}
+    counts = {name: torch.zeros(2 if t.data.task == "classification" else k * k, dtype=torch.int64, device=t.device)
+              for name in ("own", "ref")}
+    for start in range(rank * EVAL_BATCH, len(images), EVAL_BATCH * world_size):
+        x, y, x_in = images[start:start + EVAL_BATCH], targets[start:start + EVAL_BATCH], \
+            inputs[start:start + EVAL_BATCH]
+        x_hat = t.enhancer(x_in).clamp(0, 1)
+        baseline = x_in if x_in.shape == x.shape else F.interpolate(x_in, size=x.shape[-2:], mode="bilinear")
+        sums["psnr"] += psnr(x_hat, x).double().sum()
+        sums["ssim"] += ssim(x_hat, x).double().sum()
+        sums["psnr_in"] += psnr(baseline.clamp(0, 1), x).double().sum()
+        sums["n"] += len(x)
+        for name, model in (("own", t.recognizer), ("ref", t.reference)):
+            logits = model(x_hat)
+            if t.data.task == "classification":
+                counts[name] += torch.tensor(accuracy_counts(logits, y), device=t.device)
+            else:
+                counts[name] += confusion_matrix(logits.argmax(1), y, k).reshape(-1)
+    ddp.sum_(sums)
+    ddp.sum_(counts)
+    n = sums["n"].item()
+    out = {"psnr": sums["psnr"].item() / n, "ssim": sums["ssim"].item() / n, "psnr_input": sums["psnr_in"].item() / n}
+    metric = task_metric_name(t.data.task)
+    for name, suffix in (("own", ""), ("ref", "_ref")):
+        c = counts[name]
+        out[metric + suffix] = (c[0] / c[1]).item() if metric == "acc" else miou_from_confusion(c.view(k, k))
+    return out
+
+
+def trial_state(t: Trial, epoch: int) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "enhancer": t.enhancer.state_dict(),
+        "recognizer": t.recognizer.state_dict(),
+        "opt_enhancer": t.opt_enhancer.state_dict(),
+        "opt_recognizer": t.opt_recognizer.state_dict() if t.opt_recognizer else {},
+    }
+
+
+def restore_state(t: Trial, state: dict[str, Any]) -> int:
+    """Load a checkpoint into the trial; returns the last finished epoch."""
+    t.enhancer.load_state_dict(state["enhancer"])
+    t.recognizer.load_state_dict(state["recognizer"])
+    t.opt_enhancer.load_state_dict(state["opt_enhancer"])
+    if t.opt_recognizer is not None and state["opt_recognizer"]:
+        t.opt_recognizer.load_state_dict(state["opt_recognizer"])
+    return int(state["epoch"])
+
+
+def train_trial(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
+                resume_from: str | Path | None = None) -> dict[str, Any]:
+    """Train one trial for `config.epochs`, reporting validation metrics (and a checkpoint) every epoch.
+
+    The last epoch's report also carries the test-split figures (`test_*`). Returns that last report.
+    A NaN/inf loss raises `NonFiniteLossError("non-finite loss at epoch E step S")`.
+    """
+    cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    t = build_trial(cfg)
+    rank, _ = ddp.world()
+    first_epoch = restore_state(t, load_checkpoint(resume_from)) + 1 if resume_from else 1
+    metric = task_metric_name(cfg.task)
+    last: dict[str, Any] = {}
+    started = time.perf_counter()
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        metrics: dict[str, Any] = {"epoch": epoch, "schema_version": SCHEMA_VERSION}
+        metrics.update(train_epoch(t, epoch))
+        tic = time.perf_counter()
+        metrics.update(evaluate(t, t.val_inputs, "val"))
+        if epoch == cfg.epochs:
+            test = evaluate(t, t.test_inputs, "test")
+            metrics.update({f"test_{k}": v for k, v in test.items()})
+        metrics["time_eval_s"] = time.perf_counter() - tic
+        metrics["wall_s"] = time.perf_counter() - started
+        metrics["task_metric"] = metrics[metric]
+        with tempfile.TemporaryDirectory(prefix="gradprom-ckpt-") as tmp:
+            checkpoint_dir = str(save_checkpoint(tmp, trial_state(t, epoch)).parent) if rank == 0 else None
+            if report is not None:
+                report(metrics, checkpoint_dir)
+        last = metrics
+    return last

@@ -1,0 +1,83 @@
+"""Ray glue for `train_trial`: the only module of trainables/ that imports Ray.
+
+One-worker trials run in the Tune trial's own process (no worker group to start). Trials with
+`workers > 1` start a Ray Train `TorchTrainer` (DDP process group, gloo on CPU / nccl on GPU) from
+inside the Tune function, and its reports reach Tune through `TuneReportCallback`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ray.train
+import ray.tune
+from ray.train import Checkpoint
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from gradprom.trainables.loop import train_trial
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How one trial runs: workers, CPUs and GPUs per worker (fractions allowed), where Train stores."""
+
+    workers: int = 1
+    cpus: float = 1.0
+    gpus: float = 0.0
+    storage_path: str = ""
+
+    def trial_resources(self) -> dict[str, float]:
+        """Resources of the Tune trial itself: all of them for one worker, a token for a Train driver."""
+        if self.workers == 1:
+            return {"CPU": self.cpus, "GPU": self.gpus}
+        return {"CPU": 0.01}
+
+
+def _run(report_fn: Any, get_checkpoint: Any, config: dict[str, Any]) -> None:
+    """Resume from the latest checkpoint if Ray has one, and report every epoch through `report_fn`."""
+
+    def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        report_fn(metrics, checkpoint=Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
+
+    checkpoint = get_checkpoint()
+    if checkpoint is None:
+        train_trial(config, report)
+    else:
+        with checkpoint.as_directory() as directory:
+            train_trial(config, report, resume_from=directory)
+
+
+def _worker_loop(config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker (the process group is already up)."""
+    _run(ray.train.report, ray.train.get_checkpoint, config)
+
+
+def tune_trial(sampled: dict[str, Any], base: dict[str, Any], placement: Placement) -> None:
+    """The Tune function trainable: `base` settings overridden by the searcher's `sampled` ones."""
+    config = {**base, **sampled}
+    if placement.workers == 1:
+        _run(ray.tune.report, ray.tune.get_checkpoint, config)
+        return
+    trial_id = ray.tune.get_context().get_trial_id()
+    resources = {"CPU": placement.cpus, **({"GPU": placement.gpus} if placement.gpus else {})}
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(num_workers=placement.workers, use_gpu=placement.gpus > 0,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=f"train-trial_id={trial_id}",  # stable name: a restarted trial resumes its Train run
+            storage_path=placement.storage_path or None,
+            callbacks=[TuneReportCallback()],
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    trainer.fit()
+
+
+def make_trainable(base: dict[str, Any], placement: Placement) -> Any:
+    """`tune_trial` with its fixed arguments bound and its resources attached, ready for a Tuner."""
+    trainable = ray.tune.with_parameters(tune_trial, base=base, placement=placement)
+    return ray.tune.with_resources(trainable, placement.trial_resources())

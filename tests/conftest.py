@@ -1,0 +1,28 @@
+"""Shared fixtures: tiny trial settings and an isolated cache, so tests stay fast and independent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+#: a trial small enough for a 2-core CPU in about a second per epoch
+TINY = {
+    "image_size": 32, "n_train": 64, "n_val": 32, "n_test": 32, "enhancer_blocks": 1, "enhancer_channels": 8,
+    "recognizer_width": 4, "batch_size": 16, "pretrain_epochs": 1, "epochs": 1, "device": "cpu", "threads": 1,
+}
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> dict:
+    """TINY settings with a per-test recognizer cache."""
+    return {**TINY, "cache_dir": str(tmp_path / "cache")}
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One recognizer cache for the session's end-to-end runs (the cache is part of what they exercise)."""
+    return str(tmp_path_factory.mktemp("gradprom-cache"))

@@ -1,0 +1,252 @@
+"""Dataset registry and the built-in `synthetic` dataset: determinism, shapes, labels and errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gradprom.datasets import (
+    DATASETS,
+    TASKS,
+    Split,
+    TaskData,
+    dataset_info,
+    dataset_names,
+    get_dataset,
+    get_degradation,
+    register_dataset,
+)
+from gradprom.errors import GradpromError
+
+SMALL = {"image_size": 32, "n_train": 60, "n_val": 30, "n_test": 30}
+
+
+def small(task: str = "classification", seed: int = 0, **overrides: object) -> TaskData:
+    return get_dataset("synthetic", task=task, seed=seed, **{**SMALL, **overrides})
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_shapes_dtypes_ranges(task: str) -> None:
+    data = small(task)
+    assert (data.name, data.task, data.num_classes, data.channels, data.image_size) == (
+        "synthetic",
+        task,
+        3,
+        1,
+        32,
+    )
+    assert len(data.class_names) == 3
+    for split, n in ((data.train, 60), (data.val, 30), (data.test, 30)):
+        assert len(split) == n
+        assert split.images.shape == (n, 1, 32, 32)
+        assert split.images.dtype == torch.float32
+        assert split.targets.dtype == torch.int64
+        assert split.targets.shape == ((n,) if task == "classification" else (n, 32, 32))
+        assert split.images.min() >= 0.0 and split.images.max() <= 1.0
+        assert set(split.targets.unique().tolist()) == {0, 1, 2}
+
+
+def test_intensities_mostly_in_medical_range() -> None:
+    images = small().train.images
+    lo, hi = torch.quantile(images.flatten(), torch.tensor([0.005, 0.995])).tolist()
+    assert 0.05 < lo < 0.3 and 0.5 < hi < 0.95
+    assert images.std() > 0.05  # not a flat image
+
+
+def test_same_seed_same_tensors_different_seed_differs() -> None:
+    a, b, c = small(seed=3), small(seed=3), small(seed=4)
+    for name in ("train", "val", "test"):
+        assert torch.equal(getattr(a, name).images, getattr(b, name).images)
+        assert torch.equal(getattr(a, name).targets, getattr(b, name).targets)
+        assert not torch.equal(getattr(a, name).images, getattr(c, name).images)
+
+
+def test_splits_differ_and_are_independent_of_other_counts() -> None:
+    data = small(n_val=60, n_test=60)
+    assert not torch.equal(data.train.images, data.val.images)
+    assert not torch.equal(data.val.images, data.test.images)
+    # Each split has its own stream: changing n_train leaves val and test untouched.
+    other = small(n_train=17, n_val=60, n_test=60)
+    assert torch.equal(data.val.images, other.val.images)
+    assert torch.equal(data.test.targets, other.test.targets)
+
+
+def test_classes_balanced() -> None:
+    targets = get_dataset("synthetic", image_size=16, n_train=301, n_val=1, n_test=1).train.targets
+    counts = torch.bincount(targets, minlength=3)
+    assert counts.max() - counts.min() <= 1
+
+
+def test_segmentation_shares_images_and_masks_match_labels() -> None:
+    cls, seg = small("classification", seed=1), small("segmentation", seed=1)
+    assert torch.equal(cls.train.images, seg.train.images)
+    labels, masks = cls.train.targets, seg.train.targets
+    fine = (masks == 2).flatten(1).sum(1)
+    organ = (masks >= 1).flatten(1).float().mean(1)
+    assert (fine[labels == 0] == 0).all()  # normal images have no fine structure
+    assert (fine[labels != 0] > 0).all()  # lesion and vessel images always do
+    assert (fine < 0.1 * 32 * 32).all()  # and it is fine: a small share of the image
+    assert (organ > 0.1).all() and (organ < 0.6).all()
+    assert seg.class_names == ["background", "organ", "fine structure"]
+    assert cls.class_names == ["normal", "lesions", "vessels"]
+
+
+def test_fine_structure_lies_inside_the_organ() -> None:
+    seg = small("segmentation", seed=2).train.targets
+    for mask in seg:
+        fine = (mask == 2).nonzero()
+        if len(fine):
+            ys, xs = (mask == 1).nonzero(as_tuple=True)
+            assert fine[:, 0].min() >= ys.min() and fine[:, 0].max() <= ys.max()
+            assert fine[:, 1].min() >= xs.min() and fine[:, 1].max() <= xs.max()
+
+
+def test_lesions_are_blobs_and_vessels_are_thin() -> None:
+    cls, seg = small(seed=5, n_train=90), small("segmentation", seed=5, n_train=90)
+    fine = (seg.train.targets == 2).float().unsqueeze(1)
+    # Fine pixels whose whole 3x3 neighbourhood is fine: the centres of discs, never on 1-px lines.
+    interior = (-F.max_pool2d(-fine, 3, 1, 1) == 1).flatten(1).sum(1)
+    labels, total = cls.train.targets, fine.flatten(1).sum(1)
+    assert interior[labels == 1].sum() / total[labels == 1].sum() > 0.02
+    assert interior[labels == 2].sum() / total[labels == 2].sum() < 0.01
+
+
+def test_generation_is_fast() -> None:
+    # CPU time, not wall time, so other jobs sharing the machine don't make this flaky.
+    start = time.process_time()
+    get_dataset("synthetic", image_size=64, n_train=1000, n_val=1, n_test=1)
+    assert time.process_time() - start < 2.0
+
+
+def _fit_linear(features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    weights = torch.zeros(features.shape[1], 3, requires_grad=True)
+    opt = torch.optim.LBFGS([weights], max_iter=100)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(features @ weights, targets) + 1e-3 * (weights**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return weights.detach()
+
+
+def _fine_features(x: torch.Tensor) -> torch.Tensor:
+    """Strength of the strongest high-pass responses relative to the image's typical texture."""
+    highpass = (x - get_degradation("blur", sigma=1.5)(x)).flatten(1).abs()
+    top = highpass.topk(60, dim=1).values
+    typical = highpass.median(1).values[:, None] + 1e-3
+    feats = torch.stack([top[:, :k].mean(1) for k in (3, 10, 30, 60)], 1) / typical
+    return torch.cat([feats.log(), torch.ones(len(x), 1)], 1)
+
+
+def _coarse_features(x: torch.Tensor) -> torch.Tensor:
+    """What a model could use if the label leaked into coarse content: 4x4 means, global mean/std."""
+    pooled = F.adaptive_avg_pool2d(x, 4).flatten(1)
+    flat = x.flatten(1)
+    return torch.cat(
+        [pooled, flat.mean(1, keepdim=True), flat.std(1, keepdim=True), torch.ones(len(x), 1)], 1
+    )
+
+
+@pytest.fixture(scope="module")
+def recognition_data() -> TaskData:
+    return get_dataset("synthetic", image_size=32, seed=0, n_train=600, n_val=1, n_test=300)
+
+
+def test_noise_hurts_a_classifier_trained_on_clean_images(recognition_data: TaskData) -> None:
+    """The label must live in fine detail: a clean-trained classifier works, and sigma=0.15 breaks it."""
+    train, test = recognition_data.train, recognition_data.test
+    weights = _fit_linear(_fine_features(train.images), train.targets)
+
+    def accuracy(x: torch.Tensor) -> float:
+        return ((_fine_features(x) @ weights).argmax(1) == test.targets).float().mean().item()
+
+    noisy = get_degradation("gaussian", sigma=0.15)(test.images, torch.Generator().manual_seed(0))
+    clean_acc, noisy_acc = accuracy(test.images), accuracy(noisy)
+    assert clean_acc > 0.7
+    assert noisy_acc < clean_acc - 0.25
+
+
+def test_not_solvable_from_coarse_features(recognition_data: TaskData) -> None:
+    train, test = recognition_data.train, recognition_data.test
+    weights = _fit_linear(_coarse_features(train.images), train.targets)
+    acc = ((_coarse_features(test.images) @ weights).argmax(1) == test.targets).float().mean().item()
+    assert acc < 0.45  # chance is 1/3
+
+
+def test_to_device_keeps_everything() -> None:
+    data = small()
+    moved = data.to("cpu")
+    assert moved is not data and moved.class_names == data.class_names
+    assert torch.equal(moved.test.images, data.test.images)
+    assert moved.train.to(torch.device("cpu")).targets.device.type == "cpu"
+
+
+def test_split_rejects_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="3 images but 2 targets"):
+        Split(torch.zeros(3, 1, 4, 4), torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
+        Split(torch.zeros(3, 4, 4), torch.zeros(3, dtype=torch.int64))
+
+
+def test_unknown_dataset_suggests_a_name() -> None:
+    with pytest.raises(GradpromError, match="unknown dataset 'synthetc'.*Did you mean 'synthetic'"):
+        get_dataset("synthetc")
+
+
+def test_unsupported_task_lists_the_supported_ones() -> None:
+    with pytest.raises(
+        GradpromError, match="does not support task 'detection'.*classification, segmentation"
+    ):
+        get_dataset("synthetic", task="detection")
+
+
+@pytest.mark.parametrize("size", [0, 12, 30, 66.0, True, "64"])
+def test_bad_image_size(size: object) -> None:
+    with pytest.raises(GradpromError, match="image_size must be an integer >= 16 and a multiple of 4"):
+        get_dataset("synthetic", image_size=size)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("option", "value"), [("n_train", 0), ("n_val", -1), ("n_test", 2.5)])
+def test_bad_counts(option: str, value: object) -> None:
+    with pytest.raises(GradpromError, match=f"{option} must be an integer >= 1") as info:
+        get_dataset("synthetic", image_size=16, **{option: value})
+    assert "\n" not in str(info.value)
+
+
+def test_bad_seed() -> None:
+    with pytest.raises(GradpromError, match="seed must be an integer >= 0"):
+        get_dataset("synthetic", seed=-1)
+
+
+def test_unknown_option_lists_valid_options() -> None:
+    with pytest.raises(GradpromError, match="no option 'n_trian'; valid options: n_test, n_train, n_val"):
+        get_dataset("synthetic", n_trian=10)
+
+
+def test_names_info_and_registering_a_dataset() -> None:
+    assert "synthetic" in dataset_names()
+    info = dataset_info("synthetic")
+    assert info["tasks"] == ("classification", "segmentation")
+    assert info["options"] == {"n_train": 512, "n_val": 128, "n_test": 128}
+    assert "lesions" in info["help"]
+
+    @register_dataset("_test_tiny", tasks=("classification",), help="tiny")
+    def tiny(task: str, image_size: int, seed: int, n: int = 2) -> TaskData:
+        split = Split(torch.zeros(n, 1, image_size, image_size), torch.zeros(n, dtype=torch.int64))
+        return TaskData("_test_tiny", task, 2, 1, image_size, ["a", "b"], split, split, split)
+
+    try:
+        assert len(get_dataset("_test_tiny", image_size=16, n=3).train) == 3
+        with pytest.raises(GradpromError, match="supported tasks: classification$"):
+            get_dataset("_test_tiny", task="segmentation")
+        with pytest.raises(GradpromError, match="already registered"):
+            register_dataset("_test_tiny", tiny)
+    finally:  # keep the global registry as other tests expect it
+        DATASETS._entries.pop("_test_tiny", None)
+        DATASETS._meta.pop("_test_tiny", None)

@@ -1,0 +1,43 @@
+"""Optuna is told COMPLETE only for full-budget trials: early-stopped ones are PRUNED, errors FAIL."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from gradprom.errors import GradpromError
+from gradprom.orchestrator.optuna_search import BudgetAwareOptunaSearch, make_sampler
+from gradprom.search_spaces import load_space
+
+
+def searcher(budget: int = 4) -> BudgetAwareOptunaSearch:
+    s = BudgetAwareOptunaSearch(space=load_space("lambda_threshold").distributions(), metric=["psnr", "task_metric"],
+                                mode=["max", "max"], sampler=make_sampler("random", 0, 8), budget=budget)
+    return s
+
+
+def test_states_told_to_optuna() -> None:
+    s = searcher()
+    for tid in ("full", "stopped", "crashed", "nan"):
+        assert set(s.suggest(tid)) == {"lam", "threshold"}
+    s.on_trial_complete("full", {"epoch": 4, "psnr": 25.0, "task_metric": 0.6})
+    s.on_trial_complete("stopped", {"epoch": 2, "psnr": 99.0, "task_metric": 0.99})
+    s.on_trial_complete("crashed", {"epoch": 4, "psnr": 25.0, "task_metric": 0.6}, error=True)
+    s.on_trial_complete("nan", {"epoch": 4, "psnr": float("nan"), "task_metric": 0.6})
+    states = [t.state for t in s._ot_study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.FAIL]
+    assert s._ot_study.best_trials[0].values == [25.0, 0.6]  # the stopped trial's 99 dB never counted
+
+
+def test_samplers_are_seeded() -> None:
+    def draws(seed: int) -> list[float]:
+        s = BudgetAwareOptunaSearch(space=load_space("strategies").distributions(), metric=["psnr", "task_metric"],
+                                    mode=["max", "max"], sampler=make_sampler("tpe", seed, 8), budget=1)
+        return [s.suggest(f"t{i}")["lam"] for i in range(5)]
+
+    assert draws(3) == draws(3)
+    assert draws(3) != draws(4)
+    assert isinstance(make_sampler("nsga2", 0, 20), optuna.samplers.NSGAIISampler)
+    with pytest.raises(GradpromError, match="valid samplers"):
+        make_sampler("cmaes", 0, 4)

@@ -1,0 +1,107 @@
+"""`gradprom search` end to end through the real CLI: real Ray (local), real Optuna, real Parquet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from gradprom.orchestrator.results import read_rows
+from tests.conftest import TINY
+
+pytestmark = pytest.mark.slow
+
+TINY_PARAMS = [arg for key, value in TINY.items() if key not in ("epochs", "device")
+               for arg in ("-p", f"{key}={value}")]
+TRIAL_COLUMNS = {"schema_version", "experiment", "dataset", "task", "trial_id", "status", "error", "epochs_done",
+                 "budget", "strategy", "lam", "threshold", "psnr", "ssim", "task_metric", "acc", "acc_ref",
+                 "test_psnr", "test_acc", "test_acc_ref", "promoted_frac", "cos_mean", "seed", "degradation"}
+EPOCH_COLUMNS = {"dataset", "trial_id", "epoch", "psnr", "ssim", "acc", "acc_ref", "promoted_frac", "cos_mean",
+                 "loss_ip", "loss_vr", "time_train_s", "strategy", "lam"}
+
+
+def gradprom(*args: str, cache: str, timeout: int = 400) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GRADPROM_CACHE": cache, "COLUMNS": "120"}
+    return subprocess.run([sys.executable, "-m", "gradprom.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def dominated(a: dict, b: dict) -> bool:
+    """b dominates a."""
+    return b["psnr"] >= a["psnr"] and b["task_metric"] >= a["task_metric"] and \
+        (b["psnr"] > a["psnr"] or b["task_metric"] > a["task_metric"])
+
+
+def test_search_asha_writes_results_and_exact_front(tmp_path: Path, shared_cache: str) -> None:
+    out = tmp_path / "out"
+    args = ["search", "--space", "lambda_threshold", "--dataset", "synthetic", "--trials", "6", "--epochs", "3",
+            "--scheduler", "asha", "--sampler", "random", "--seed", "3", "--out", str(out), "--name", "e2e",
+            "--device", "cpu", *TINY_PARAMS]
+    run = gradprom(*args, cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Pareto front" in run.stdout
+    folder = out / "e2e"
+    trials = read_rows(folder / "trials.parquet")
+    epochs = read_rows(folder / "epochs.parquet")
+    front = read_rows(folder / "pareto.parquet")
+
+    assert len(trials) == 6 and TRIAL_COLUMNS <= set(trials[0])
+    assert EPOCH_COLUMNS <= set(epochs[0])
+    assert {t["status"] for t in trials} <= {"completed", "stopped_early"}
+    for t in trials:
+        assert t["strategy"] == "threshold" and 1e-3 <= t["lam"] <= 10 and -1 <= t["threshold"] <= 1
+        assert (t["status"] == "completed") == (t["epochs_done"] == 3)
+        mine = sorted(e["epoch"] for e in epochs if e["trial_id"] == t["trial_id"])
+        assert mine == list(range(1, t["epochs_done"] + 1))
+    assert any(t["status"] == "stopped_early" for t in trials), "ASHA with 6 trials should stop at least one"
+
+    finished = [t for t in trials if t["status"] == "completed"]
+    expected = {t["trial_id"] for t in finished if not any(dominated(t, o) for o in finished)}
+    assert {f["trial_id"] for f in front} == expected
+    assert all(f["status"] == "completed" for f in front)
+    assert int(pq.read_schema(folder / "trials.parquet").metadata[b"gradprom.schema_version"]) == 1
+
+    plot = tmp_path / "front.png"
+    shown = gradprom("pareto", str(folder), "--plot", str(plot), cache=shared_cache)
+    assert shown.returncode == 0, shown.stderr
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+    for f in front:
+        assert f["trial_id"][-5:] in shown.stdout
+
+    again = gradprom(*args, cache=shared_cache)
+    assert again.returncode == 2 and "already holds an experiment" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_segmentation_search_where_a_trial_diverges(tmp_path: Path, shared_cache: str) -> None:
+    """Recognizer-training strategies blow up with a huge recognizer lr; the others must still finish."""
+    args = ["search", "--space", "strategies", "--task", "segmentation", "--trials", "4", "--epochs", "1",
+            "--sampler", "random", "--seed", "5", "--out", str(tmp_path), "--name", "seg", "--device", "cpu",
+            "-p", "strategy=enhancer_only,frozen,joint,gradprom", "-p", "lr_recognizer=1e30", *TINY_PARAMS]
+    run = gradprom(*args, cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = read_rows(tmp_path / "seg" / "trials.parquet")
+    by_status = {s: [t for t in trials if t["status"] == s] for s in ("completed", "failed")}
+    assert len(trials) == 4 and by_status["failed"] and by_status["completed"]
+    for t in by_status["failed"]:
+        assert t["strategy"] in ("joint", "gradprom")
+        assert t["error"].startswith("non-finite loss at epoch 1 step"), t["error"]
+    for t in by_status["completed"]:
+        assert t["strategy"] in ("enhancer_only", "frozen") and 0 <= t["miou"] <= 1
+    front = read_rows(tmp_path / "seg" / "pareto.parquet")
+    assert front and {f["trial_id"] for f in front} <= {t["trial_id"] for t in by_status["completed"]}
+
+
+def test_trial_with_two_ray_train_workers(tmp_path: Path, shared_cache: str) -> None:
+    """--workers-per-trial 2 runs the trial as a Ray Train TorchTrainer (DDP over gloo) inside Tune."""
+    args = ["search", "--space", "gradprom_lambda", "--trials", "1", "--epochs", "2", "--workers-per-trial", "2",
+            "--out", str(tmp_path), "--name", "ddp", "--device", "cpu", *TINY_PARAMS]
+    run = gradprom(*args, cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (trial,) = read_rows(tmp_path / "ddp" / "trials.parquet")
+    assert trial["status"] == "completed" and trial["epochs_done"] == 2 and trial["test_psnr"] > 0
+    assert len(read_rows(tmp_path / "ddp" / "epochs.parquet")) == 2

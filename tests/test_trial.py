@@ -1,0 +1,65 @@
+"""One trial in a plain loop (no Ray): per-epoch reports, checkpoints, resume, NaN handling."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from gradprom.errors import GradpromError, NonFiniteLossError
+from gradprom.trainables.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from gradprom.trainables.loop import train_trial
+
+METRICS = {"epoch", "psnr", "ssim", "acc", "acc_ref", "promoted_frac", "cos_mean", "loss_ip", "loss_vr",
+           "time_train_s", "time_eval_s", "images_per_s", "psnr_input", "task_metric", "schema_version"}
+
+
+def collect(settings: dict, resume_from: str | None = None, keep: Path | None = None) -> list[dict]:
+    reports = []
+
+    def report(metrics: dict, checkpoint_dir: str | None) -> None:
+        reports.append(metrics)
+        if keep is not None and checkpoint_dir:
+            (keep / f"epoch{metrics['epoch']}").mkdir(parents=True)
+            (keep / f"epoch{metrics['epoch']}" / CHECKPOINT_FILE).write_bytes(
+                (Path(checkpoint_dir) / CHECKPOINT_FILE).read_bytes())
+
+    train_trial(settings, report, resume_from=resume_from)
+    return reports
+
+
+def test_reports_every_epoch_with_metrics_and_test_figures(tiny: dict) -> None:
+    reports = collect({**tiny, "epochs": 2, "strategy": "gradprom"})
+    assert [r["epoch"] for r in reports] == [1, 2]
+    for r in reports:
+        assert set(r) >= METRICS
+        assert 0 <= r["promoted_frac"] <= 1 and -1 <= r["cos_mean"] <= 1
+        assert 0 <= r["acc"] <= 1 and math.isfinite(r["psnr"])
+    assert "test_psnr" in reports[-1] and "test_acc_ref" in reports[-1] and "test_psnr" not in reports[0]
+
+
+def test_segmentation_reports_miou(tiny: dict) -> None:
+    r = collect({**tiny, "task": "segmentation", "strategy": "pcgrad"})[-1]
+    assert 0 <= r["miou"] <= 1 and 0 <= r["miou_ref"] <= 1 and r["task_metric"] == r["miou"]
+
+
+def test_deterministic_and_resumes_where_it_stopped(tiny: dict, tmp_path: Path) -> None:
+    settings = {**tiny, "epochs": 3, "strategy": "threshold", "threshold": 0.1}
+    full = collect(settings, keep=tmp_path)
+    assert collect(settings)[-1]["psnr"] == full[-1]["psnr"]  # same seed, same figures
+    resumed = collect(settings, resume_from=str(tmp_path / "epoch1"))
+    assert [r["epoch"] for r in resumed] == [2, 3]
+    assert resumed[-1]["psnr"] == pytest.approx(full[-1]["psnr"], abs=1e-4)
+    assert load_checkpoint(tmp_path / "epoch3")["epoch"] == 3
+
+
+def test_non_finite_loss_fails_with_epoch_and_step(tiny: dict) -> None:
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 1 step \d+"):
+        collect({**tiny, "strategy": "joint", "lr": 1e30, "epochs": 2})
+
+
+def test_corrupt_checkpoint_is_refused(tiny: dict, tmp_path: Path) -> None:
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(GradpromError, match="unreadable"):
+        collect(tiny, resume_from=str(tmp_path))
