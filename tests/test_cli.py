@@ -83,3 +83,16 @@ def test_listings(capsys: pytest.CaptureFixture, command: str, expected: list[st
     assert code == 0
     for word in expected:
         assert word in out
+
+
+def test_train_runs_one_trial_without_ray(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import TINY
+
+    monkeypatch.setenv("GRADPROM_CACHE", str(tmp_path))
+    sets = [arg for k, v in TINY.items() if k not in ("epochs", "device") for arg in ("--set", f"{k}={v}")]
+    code, out, err = run(capsys, "train", "--strategy", "gradprom_soft", "--lam", "0.3", "--epochs", "2",
+                         "--device", "cpu", *sets)
+    assert code == 0, err
+    assert "epoch 2/2" in out and "test: psnr" in out and "acc_ref" in out
+    assert "gradprom_soft(lam=0.3" in out

@@ -101,6 +101,8 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
                             "--concurrency ≥ 0")
     if not req.datasets:
         raise GradpromError("--dataset names no dataset; e.g. --dataset synthetic")
+    if len(set(req.datasets)) != len(req.datasets):
+        raise GradpromError(f"--dataset lists a dataset twice ({','.join(req.datasets)}); name each once")
     threads = max(1, int(req.cpus_per_trial))
     plans = []
     for dataset in req.datasets:
@@ -237,6 +239,7 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     if not req.concurrency and not req.address:
         req.concurrency = max(1, int(local_cpus // (req.cpus_per_trial * req.workers_per_trial)))
     with ray_runtime(req.address, None if req.address else local_cpus):
+        place_on_gpus(req)
         for study in studies:
             if not req.address:
                 prepare_reference(study.base, console)
@@ -249,6 +252,17 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     write_manifest(folder, manifest)
     summarize(trials, front, folder, console)
     return folder
+
+
+def place_on_gpus(req: SearchRequest) -> None:
+    """--device auto/cuda: give each trial worker a GPU when the cluster has GPUs and none was asked for."""
+    import ray
+
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if req.device == "cuda" and gpus == 0 and not req.address:
+        raise GradpromError("--device cuda was asked for but Ray sees no GPU here; use --device cpu or auto")
+    if req.gpus_per_trial == 0 and req.device in ("auto", "cuda") and gpus > 0:
+        req.gpus_per_trial = 1.0  # a trial without a GPU share sees none (Ray hides them), so auto means CPU
 
 
 def write_results(folder: Path, trials: list[dict], epochs: list[dict]) -> list[dict]:

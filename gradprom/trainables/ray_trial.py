@@ -18,6 +18,8 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from gradprom.trainables.loop import train_trial
 
+DRIVER_MEMORY = 100 * 1024**2  # bytes
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -29,10 +31,15 @@ class Placement:
     storage_path: str = ""
 
     def trial_resources(self) -> dict[str, float]:
-        """Resources of the Tune trial itself: all of them for one worker, a token for a Train driver."""
+        """Resources of the Tune trial itself: all of them for one worker; for a Train driver, no CPU.
+
+        The driver only waits on its workers, which hold the CPUs/GPUs; a CPU token for it would make
+        `2 workers × 1 CPU` unschedulable on a 2-CPU machine. Ray refuses an empty bundle, so the driver
+        asks for the memory it really uses instead (every node advertises `memory`).
+        """
         if self.workers == 1:
             return {"CPU": self.cpus, "GPU": self.gpus}
-        return {"CPU": 0.01}
+        return {"CPU": 0, "memory": DRIVER_MEMORY}
 
 
 def _run(report_fn: Any, get_checkpoint: Any, config: dict[str, Any]) -> None:
