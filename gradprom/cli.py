@@ -185,7 +185,10 @@ def datasets(ctx: typer.Context) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; user errors become one line and exit code 2."""
+    from gradprom.plugins import load_plugins
+
     try:
+        load_plugins()
         app(args=argv, standalone_mode=False)
     except GradpromError as exc:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)

@@ -24,8 +24,11 @@ EPOCH_COLUMNS = {"dataset", "trial_id", "epoch", "psnr", "ssim", "acc", "acc_ref
                  "loss_ip", "loss_vr", "time_train_s", "strategy", "lam"}
 
 
-def gradprom(*args: str, cache: str, timeout: int = 400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GRADPROM_CACHE": cache, "COLUMNS": "120"}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def gradprom(*args: str, cache: str, timeout: int = 400, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GRADPROM_CACHE": cache, "COLUMNS": "120", **env_vars}
     return subprocess.run([sys.executable, "-m", "gradprom.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
@@ -40,6 +43,7 @@ def test_search_asha_writes_results_and_exact_front(tmp_path: Path, shared_cache
     out = tmp_path / "out"
     args = ["search", "--space", "lambda_threshold", "--dataset", "synthetic", "--trials", "6", "--epochs", "3",
             "--scheduler", "asha", "--sampler", "random", "--seed", "3", "--out", str(out), "--name", "e2e",
+            "--concurrency", "1",  # trials in order, so ASHA's stopping decisions are deterministic
             "--device", "cpu", *TINY_PARAMS]
     run = gradprom(*args, cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -107,3 +111,23 @@ def test_trial_with_two_ray_train_workers(tmp_path: Path, shared_cache: str) -> 
     (trial,) = read_rows(tmp_path / "ddp" / "trials.parquet")
     assert trial["status"] == "completed" and trial["epochs_done"] == 2 and trial["test_psnr"] > 0
     assert len(read_rows(tmp_path / "ddp" / "epochs.parquet")) == 2
+
+
+def test_two_datasets_and_a_plugin_strategy(tmp_path: Path, shared_cache: str) -> None:
+    """--dataset a,b runs one study each; a plugin's dataset and strategy reach the Ray trial processes."""
+    args = ["search", "--space", "strategies", "--dataset", "synthetic,synthetic_shifted", "--trials", "2",
+            "--epochs", "1", "--sampler", "random", "--out", str(tmp_path), "--name", "two", "--device", "cpu",
+            "-p", "strategy=half_promotion,gradprom", *TINY_PARAMS]
+    run = gradprom(*args, cache=shared_cache, GRADPROM_PLUGINS="tests.plugin_example", PYTHONPATH=str(ROOT))
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = read_rows(tmp_path / "two" / "trials.parquet")
+    assert sorted(t["dataset"] for t in trials) == ["synthetic", "synthetic", "synthetic_shifted",
+                                                    "synthetic_shifted"]
+    assert all(t["status"] == "completed" and t["strategy"] in ("half_promotion", "gradprom") for t in trials)
+    assert {e["dataset"] for e in read_rows(tmp_path / "two" / "epochs.parquet")} == {"synthetic",
+                                                                                      "synthetic_shifted"}
+    front = read_rows(tmp_path / "two" / "pareto.parquet")
+    assert {f["dataset"] for f in front} == {"synthetic", "synthetic_shifted"}  # one front per dataset
+    # the two datasets differ, so their trials do too
+    assert {round(t["psnr_input"], 4) for t in trials if t["dataset"] == "synthetic"} != \
+        {round(t["psnr_input"], 4) for t in trials if t["dataset"] == "synthetic_shifted"}

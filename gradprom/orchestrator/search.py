@@ -24,6 +24,8 @@ from gradprom.orchestrator.optuna_search import SAMPLERS, make_sampler
 from gradprom.orchestrator.pareto import OBJECTIVES, front_rows
 from gradprom.orchestrator.progress import front_table
 from gradprom.orchestrator.results import EPOCHS, PARETO, TRIALS, error_line, write_rows
+from gradprom.plugins import ENV as PLUGINS_ENV
+from gradprom.plugins import plugin_modules
 from gradprom.search_spaces import SearchSpace, apply_overrides, load_space
 from gradprom.trainables.config import TrialConfig
 
@@ -131,6 +133,8 @@ def ray_runtime(address: str, num_cpus: int | None = None) -> Iterator[None]:
         yield
         return
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+    if plugin_modules():  # users' registrations must reach the trial processes
+        kwargs["runtime_env"] = {"env_vars": {PLUGINS_ENV: ",".join(plugin_modules())}}
     try:
         if address:
             ray.init(address=address, **kwargs)

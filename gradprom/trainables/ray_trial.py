@@ -16,6 +16,7 @@ from ray.train import Checkpoint
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from gradprom.plugins import load_plugins
 from gradprom.trainables.loop import train_trial
 
 DRIVER_MEMORY = 100 * 1024**2  # bytes
@@ -58,11 +59,13 @@ def _run(report_fn: Any, get_checkpoint: Any, config: dict[str, Any]) -> None:
 
 def _worker_loop(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker (the process group is already up)."""
+    load_plugins()
     _run(ray.train.report, ray.train.get_checkpoint, config)
 
 
 def tune_trial(sampled: dict[str, Any], base: dict[str, Any], placement: Placement) -> None:
     """The Tune function trainable: `base` settings overridden by the searcher's `sampled` ones."""
+    load_plugins()  # users' own strategies/datasets/models, registered in this worker process too
     config = {**base, **sampled}
     if placement.workers == 1:
         _run(ray.tune.report, ray.tune.get_checkpoint, config)
