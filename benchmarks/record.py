@@ -29,7 +29,7 @@ def record(benchmark: str, result: dict, note: str = "") -> None:
     """Print one JSON line and add a row under the benchmark's heading in benchmarks/README.md."""
     row = {"benchmark": benchmark, "date": time.strftime("%Y-%m-%d"), "machine": machine(), **result}
     print(json.dumps(row))
-    cells = " | ".join(f"{k}={v}" for k, v in result.items())
+    cells = "; ".join(f"{k}={v}" for k, v in result.items())
     line = f"| {row['date']} | {row['machine']} | {cells} | {note} |"
     text = TABLE_FILE.read_text()
     marker = f"<!-- rows:{benchmark} -->"

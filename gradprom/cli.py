@@ -32,8 +32,9 @@ def _split(text: str) -> list[str]:
 
 @app.command()
 def search(
-    space: str = typer.Option("lambda_threshold", help="Search space name (see `gradprom spaces`)."),
-    dataset: str = typer.Option("synthetic", help="Dataset name, or several comma-separated (one study each)."),
+    space: str = typer.Option("", help="Search space name (see `gradprom spaces`); default lambda_threshold."),
+    dataset: str = typer.Option("", help="Dataset name, or several comma-separated (one study each); "
+                                         "default synthetic."),
     task: str = typer.Option("classification", help="classification or segmentation."),
     trials: int = typer.Option(12, help="Trials per dataset."),
     epochs: int = typer.Option(6, help="Epochs per trial (the full budget)."),
@@ -80,6 +81,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Any other trial setting, KEY=VALUE (e.g. --set image_size=32)."),
 ) -> None:
     """Train one trial in a plain loop (no Ray) and print its epochs: for debugging and quick checks."""
+    from gradprom.metrics import task_metric_name
     from gradprom.search_spaces import parse_value
     from gradprom.trainables.config import TrialConfig
     from gradprom.trainables.loop import train_trial
@@ -104,7 +106,7 @@ def train(
 
     final = train_trial(cfg, report)
     console.print(table)
-    metric = "acc" if cfg.task == "classification" else "miou"
+    metric = task_metric_name(cfg.task)
     console.print(f"test: psnr {final['test_psnr']:.2f} dB · ssim {final['test_ssim']:.3f} · {metric} "
                   f"{final[f'test_{metric}']:.3f} · {metric}_ref {final[f'test_{metric}_ref']:.3f} "
                   f"(input psnr {final['test_psnr_input']:.2f} dB)")
@@ -117,18 +119,18 @@ def pareto(
     on: str = typer.Option("val", help="Front on the validation (val, what the search optimised) or test split."),
 ) -> None:
     """Print the Pareto front of an experiment (PSNR vs task metric) and optionally plot it."""
+    from gradprom.metrics import task_metric_name
     from gradprom.orchestrator.pareto import front_rows
     from gradprom.orchestrator.plots import plot_front
-    from gradprom.orchestrator.progress import front_table
     from gradprom.orchestrator.results import TRIALS, read_rows
+    from gradprom.orchestrator.tables import front_table
 
     if on not in ("val", "test"):
         raise GradpromError(f"--on must be val or test, got '{on}'")
     rows = read_rows(experiment / TRIALS)
     if on == "test":
         for r in rows:
-            metric = "acc" if r.get("task") == "classification" else "miou"
-            r["test_task_metric"] = r.get(f"test_{metric}")
+            r["test_task_metric"] = r.get(f"test_{task_metric_name(r.get('task', 'classification'))}")
     objectives = ("psnr", "task_metric") if on == "val" else ("test_psnr", "test_task_metric")
     front = front_rows(rows, objectives)
     console.print(front_table(front, f"Pareto front ({on}): {len(front)} of {len(rows)} trials", objectives))
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, standalone_mode=False)
     except GradpromError as exc:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except NoArgsIsHelpError as exc:
         Console(stderr=True).print(exc.ctx.get_help() if exc.ctx else str(exc))
         return 2

@@ -13,6 +13,12 @@ class GradpromError(ValueError):
     """Bad input or a problem the user can fix; its message is shown as one line."""
 
 
+class SearchInterrupted(GradpromError):
+    """The search was stopped (Ctrl-C) before every trial ended; what finished is saved."""
+
+    exit_code = 130
+
+
 class NonFiniteLossError(RuntimeError):
     """A training loss or gradient turned NaN/inf; the trial fails, the search goes on."""
 

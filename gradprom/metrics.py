@@ -113,3 +113,8 @@ def miou_from_confusion(cm: Tensor) -> float:
     if not bool(present.any()):
         return math.nan
     return float((inter[present] / union[present]).mean().item())
+
+
+def task_metric_name(task: str) -> str:
+    """The task metric's column name: `acc` for classification, `miou` for segmentation."""
+    return {"classification": "acc", "segmentation": "miou"}[task]

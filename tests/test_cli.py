@@ -36,6 +36,11 @@ BAD = [
     (["search", "--trials", "many"], "Invalid value for '--trials'"),
     (["search", "--bogus"], "No such option: --bogus"),
     (["search", "--space", "gradprom_lambda", "-p", "lam=0.1"], "nothing left to search"),
+    (["search", "-p", "image_size=30"], "multiple of 4"),
+    (["search", "--degradation", "blur:sigma=20", "-p", "image_size=16"], "too large for 16x16"),
+    (["search", "--task", "segmentation", "-p", "recognizer_depth=5"], "divisible by 32"),
+    (["search", "-p", "recognizer=srresnet"], "is not a recognizer"),
+    (["search", "--dataset", "synthetic,synthetic"], "twice"),
     (["train", "--lam", "0"], "lam (λ) must be a finite number > 0"),
     (["train", "--strategy", "pcgrd"], "Did you mean 'pcgrad'"),
     (["train", "--set", "image_sise=32"], "Did you mean 'image_size'"),
@@ -62,8 +67,21 @@ def test_finished_experiment_is_not_overwritten(capsys: pytest.CaptureFixture, t
     assert code == 2 and "already holds an experiment (status: finished)" in err and "--resume" in err
     code, _, err = run(capsys, "search", "--out", str(tmp_path), "--name", "fresh", "--resume")
     assert code == 2 and "nothing to resume" in err
+    code, _, err = run(capsys, "search", "--out", str(tmp_path), "--resume")
+    assert code == 2 and "needs the --name" in err
     code, _, err = run(capsys, "search", "--out", str(tmp_path), "--name", "done", "--resume", "--overwrite")
     assert code == 2 and "contradict" in err
+
+
+def test_overwrite_only_replaces_gradprom_experiments(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "thesis.tex").write_text("years of work")
+    code, _, err = run(capsys, "search", "--out", str(tmp_path), "--name", "thesis", "--overwrite")
+    assert code == 2 and "refusing to --overwrite" in err
+    assert (tmp_path / "thesis" / "thesis.tex").read_text() == "years of work"
+    for name in ("..", "a/b", "."):
+        code, _, err = run(capsys, "search", "--out", str(tmp_path), "--name", name)
+        assert code == 2 and "plain folder name" in err
 
 
 def test_unwritable_out_is_reported_before_ray(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

@@ -33,6 +33,13 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     tmp.replace(folder / MANIFEST)
 
 
+def check_name(name: str) -> str:
+    """An experiment name is one plain folder name (so OUT/NAME can never point outside OUT)."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise GradpromError(f"--name must be a plain folder name (no '/', not '.' or '..'), got '{name}'")
+    return name
+
+
 def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> dict[str, Any] | None:
     """Check OUT/NAME before anything runs; returns the old manifest when resuming.
 
@@ -43,6 +50,9 @@ def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> dict[str, Any
     old = read_manifest(folder) if folder.exists() else None
     if folder.exists() and any(folder.iterdir()):
         if overwrite:
+            if old is None:  # never delete a folder gradprom did not make
+                raise GradpromError(f"{folder} is not empty and holds no gradprom experiment (no {MANIFEST}); "
+                                    "refusing to --overwrite it: pick another --name or --out")
             shutil.rmtree(folder)
             return None
         if resume:

@@ -6,7 +6,6 @@ Written atomically (temporary file + rename), so a crash never leaves half a fil
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -94,7 +93,3 @@ def error_line(error: BaseException | str | None) -> str:
             return text[0]
     lines = [m.group(2) for m in map(_ERROR_LINE.match, str(error).splitlines()) if m]
     return lines[-1] if lines else str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-
-
-def finite_or_none(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value

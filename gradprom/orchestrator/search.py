@@ -11,23 +11,24 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from gradprom import SCHEMA_VERSION
-from gradprom.errors import GradpromError
-from gradprom.orchestrator.experiment import new_manifest, prepare_folder, write_manifest
+from gradprom.errors import GradpromError, SearchInterrupted
+from gradprom.orchestrator.experiment import check_name, new_manifest, prepare_folder, read_manifest, write_manifest
 from gradprom.orchestrator.optuna_search import SAMPLERS, make_sampler
 from gradprom.orchestrator.pareto import OBJECTIVES, front_rows
-from gradprom.orchestrator.progress import front_table
 from gradprom.orchestrator.results import EPOCHS, PARETO, TRIALS, error_line, write_rows
+from gradprom.orchestrator.tables import front_table
 from gradprom.plugins import ENV as PLUGINS_ENV
 from gradprom.plugins import plugin_modules
 from gradprom.search_spaces import SearchSpace, apply_overrides, load_space
 from gradprom.trainables.config import TrialConfig
+from gradprom.trainables.loop import preflight
 
 SCHEDULERS = ("fifo", "asha")
 #: Tune's own bookkeeping keys, left out of the results tables
@@ -43,12 +44,15 @@ LEADING = ("schema_version", "experiment", "dataset", "task", "trial_id", "statu
            "promoted_frac", "cos_mean")
 
 
+DEFAULT_SPACE, DEFAULT_DATASET = "lambda_threshold", "synthetic"
+
+
 @dataclass
 class SearchRequest:
     """What `gradprom search` was asked; validated by `plan()` before Ray starts."""
 
-    space: str
-    datasets: list[str]
+    space: str = ""  # empty: DEFAULT_SPACE for a new search, the original one when resuming
+    datasets: list[str] = field(default_factory=list)
     task: str = "classification"
     trials: int = 12
     epochs: int = 6
@@ -117,7 +121,7 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
         base = {"dataset": dataset, "task": req.task, "epochs": req.epochs, "seed": req.seed,
                 "device": req.device, "threads": threads, **space.fixed}
         for endpoint in space.endpoints():
-            TrialConfig.from_dict({**base, **endpoint}).check_names()
+            preflight(TrialConfig.from_dict({**base, **endpoint}))
         plans.append(StudyPlan(dataset, space, base))
     return plans
 
@@ -159,14 +163,30 @@ def prepare_reference(base: dict[str, Any], console: Console) -> None:
         pretrained_recognizer(cfg, build_data(cfg), resolve_device(cfg.device), reference=True)
 
 
-def result_rows(grid: Any, study: StudyPlan, experiment: str) -> tuple[list[dict], list[dict]]:
-    """(trial rows, epoch rows) from a Tune ResultGrid; status completed / stopped_early / failed."""
+def trial_status(tune_status: str, error: Any, epochs_done: int, budget: int, stopped_by_scheduler: bool) -> str:
+    """completed / stopped_early (a scheduler stopped it) / failed / interrupted (the search was stopped).
+
+    On Ctrl-C Tune saves running trials as RUNNING (so --resume continues them) but reports them
+    TERMINATED, so a trial short of its budget counts as stopped early only if the scheduler stopped it.
+    """
+    if error is not None or tune_status == "ERROR":
+        return "failed"
+    if epochs_done >= budget and tune_status == "TERMINATED":
+        return "completed"
+    return "stopped_early" if tune_status == "TERMINATED" and stopped_by_scheduler else "interrupted"
+
+
+def result_rows(grid: Any, study: StudyPlan, experiment: str,
+                interrupted_ids: set[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """(trial rows, epoch rows) from a Tune ResultGrid; `interrupted_ids` were cut short by a stop, not a scheduler."""
+    states = {t.trial_id: t.status for t in grid._experiment_analysis.trials}
     trials, epochs = [], []
     for result in grid:
         trial_id = Path(result.path).name
         final = {k: v for k, v in (result.metrics or {}).items() if k not in TUNE_KEYS}
         done = int(final.get("epoch", 0) or 0)
-        status = "failed" if result.error else "completed" if done >= study.budget else "stopped_early"
+        status = trial_status(states.get(trial_id, "TERMINATED"), result.error, done, study.budget,
+                              stopped_by_scheduler=trial_id not in (interrupted_ids or set()))
         config = TrialConfig.from_dict({**study.base, **(result.config or {})}).to_dict()
         config.pop("cache_dir", None)
         tags = {"schema_version": SCHEMA_VERSION, "experiment": experiment, "dataset": study.dataset,
@@ -191,7 +211,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from gradprom.orchestrator.optuna_search import BudgetAwareOptunaSearch
-    from gradprom.orchestrator.progress import SearchProgress
+    from gradprom.orchestrator.progress import LiveDisplay, SearchProgress
     from gradprom.trainables.ray_trial import Placement, make_trainable
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -200,8 +220,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
                           storage_path=str(storage / "train"))
     trainable = make_trainable(study.base, placement)
     run_dir = storage / study.dataset
-    progress = SearchProgress(req.trials, f"{study.dataset} · {req.space}", console, study.budget,
-                              study.base)
+    progress = SearchProgress(study.budget, study.base)
     if req.resume and tune.Tuner.can_restore(str(run_dir)):
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
@@ -221,20 +240,60 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=req.max_failures)),
         )
-    with progress:
+    with LiveDisplay(f"{study.dataset} · {req.space}", req.trials, console):
         grid = tuner.fit()
-    return result_rows(grid, study, req.name)
+    states = {t.trial_id: t.status for t in grid._experiment_analysis.trials}
+    interrupted = len(grid) < req.trials or any(s not in ("TERMINATED", "ERROR") for s in states.values())
+    # in a stopped search, a trial short of its budget that the scheduler was not seen stopping was cut short
+    cut_short = {tid for tid in states if tid not in progress.done} if interrupted else set()
+    return result_rows(grid, study, req.name, cut_short)
+
+
+#: options that may differ when resuming: where and how wide it runs, not what it searches
+RESUMABLE_CHANGES = {"resume", "overwrite", "address", "concurrency"}
+
+
+def resumed_request(req: SearchRequest) -> SearchRequest:
+    """The request an experiment was started with (from its manifest), refusing options that change it."""
+    if not req.name:
+        raise GradpromError("--resume needs the --name of the experiment to continue")
+    folder = req.folder()
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is None or "request" not in manifest:
+        raise GradpromError(f"nothing to resume at {folder}; run without --resume to start it")
+    original = SearchRequest(**manifest["request"])
+    defaults = SearchRequest()
+    for f in fields(SearchRequest):
+        given, then = getattr(req, f.name), getattr(original, f.name)
+        if f.name in RESUMABLE_CHANGES or f.name in ("out", "name") or given == then:
+            continue
+        if given != getattr(defaults, f.name):
+            flag = "--" + {"datasets": "dataset", "params": "param"}.get(f.name, f.name).replace("_", "-")
+            raise GradpromError(f"--resume continues '{req.name}' as it was started ({flag} {then}); "
+                                f"drop {flag} {given} or start a new --name")
+    return replace(original, out=req.out, name=req.name, resume=True, overwrite=False,
+                   address=req.address or original.address, concurrency=req.concurrency or original.concurrency)
 
 
 def run_search(req: SearchRequest, console: Console | None = None) -> Path:
-    """Run the whole search; returns the experiment folder holding the Parquet results."""
+    """Run the whole search; returns the experiment folder holding the Parquet results.
+
+    Results are written after every study; a search stopped midway (Ctrl-C) keeps what finished, marks
+    itself `interrupted` and says how to continue.
+    """
     console = console or Console()
-    if not req.name:
-        req.name = f"{req.space}-{'_'.join(req.datasets)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if req.resume and req.overwrite:
+        raise GradpromError("--resume and --overwrite contradict each other; pick one")
+    if req.resume:
+        req = resumed_request(req)
+    else:
+        req.space, req.datasets = req.space or DEFAULT_SPACE, req.datasets or [DEFAULT_DATASET]
+        req.name = req.name or f"{req.space}-{'_'.join(req.datasets)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_name(req.name)
     studies = plan(req)
     folder = req.folder()
-    prepare_folder(folder, req.resume, req.overwrite)
-    manifest = new_manifest(asdict(req))
+    manifest = prepare_folder(folder, req.resume, req.overwrite) or new_manifest(asdict(req))
+    manifest.update(status="running")
     write_manifest(folder, manifest)
 
     trials: list[dict] = []
@@ -251,6 +310,14 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
             trials += t_rows
             epochs += e_rows
             write_results(folder, trials, epochs)  # after each study: a later crash keeps this one
+            unfinished = sum(t["status"] == "interrupted" for t in t_rows) + max(0, req.trials - len(t_rows))
+            if unfinished:
+                manifest.update(status="interrupted")
+                write_manifest(folder, manifest)
+                raise SearchInterrupted(
+                    f"search interrupted with {unfinished} of {req.trials} trials of {study.dataset} unfinished; "
+                    f"finished trials are saved in {folder}; continue with: gradprom search --out {req.out} "
+                    f"--name {req.name} --resume")
     front = write_results(folder, trials, epochs)
     manifest.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=len(trials))
     write_manifest(folder, manifest)

@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from gradprom import SCHEMA_VERSION
 from gradprom.datasets import Degradation, TaskData, get_dataset, parse_degradation
 from gradprom.errors import GradpromError, NonFiniteLossError
-from gradprom.metrics import accuracy_counts, confusion_matrix, miou_from_confusion, psnr, ssim
-from gradprom.models import create_model
+from gradprom.metrics import accuracy_counts, confusion_matrix, miou_from_confusion, psnr, ssim, task_metric_name
+from gradprom.models import MODELS, create_model
 from gradprom.strategies import Strategy
 from gradprom.trainables import distributed as ddp
 from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
@@ -41,11 +41,6 @@ from gradprom.trainables.reference import (
 Reporter = Callable[[dict[str, Any], "str | None"], None]
 
 EVAL_BATCH = 64
-
-
-def task_metric_name(task: str) -> str:
-    """The task metric's column name: `acc` for classification, `miou` for segmentation."""
-    return {"classification": "acc", "segmentation": "miou"}[task]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,6 +88,34 @@ def _cached_data(dataset: str, task: str, image_size: int, seed: int, n_train: i
 def build_data(cfg: TrialConfig) -> TaskData:
     """The trial's dataset; memoised per process, since Ray reuses trial actors across trials."""
     return _cached_data(cfg.dataset, cfg.task, cfg.image_size, cfg.seed, cfg.n_train, cfg.n_val, cfg.n_test)
+
+
+@torch.no_grad()
+def preflight(cfg: TrialConfig) -> TrialConfig:
+    """Run one image through this config's exact pipeline (data, degradation, enhancer, recognizers).
+
+    Catches what names alone cannot (image size vs downsampling scale, blur radius or UNet depth, a
+    model registered for another role) as one line, before Ray starts or a trial is launched.
+    """
+    cfg.check_names()
+    for field, role in (("enhancer", "enhancer"), ("recognizer", "recognizer")):
+        name = getattr(cfg, field)
+        if name and MODELS.meta(name).get("role") != role:
+            raise GradpromError(f"{field} '{name}' is not a {role}; {role}s: {', '.join(MODELS.names(role=role))}")
+    data = get_dataset(cfg.dataset, task=cfg.task, image_size=cfg.image_size, seed=cfg.seed, n_train=1, n_val=1,
+                       n_test=1)
+    degradation = parse_degradation(cfg.degradation)
+    x = degradation(data.train.images, torch.Generator().manual_seed(0))
+    enhancer = create_model(cfg.enhancer, in_channels=data.channels, blocks=cfg.enhancer_blocks,
+                            channels=cfg.enhancer_channels, scale=degradation.scale).eval()
+    x_hat = enhancer(x)
+    if x_hat.shape != data.train.images.shape:
+        raise GradpromError(f"the enhancer returns {tuple(x_hat.shape[-2:])} images for {cfg.image_size}px targets "
+                            f"under '{cfg.degradation}'; check the degradation's scale")
+    for reference in (False, True):
+        name, kwargs = recognizer_spec(cfg, data, reference=reference)
+        create_model(name, **kwargs).eval()(x_hat)
+    return cfg
 
 
 def build_trial(cfg: TrialConfig) -> Trial:
@@ -188,9 +211,9 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
     """One pass over this worker's shard of the training split; returns training-side metrics."""
     cfg, rank, world_size = t.cfg, *ddp.world()
     per_worker = max(1, cfg.batch_size // world_size)
-    order = torch.randperm(len(t.data.train), generator=torch.Generator().manual_seed(cfg.seed * 7 + epoch))
+    order = torch.randperm(len(t.data.train), generator=seeded_generator(torch.device("cpu"), cfg.seed, epoch))
     shard = order[rank::world_size].to(t.device)
-    steps = len(shard) // per_worker
+    steps = (len(t.data.train) // world_size) // per_worker  # the same on every rank, or all-reduces hang
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
     if steps == 0:
@@ -225,6 +248,7 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
         "time_train_s": elapsed,
         "step_ms": 1000 * elapsed / steps,
         "images_per_s": steps * per_worker * world_size / elapsed,
+        "world_size": world_size,
     }
 
 

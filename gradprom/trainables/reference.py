@@ -21,7 +21,7 @@ from torch import nn
 
 from gradprom.datasets import TaskData
 from gradprom.errors import GradpromError
-from gradprom.models import create_model, default_recognizer
+from gradprom.models import create_model, default_recognizer, model_defaults
 from gradprom.trainables.config import TrialConfig
 
 CACHE_FORMAT = "gradprom-recognizer-v2"
@@ -41,7 +41,8 @@ def recognizer_spec(cfg: TrialConfig, data: TaskData, reference: bool = False) -
 
 
 def cache_key(cfg: TrialConfig, name: str, kwargs: dict[str, Any]) -> str:
-    """Everything the pretrained weights depend on, hashed."""
+    """Everything the pretrained weights depend on, hashed; defaults filled in, so equal models share a key."""
+    kwargs = {**model_defaults(name), **kwargs}
     parts = {
         "format": CACHE_FORMAT, "dataset": cfg.dataset, "task": cfg.task, "image_size": cfg.image_size,
         "n_train": cfg.n_train, "n_val": cfg.n_val, "n_test": cfg.n_test, "seed": cfg.seed,
