@@ -42,7 +42,7 @@ class Strategy:
     uses_aux_gradient: ClassVar[bool] = True
 
     def __init__(self, lam: float = 1.0, granularity: str = "global") -> None:
-        if not lam > 0 or lam != lam or lam == float("inf"):
+        if not 0 < lam < float("inf"):
             raise GradpromError(f"lam (λ) must be a finite number > 0, got {lam}; e.g. --param lam=0.1")
         if granularity not in GRANULARITIES:
             raise GradpromError(f"granularity must be one of {', '.join(GRANULARITIES)}, got '{granularity}'")
@@ -55,15 +55,26 @@ class Strategy:
         """Weight on λ·g_vr given the cosine(s); 1 = promote fully, 0 = drop."""
         raise NotImplementedError
 
-    def combine(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> list[Tensor]:
-        """The enhancer's update direction `g_ip + λ·w(cos)·g_vr`, w per tensor or global."""
+    def pairwise(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> tuple[Tensor, ...]:
+        """(global cos, then per tensor: cos, g_ip·g_vr, ‖g_ip‖², ‖g_vr‖²).
+
+        With granularity "global" the per-tensor entries repeat the flattened vectors' values, so the
+        rules below read the same at both granularities. The global cosine is recorded for telemetry.
+        """
         dots, sq_ip, sq_vr = flat_dot(g_ip, g_vr), flat_dot(g_ip, g_ip), flat_dot(g_vr, g_vr)
         global_cos = safe_cos(dots.sum(), sq_ip.sum(), sq_vr.sum())
+        self.last_cos = global_cos.detach()
         if self.granularity == "global":
-            w = self.weights(global_cos).expand(len(g_ip))
-        else:
-            w = self.weights(safe_cos(dots, sq_ip, sq_vr))
-        self.last_cos, self.last_weight = global_cos.detach(), w.float().mean().detach()
+            n = len(g_ip)
+            return global_cos, global_cos.expand(n), dots.sum().expand(n), sq_ip.sum().expand(n), \
+                sq_vr.sum().expand(n)
+        return global_cos, safe_cos(dots, sq_ip, sq_vr), dots, sq_ip, sq_vr
+
+    def combine(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> list[Tensor]:
+        """The enhancer's update direction `g_ip + λ·w(cos)·g_vr`, w per tensor or global."""
+        _, cos, *_ = self.pairwise(g_ip, g_vr)
+        w = self.weights(cos)
+        self.last_weight = w.float().mean().detach()
         return [a + (self.lam * wi).to(a.dtype) * b for a, b, wi in zip(g_ip, g_vr, w, strict=True)]
 
     def describe(self) -> str:

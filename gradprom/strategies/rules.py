@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from gradprom.errors import GradpromError
-from gradprom.strategies.base import Strategy, flat_dot, safe_cos
+from gradprom.strategies.base import Strategy
 
 
 class EnhancerOnly(Strategy):
@@ -18,9 +18,8 @@ class EnhancerOnly(Strategy):
     uses_aux_gradient = False
 
     def combine(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> list[Tensor]:
-        if g_vr:
-            self.last_cos = safe_cos(*(t.sum() for t in (flat_dot(g_ip, g_vr), flat_dot(g_ip, g_ip),
-                                                         flat_dot(g_vr, g_vr)))).detach()
+        if g_vr:  # the cosine is still worth recording when a caller computed g_vr
+            self.pairwise(g_ip, g_vr)
         self.last_weight = torch.zeros(())
         return list(g_ip)
 
@@ -95,19 +94,12 @@ class PCGrad(Strategy):
         self.symmetric = bool(symmetric)
 
     def combine(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> list[Tensor]:
-        dots, sq_ip, sq_vr = flat_dot(g_ip, g_vr), flat_dot(g_ip, g_ip), flat_dot(g_vr, g_vr)
-        global_cos = safe_cos(dots.sum(), sq_ip.sum(), sq_vr.sum())
-        if self.granularity == "global":
-            n = len(g_ip)
-            cos, dots, sq_ip, sq_vr = global_cos.expand(n), dots.sum().expand(n), sq_ip.sum().expand(n), \
-                sq_vr.sum().expand(n)
-        else:
-            cos = safe_cos(dots, sq_ip, sq_vr)
+        _, cos, dots, sq_ip, sq_vr = self.pairwise(g_ip, g_vr)
         conflict = cos < 0  # cos is 0 where a norm is 0, so zero vectors are never projected
         coef_vr = torch.where(conflict, dots / sq_ip.clamp_min(torch.finfo(sq_ip.dtype).tiny), 0.0)
         coef_ip = torch.where(conflict & torch.tensor(self.symmetric),
                               dots / sq_vr.clamp_min(torch.finfo(sq_vr.dtype).tiny), 0.0)
-        self.last_cos, self.last_weight = global_cos.detach(), torch.ones(())
+        self.last_weight = torch.ones(())
         out = []
         for a, b, cv, ci in zip(g_ip, g_vr, coef_vr, coef_ip, strict=True):
             vr = b - cv.to(b.dtype) * a
