@@ -176,17 +176,17 @@ def trial_status(tune_status: str, error: Any, epochs_done: int, budget: int, st
     return "stopped_early" if tune_status == "TERMINATED" and stopped_by_scheduler else "interrupted"
 
 
-def result_rows(grid: Any, study: StudyPlan, experiment: str,
-                interrupted_ids: set[str] | None = None) -> tuple[list[dict], list[dict]]:
-    """(trial rows, epoch rows) from a Tune ResultGrid; `interrupted_ids` were cut short by a stop, not a scheduler."""
-    states = {t.trial_id: t.status for t in grid._experiment_analysis.trials}
+def result_rows(grid: Any, study: StudyPlan, experiment: str, states: dict[str, str],
+                interrupted_ids: set[str]) -> tuple[list[dict], list[dict]]:
+    """(trial rows, epoch rows) from a Tune ResultGrid, given Tune's trial states; `interrupted_ids` were
+    cut short by a stop, not by a scheduler."""
     trials, epochs = [], []
     for result in grid:
         trial_id = Path(result.path).name
         final = {k: v for k, v in (result.metrics or {}).items() if k not in TUNE_KEYS}
         done = int(final.get("epoch", 0) or 0)
         status = trial_status(states.get(trial_id, "TERMINATED"), result.error, done, study.budget,
-                              stopped_by_scheduler=trial_id not in (interrupted_ids or set()))
+                              stopped_by_scheduler=trial_id not in interrupted_ids)
         config = TrialConfig.from_dict({**study.base, **(result.config or {})}).to_dict()
         config.pop("cache_dir", None)
         tags = {"schema_version": SCHEMA_VERSION, "experiment": experiment, "dataset": study.dataset,
@@ -246,7 +246,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     interrupted = len(grid) < req.trials or any(s not in ("TERMINATED", "ERROR") for s in states.values())
     # in a stopped search, a trial short of its budget that the scheduler was not seen stopping was cut short
     cut_short = {tid for tid in states if tid not in progress.done} if interrupted else set()
-    return result_rows(grid, study, req.name, cut_short)
+    return result_rows(grid, study, req.name, states, cut_short)
 
 
 #: options that may differ when resuming: where and how wide it runs, not what it searches
