@@ -43,6 +43,8 @@ def search(
     seed: int = typer.Option(0, help="Seed of data, models and the Optuna sampler."),
     address: str = typer.Option("", help="Ray cluster address (ray://… or HOST:PORT); empty starts Ray locally."),
     degradation: str = typer.Option("", help="Degradation, e.g. gaussian:sigma=0.15 (default of the trial)."),
+    data_root: str = typer.Option("", help="Folder holding the real datasets (one folder each); default "
+                                           "$GRADPROM_DATA."),
     param: list[str] = typer.Option([], "--param", "-p",
                                     help="Override a setting: KEY=VALUE fixes, KEY=LOW:HIGH ranges, KEY=A,B choices."),
     sampler: str = typer.Option("tpe", help="Optuna sampler: tpe, nsga2 or random."),
@@ -59,7 +61,8 @@ def search(
     """Search λ, thresholds, strategies or architectures with Optuna on Ray Tune; write Parquet and a front."""
     from gradprom.orchestrator.search import SearchRequest, run_search
 
-    params = list(param) + ([f"degradation={degradation}"] if degradation else [])
+    params = list(param) + ([f"degradation={degradation}"] if degradation else []) \
+        + ([f"data_root={Path(data_root).expanduser().resolve()}"] if data_root else [])
     request = SearchRequest(
         space=space, datasets=_split(dataset), task=task, trials=trials, epochs=epochs, out=out, name=name,
         seed=seed, address=address, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
@@ -78,6 +81,7 @@ def train(
     epochs: int = typer.Option(6, help="Epochs."),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    data_root: str = typer.Option("", help="Folder holding the real datasets; default $GRADPROM_DATA."),
     set_: list[str] = typer.Option([], "--set", help="Any other trial setting, KEY=VALUE (e.g. --set image_size=32)."),
 ) -> None:
     """Train one trial in a plain loop (no Ray) and print its epochs: for debugging and quick checks."""
@@ -87,7 +91,8 @@ def train(
     from gradprom.trainables.loop import train_trial
 
     values: dict[str, object] = {"strategy": strategy, "lam": lam, "threshold": threshold, "dataset": dataset,
-                                 "task": task, "epochs": epochs, "seed": seed, "device": device}
+                                 "task": task, "epochs": epochs, "seed": seed, "device": device,
+                                 "data_root": data_root}
     for item in set_:
         key, sep, text = item.partition("=")
         if not sep:

@@ -171,3 +171,18 @@ def test_interrupted_search_keeps_results_and_resumes(tmp_path: Path, shared_cac
     changed = gradprom("search", "--out", str(tmp_path), "--name", "r", "--resume", "--trials", "9",
                        cache=shared_cache)
     assert changed.returncode == 2 and "as it was started (--trials 5)" in changed.stderr
+
+
+def test_search_on_a_camus_fixture(tmp_path: Path, shared_cache: str) -> None:
+    """The main job's dataset, from tiny files of the real 2023 format (--data-root), segmentation."""
+    from tests.test_camus import make_2023
+
+    make_2023(tmp_path / "data")
+    args = ["search", "--space", "lambda_threshold", "--dataset", "camus", "--task", "segmentation",
+            "--data-root", str(tmp_path / "data"), "--trials", "2", "--epochs", "1", "--out", str(tmp_path),
+            "--name", "camus", "--device", "cpu", *TINY_PARAMS]
+    run = gradprom(*args, cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = read_rows(tmp_path / "camus" / "trials.parquet")
+    assert len(trials) == 2 and all(t["status"] == "completed" and t["dataset"] == "camus" for t in trials)
+    assert all(0 <= t["miou"] <= 1 and t["data_root"] == str((tmp_path / "data").resolve()) for t in trials)

@@ -5,6 +5,7 @@
 registers the built-ins.
 """
 
+from gradprom.datasets import camus as _camus  # noqa: F401  (registers "camus")
 from gradprom.datasets import synthetic as _synthetic  # noqa: F401  (registers "synthetic")
 from gradprom.datasets.base import (
     DATASETS,

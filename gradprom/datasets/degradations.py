@@ -15,7 +15,7 @@ import inspect
 import math
 import numbers
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -210,6 +210,156 @@ class Downsample(Degradation):
                 f"degradation 'downsample': {h}x{w} images are not divisible by scale {self.scale}"
             )
         return _gaussian_noise(F.avg_pool2d(x, self.scale), self.sigma, generator)
+
+
+def _exposure(x: torch.Tensor, gamma: float | torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """gain * x ** gamma; negatives (from earlier noise in a chain) go to 0 first, as x ** 1.8 of them is NaN."""
+    return gain * x.clamp(min=0.0) ** gamma
+
+
+@DEGRADATIONS.register(
+    "exposure", help="under/over-exposure gain * x ** gamma (gamma > 1 darkens, < 1 brightens); jitter varies it"
+)
+class Exposure(Degradation):
+    """Wrong exposure/tone curve (dark or washed-out scans); with `jitter`, each image gets its own gamma."""
+
+    name = "exposure"
+
+    def __init__(self, gamma: float = 1.8, gain: float = 1.0, jitter: float = 0.0) -> None:
+        self.gamma = _number(self.name, "gamma", gamma, positive=True)
+        self.gain = _number(self.name, "gain", gain, positive=True)
+        self.jitter = _number(self.name, "jitter", jitter)
+        super().__init__(gamma=self.gamma, gain=self.gain, jitter=self.jitter)
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        if self.jitter == 0:
+            return _exposure(x, self.gamma, self.gain)
+        # Log-uniform in [gamma / (1 + jitter), gamma * (1 + jitter)]: darker and brighter equally likely.
+        u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+        gamma = self.gamma * (1 + self.jitter) ** u
+        return _exposure(x, gamma.view(-1, 1, 1, 1), self.gain)
+
+
+BLIND_TYPES: tuple[str, ...] = ("gaussian", "poisson", "blur", "exposure")
+"""The per-image types `blind` draws from, in the order of its weight parameters and of `BlindPlan.types`."""
+
+# What severity s means for each type (s = 1 is the default upper end); `Blind`'s docstring explains the choices.
+_BLIND_SIGMA = 0.2  # Gaussian std = 0.2 s
+_BLIND_PEAK = 10.0  # Poisson peak = 10 / s^2
+_BLIND_BLUR = 2.0  # blur std = 2 s pixels
+_BLIND_GAMMA = 2.5  # gamma = 2.5 ** (+-s)
+
+
+class BlindPlan(NamedTuple):
+    """One batch's draws: which op runs in each slot of each image and how hard (exposed so tests can check)."""
+
+    types: torch.Tensor  # [B, slots] long index into BLIND_TYPES, -1 = slot unused
+    severity: torch.Tensor  # [B, slots] uniform in [0, severity]
+    direction: torch.Tensor  # [B, slots] +1 = under-exposure (gamma > 1), -1 = over-exposure; only for exposure
+
+
+def _blind_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """Per-image Gaussian blur in one grouped conv: image b gets std sigma[b] (0 = exact identity)."""
+    n, c = x.shape[:2]
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    # sigma -> 1e-6 turns sigma 0 into a unit impulse rather than 0/0.
+    kernel = torch.exp(-(taps**2) / (2 * sigma.clamp(min=1e-6).view(-1, 1) ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # [n*c, K]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = x.reshape(1, n * c, *x.shape[-2:])
+    x = F.conv2d(x, kernel.view(n * c, 1, 1, -1), groups=n * c)
+    x = F.conv2d(x, kernel.view(n * c, 1, -1, 1), groups=n * c)
+    return x.view(n, c, *x.shape[-2:])
+
+
+@DEGRADATIONS.register(
+    "blind",
+    help="per-image random mix of gaussian/poisson/blur/exposure at random severity in [0, severity] "
+    "(1-max_ops ops per image, random order); weights gaussian=,poisson=,blur=,exposure= (0 = off)",
+)
+class Blind(Degradation):
+    """Blind-restoration training mix: every image gets its own random corruption types and strengths.
+
+    Why: a restorer trained on one fixed degradation overfits to it; the "blind" setting of the
+    restoration papers trains on a mix so the enhancer must infer what happened to each image.
+    Per image, 1..max_ops distinct types are drawn (without replacement, with probability
+    proportional to the weights `gaussian`, `poisson`, `blur`, `exposure`; 0 leaves a type out) and
+    applied in the drawn order, each at its own severity s uniform in [0, severity]:
+    gaussian std 0.2 s; Poisson peak 10 / s^2 (so shot-noise std at a given intensity also grows
+    linearly in s; s = 0 is noise-free); blur std 2 s pixels; exposure gamma 2.5 ** s or 2.5 ** -s
+    (under or over, equally likely, so gamma is log-uniform in [1/2.5, 2.5] at severity 1).
+    The ops run vectorised over the images sharing a type in each slot, not image by image.
+    """
+
+    name = "blind"
+
+    def __init__(
+        self,
+        severity: float = 1.0,
+        max_ops: int = 2,
+        gaussian: float = 1.0,
+        poisson: float = 1.0,
+        blur: float = 1.0,
+        exposure: float = 1.0,
+    ) -> None:
+        self.severity = _number(self.name, "severity", severity)
+        ok = isinstance(max_ops, numbers.Real) and not isinstance(max_ops, bool) and math.isfinite(max_ops)
+        if not (ok and max_ops >= 1 and float(max_ops).is_integer()):
+            raise GradpromError(f"degradation 'blind': max_ops must be a whole number >= 1, got {max_ops!r}")
+        self.max_ops = int(max_ops)
+        given = dict(zip(BLIND_TYPES, (gaussian, poisson, blur, exposure), strict=True))
+        self.weights = {key: _number(self.name, key, value) for key, value in given.items()}
+        if not any(self.weights.values()):
+            raise GradpromError(
+                f"degradation 'blind': at least one of {', '.join(BLIND_TYPES)} must be > 0 (they are type weights)"
+            )
+        super().__init__(severity=self.severity, max_ops=self.max_ops, **self.weights)
+
+    @property
+    def slots(self) -> int:
+        """Ops per image at most: max_ops, capped by how many types are enabled (types are not repeated)."""
+        return min(self.max_ops, sum(w > 0 for w in self.weights.values()))
+
+    def plan(self, batch: int, generator: torch.Generator | None, device: torch.device | str = "cpu") -> BlindPlan:
+        """Draw every image's types, order and severities (fixed-shape draws, so the seed fixes them)."""
+        slots = self.slots
+        weights = torch.tensor(list(self.weights.values()), device=device, dtype=torch.float32)
+        types = torch.multinomial(weights.expand(batch, -1), slots, replacement=False, generator=generator)
+        count = torch.randint(1, slots + 1, (batch, 1), generator=generator, device=device)
+        types = types.masked_fill(torch.arange(slots, device=device) >= count, -1)
+        severity = torch.rand((batch, slots), generator=generator, device=device) * self.severity
+        direction = torch.where(torch.rand((batch, slots), generator=generator, device=device) < 0.5, 1.0, -1.0)
+        return BlindPlan(types, severity, direction)
+
+    def apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        radius = math.ceil(3 * _BLIND_BLUR * self.severity)  # fixed, so an image's kernel ignores its batch-mates
+        if self.weights["blur"] > 0 and radius >= min(x.shape[-2:]):
+            raise GradpromError(
+                f"degradation 'blind': severity={_fmt(self.severity)} allows blur sigma up to "
+                f"{_fmt(_BLIND_BLUR * self.severity)}, too large for {x.shape[-2]}x{x.shape[-1]} images"
+            )
+        plan = self.plan(x.shape[0], generator, x.device)
+        for slot in range(plan.types.shape[1]):
+            for t, kind in enumerate(BLIND_TYPES):
+                idx = (plan.types[:, slot] == t).nonzero().squeeze(1)
+                if idx.numel() == 0:
+                    continue
+                s = plan.severity[idx, slot].to(x.dtype).view(-1, 1, 1, 1)
+                part = x[idx]
+                if kind == "gaussian":
+                    noise = torch.randn(part.shape, generator=generator, device=x.device, dtype=x.dtype)
+                    part = part + _BLIND_SIGMA * s * noise
+                elif kind == "poisson":
+                    peak = _BLIND_PEAK / s.clamp(min=1e-4) ** 2
+                    noisy = torch.poisson(part.clamp(min=0.0) * peak, generator=generator) / peak
+                    part = torch.where(s > 0, noisy, part)
+                elif kind == "blur":
+                    part = _blind_blur(part, _BLIND_BLUR * s.view(-1), radius) if radius else part
+                else:
+                    direction = plan.direction[idx, slot].to(x.dtype).view(-1, 1, 1, 1)
+                    part = _exposure(part, _BLIND_GAMMA ** (direction * s))
+                x = x.index_copy(0, idx, part)
+        return x
 
 
 def get_degradation(name: str, **params: Any) -> Degradation:

@@ -35,9 +35,10 @@ class TrialConfig:
     dataset: str = "synthetic"
     task: str = "classification"
     image_size: int = 48
-    n_train: int = 512
-    n_val: int = 128
-    n_test: int = 128
+    data_root: str = ""  # folder holding one folder per real dataset; empty: $GRADPROM_DATA
+    n_train: int = 0  # split sizes: 0 is the dataset's default (synthetic 512/128/128, real datasets all);
+    n_val: int = 0  # for real datasets a positive count caps the split (seeded choice)
+    n_test: int = 0
     degradation: str = "gaussian:sigma=0.15"
     # models
     enhancer: str = "srresnet"
@@ -69,13 +70,14 @@ class TrialConfig:
 
     def __post_init__(self) -> None:
         self._check_types()
-        positive = ("image_size", "n_train", "n_val", "n_test", "enhancer_blocks", "enhancer_channels",
+        positive = ("image_size", "enhancer_blocks", "enhancer_channels",
                     "recognizer_width", "epochs", "batch_size")
         # recognizer_depth 0 means the model default, so it is only checked to be ≥ 0 below
         for name in positive:
             if getattr(self, name) < 1:
                 raise GradpromError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("max_steps_per_epoch", "pretrain_epochs", "threads", "recognizer_depth"):
+        for name in ("max_steps_per_epoch", "pretrain_epochs", "threads", "recognizer_depth", "n_train", "n_val",
+                     "n_test"):
             if getattr(self, name) < 0:
                 raise GradpromError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not (self.lam > 0 and self.lam < float("inf")):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradprom import SCHEMA_VERSION
-from gradprom.datasets import Degradation, TaskData, get_dataset, parse_degradation
+from gradprom.datasets import Degradation, TaskData, dataset_info, get_dataset, parse_degradation
 from gradprom.errors import GradpromError, NonFiniteLossError
 from gradprom.metrics import accuracy_counts, confusion_matrix, miou_from_confusion, psnr, ssim, task_metric_name
 from gradprom.models import MODELS, create_model
@@ -78,16 +78,24 @@ class Trial:
     calibration_inputs: Tensor  # degraded training images, for the recognizer's BatchNorm statistics
 
 
+def dataset_options(cfg: TrialConfig, counts: tuple[int, int, int] | None = None) -> dict[str, Any]:
+    """The options `get_dataset` gets: split sizes when set (0 keeps the dataset's default) and, for
+    datasets read from disk, the data root."""
+    n_train, n_val, n_test = counts or (cfg.n_train, cfg.n_val, cfg.n_test)
+    options: dict[str, Any] = {k: v for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)) if v}
+    if "data_root" in dataset_info(cfg.dataset)["options"]:
+        options["data_root"] = cfg.data_root
+    return options
+
+
 @functools.lru_cache(maxsize=4)
-def _cached_data(dataset: str, task: str, image_size: int, seed: int, n_train: int, n_val: int,
-                 n_test: int) -> TaskData:
-    return get_dataset(dataset, task=task, image_size=image_size, seed=seed, n_train=n_train, n_val=n_val,
-                       n_test=n_test)
+def _cached_data(dataset: str, task: str, image_size: int, seed: int, options: tuple) -> TaskData:
+    return get_dataset(dataset, task=task, image_size=image_size, seed=seed, **dict(options))
 
 
 def build_data(cfg: TrialConfig) -> TaskData:
     """The trial's dataset; memoised per process, since Ray reuses trial actors across trials."""
-    return _cached_data(cfg.dataset, cfg.task, cfg.image_size, cfg.seed, cfg.n_train, cfg.n_val, cfg.n_test)
+    return _cached_data(cfg.dataset, cfg.task, cfg.image_size, cfg.seed, tuple(sorted(dataset_options(cfg).items())))
 
 
 @torch.no_grad()
@@ -102,8 +110,8 @@ def preflight(cfg: TrialConfig) -> TrialConfig:
         name = getattr(cfg, field)
         if name and MODELS.meta(name).get("role") != role:
             raise GradpromError(f"{field} '{name}' is not a {role}; {role}s: {', '.join(MODELS.names(role=role))}")
-    data = get_dataset(cfg.dataset, task=cfg.task, image_size=cfg.image_size, seed=cfg.seed, n_train=1, n_val=1,
-                       n_test=1)
+    data = get_dataset(cfg.dataset, task=cfg.task, image_size=cfg.image_size, seed=cfg.seed,
+                       **dataset_options(cfg, counts=(1, 1, 1)))
     degradation = parse_degradation(cfg.degradation)
     x = degradation(data.train.images, torch.Generator().manual_seed(0))
     enhancer = create_model(cfg.enhancer, in_channels=data.channels, blocks=cfg.enhancer_blocks,

@@ -46,6 +46,7 @@ def cache_key(cfg: TrialConfig, name: str, kwargs: dict[str, Any]) -> str:
     parts = {
         "format": CACHE_FORMAT, "dataset": cfg.dataset, "task": cfg.task, "image_size": cfg.image_size,
         "n_train": cfg.n_train, "n_val": cfg.n_val, "n_test": cfg.n_test, "seed": cfg.seed,
+        "data_root": str(Path(cfg.data_root).expanduser().resolve()) if cfg.data_root else "",
         "model": name, "kwargs": kwargs, "epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size,
         "lr": cfg.lr_recognizer,
     }
