@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from gradprom.datasets.base import Split, TaskData, register_dataset
-from gradprom.datasets.files import cap, dataset_folder, pad_resize, read_text_lines
+from gradprom.datasets.files import cap, carve, dataset_folder, pad_resize, read_text_lines
 from gradprom.errors import GradpromError
 
 SOURCE = "https://www.creatis.insa-lyon.fr/Challenge/camus/ (registration required)"
@@ -124,13 +124,6 @@ def list_samples(root: Path, views: list[str], phases: list[str], seed: int) -> 
     patients = sorted(p.name for p in training.iterdir() if p.is_dir())
     return "2019", [[s for p in g for s in _patient_samples(training, p, views, phases, ".mhd")]
                     for g in carve(patients, seed)]
-
-
-def carve(patients: list[str], seed: int) -> list[list[str]]:
-    """80/10/10 by patient, seeded: the rule where a release ships no split of its own."""
-    order = [patients[i] for i in np.random.default_rng(seed).permutation(len(patients))]
-    n_val = n_test = max(1, len(order) // 10)
-    return [sorted(order[n_val + n_test:]), sorted(order[:n_val]), sorted(order[n_val:n_val + n_test])]
 
 
 def load_split(samples: list[Sample], task: str, image_size: int) -> Split:

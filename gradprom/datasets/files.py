@@ -108,3 +108,13 @@ def read_mask(path: Path) -> np.ndarray:
     except Exception as exc:
         raise GradpromError(f"{path}: unreadable mask ({type(exc).__name__}: {exc}); download it again") from exc
     return arr[..., 0] if arr.ndim == 3 else arr
+
+
+def carve(items: list, seed: int, val: bool = True, test: bool = True) -> list[list]:
+    """[train, val, test] from one list, seeded: 10% (at least one) each to val and test where asked,
+    the rest to train; items keep their order. The rule wherever a dataset ships no split of its own."""
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_val = max(1, len(items) // 10) if val else 0
+    n_test = max(1, len(items) // 10) if test else 0
+    parts = (order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test])
+    return [[items[i] for i in sorted(part.tolist())] for part in parts]

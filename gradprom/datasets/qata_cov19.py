@@ -1,0 +1,137 @@
+"""QaTa-COV19 (chest X-rays, Qatar University / Tampere University), read as downloaded from Kaggle.
+
+Layout (folder names contain spaces):
+`QaTa-COV19/QaTa-COV19-v2/{Train Set,Test Set}/Images/covid_1.png` with the infection mask
+`…/Ground-truths/mask_covid_1.png` (0 background, 255 infection), and the control group (no masks) in
+`QaTa-COV19/Control_Group/Control_Group_I/` and `Control_Group_II/`. The dataset folder may hold
+`QaTa-COV19/` or be it.
+
+Tasks:
+- segmentation: infection masks (labels 0 background, 1 infection). train = `Train Set` minus a seeded 10%
+  validation carve, test = `Test Set`.
+- classification: COVID-19 (the `Train Set`/`Test Set` images, label 1 "covid") vs control (every image
+  under `Control_Group/`, searched recursively, label 0 "control"). COVID images follow the official
+  train/test split with the same seeded validation carve as segmentation (same images in val for both
+  tasks); control images are carved 80/10/10, seeded. Needs `QaTa-COV19/Control_Group/`.
+
+Images are read as greyscale, padded to a square and resized (see `files.pad_resize`). Images are picked
+by extension (.png, .jpg, .jpeg), so stray text files and hidden files are ignored; only the samples that
+survive the `n_*` caps are decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gradprom.datasets.base import Split, TaskData, register_dataset
+from gradprom.datasets.files import cap, carve, dataset_folder, pad_resize, read_image, read_mask
+from gradprom.errors import GradpromError
+
+SOURCE = "https://www.kaggle.com/datasets/aysendegerli/qatacov19-dataset"
+EXPECTED = "QaTa-COV19/QaTa-COV19-v2/ (with 'Train Set/' and 'Test Set/')"
+V2 = "QaTa-COV19-v2"
+CONTROL = "Control_Group"
+CLASS_NAMES = ["control", "covid"]
+SEG_NAMES = ["background", "infection"]
+IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    mask: Path | None  # the expected mask path (may not exist); None for control images
+    label: int
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTS and not path.name.startswith(".")
+
+
+def covid_samples(v2: Path, split: str) -> list[Sample]:
+    """The images of `Train Set` or `Test Set`, each with its expected mask `Ground-truths/mask_<name>`."""
+    folder = v2 / split / "Images"
+    if not folder.is_dir():
+        raise GradpromError(f"{folder} is missing; expected {V2}/{split}/Images/ and Ground-truths/ "
+                            f"(get the dataset from {SOURCE})")
+    return [Sample(p, v2 / split / "Ground-truths" / f"mask_{p.name}", 1)
+            for p in sorted(folder.iterdir(), key=lambda p: p.name) if is_image(p)]
+
+
+def control_samples(base: Path) -> list[Sample]:
+    """Every image under `Control_Group/` (Control_Group_I, Control_Group_II, any depth), sorted by path;
+    files in a `Ground-truths` folder or named `mask_*` are skipped in case a copy ships lung masks."""
+    folder = base / CONTROL
+    if not folder.is_dir():
+        raise GradpromError(f"qata_cov19: classification needs QaTa-COV19/{CONTROL}/ (the control group: "
+                            f"Control_Group_I/, Control_Group_II/); {folder} is missing. Get it from {SOURCE}")
+    paths = sorted((p for p in folder.rglob("*") if is_image(p) and not p.name.startswith("mask_")
+                    and "Ground-truths" not in p.relative_to(folder).parts), key=lambda p: p.as_posix())
+    if not paths:
+        raise GradpromError(f"qata_cov19: {folder} holds no images (.png/.jpg); classification needs the control "
+                            "group")
+    return [Sample(p, None, 0) for p in paths]
+
+
+def find_base(root: Path) -> Path:
+    """The folder holding QaTa-COV19-v2/ (and Control_Group/): root/QaTa-COV19, or root itself."""
+    nested = root / "QaTa-COV19"
+    return nested if (nested / V2).is_dir() else root
+
+
+def list_samples(base: Path, task: str, seed: int) -> list[list[Sample]]:
+    """[train, val, test] samples for `task`."""
+    train, val, _ = carve(covid_samples(base / V2, "Train Set"), seed, test=False)
+    test = covid_samples(base / V2, "Test Set")
+    if task == "segmentation":
+        return [train, val, test]
+    control = carve(control_samples(base), seed)
+    return [covid + ctrl for covid, ctrl in zip((train, val, test), control, strict=True)]
+
+
+def load_mask(s: Sample, shape: tuple[int, ...]) -> np.ndarray:
+    """The 0/1 infection mask of `s`; every problem is one line naming the file."""
+    if s.mask is None or not s.mask.is_file():
+        raise GradpromError(f"{s.image} has no mask: expected {s.mask}; segmentation needs one per image")
+    mask = read_mask(s.mask)
+    if mask.shape != shape:
+        raise GradpromError(f"{s.mask}: mask is {mask.shape[1]}×{mask.shape[0]} but its image is "
+                            f"{shape[1]}×{shape[0]}")
+    values = np.unique(mask)
+    if not set(values.tolist()) <= {0, 255}:
+        bad = [int(v) for v in values if v not in (0, 255)][:5]
+        raise GradpromError(f"{s.mask}: mask values must be 0 (background) or 255 (infection), found {bad}")
+    return (mask == 255).astype(np.uint8)
+
+
+def load_split(samples: list[Sample], task: str, image_size: int) -> Split:
+    images, targets = [], []
+    for s in samples:
+        image = read_image(s.image, 1)
+        images.append(pad_resize(image, image_size, is_mask=False))
+        if task == "segmentation":
+            targets.append(pad_resize(load_mask(s, image.shape), image_size, is_mask=True))
+        else:
+            targets.append(torch.tensor(s.label))
+    if not images:
+        raise GradpromError("a QaTa-COV19 split is empty; check the 'Train Set/', 'Test Set/' and Control_Group/ "
+                            "folders")
+    return Split(torch.stack(images), torch.stack(targets))
+
+
+@register_dataset("qata_cov19", tasks=("segmentation", "classification"),
+                  help="QaTa-COV19 chest X-rays: COVID-19 infection segmentation, or COVID-19 vs control "
+                       "(needs Control_Group/)")
+def qata_cov19(task: str, image_size: int, seed: int, data_root: str = "", n_train: int = 0, n_val: int = 0,
+               n_test: int = 0) -> TaskData:
+    """QaTa-COV19 from `data_root`/qata_cov19; `n_*` cap each split (0: all), chosen by a seeded shuffle."""
+    root = dataset_folder("qata_cov19", data_root, EXPECTED, SOURCE, (f"QaTa-COV19/{V2}", V2))
+    groups = list_samples(find_base(root), task, seed)
+    splits = [load_split(cap(g, n, seed + i), task, image_size)
+              for i, (g, n) in enumerate(zip(groups, (n_train, n_val, n_test), strict=True))]
+    return TaskData(name="qata_cov19", task=task, num_classes=2, channels=1, image_size=image_size,
+                    class_names=list(SEG_NAMES if task == "segmentation" else CLASS_NAMES),
+                    train=splits[0], val=splits[1], test=splits[2])

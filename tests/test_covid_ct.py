@@ -1,0 +1,127 @@
+"""COVID-CT from tiny PNG/JPEG files in the real layout, built here, nothing downloaded."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gradprom.datasets.covid_ct as covid_ct_module  # registers "covid_ct" (whatever __init__ imports)
+from gradprom.datasets import get_dataset
+from gradprom.errors import GradpromError
+
+# name -> (class folder, split, PIL mode, pixel value); grey level PIL gives it: 299R + 587G + 114B / 1000
+IMAGES = {
+    "2020.02.10.20021584-p6-52%0.png": ("CT_COVID", "train", "L", 200),
+    "covid case 1%2.png": ("CT_COVID", "train", "RGB", (255, 0, 0)),  # grey 76
+    "2020.03.01 p3%1.png": ("CT_COVID", "train", "L", 150),
+    "c val%0.png": ("CT_COVID", "val", "L", 120),
+    "c test%0.png": ("CT_COVID", "test", "RGB", (0, 255, 0)),  # grey 150
+    "1058.png": ("CT_NonCOVID", "train", "L", 40),
+    "35%0.jpg": ("CT_NonCOVID", "train", "RGB", (0, 0, 255)),  # grey 29
+    "non covid 7%1.jpg": ("CT_NonCOVID", "train", "L", 100),
+    "n val.png": ("CT_NonCOVID", "val", "RGB", (200, 200, 200)),
+    "n test%3.jpg": ("CT_NonCOVID", "test", "L", 220),
+}
+GREY = {name: v if isinstance(v, int) else round((299 * v[0] + 587 * v[1] + 114 * v[2]) / 1000)
+        for name, (_, _, _, v) in IMAGES.items()}
+SPLIT_DIRS = {"CT_COVID": "COVID", "CT_NonCOVID": "NonCOVID"}
+
+
+def make_covid_ct(root: Path, official: bool = True) -> Path:
+    """The dataset under root/covid_ct; images are 24 wide × 16 high (so padding shows), split files
+    with CRLF endings, an outer space, a blank line and one name listed twice."""
+    base = root / "covid_ct"
+    for name, (folder, _, mode, value) in IMAGES.items():
+        (base / "Images-processed" / folder).mkdir(parents=True, exist_ok=True)
+        Image.new(mode, (24, 16), value).save(base / "Images-processed" / folder / name)
+    if official:
+        for folder, short in SPLIT_DIRS.items():
+            (base / "Data-split" / short).mkdir(parents=True)
+            for split in ("train", "val", "test"):
+                names = [n for n, (f, s, _, _) in IMAGES.items() if f == folder and s == split]
+                if "35%0.jpg" in names:
+                    names = names + ["35%0.jpg"]  # listed twice in the real files too
+                text = "\r\n".join(names[:1] + [f" {n} " for n in names[1:]]) + "\r\n\r\n"
+                (base / "Data-split" / short / f"{split}CT_{short}.txt").write_bytes(text.encode())
+    return base
+
+
+def centre_values(images: torch.Tensor) -> list[int]:
+    return (images[:, 0, 8, 8] * 255).round().long().tolist()
+
+
+def test_official_split_counts_labels_dedup_greyscale(tmp_path: Path) -> None:
+    make_covid_ct(tmp_path)
+    data = get_dataset("covid_ct", task="classification", image_size=16, data_root=str(tmp_path))
+    assert (len(data.train), len(data.val), len(data.test)) == (6, 2, 2)  # "35%0.jpg" once, not twice
+    assert data.class_names == ["covid", "noncovid"] and data.num_classes == 2 and data.channels == 1
+    assert data.train.targets.tolist() == [0, 0, 0, 1, 1, 1]
+    assert data.val.targets.tolist() == [0, 1] and data.test.targets.tolist() == [0, 1]
+    assert data.train.images.shape == (6, 1, 16, 16) and data.train.targets.dtype == torch.int64
+    # every file (grey or RGB, PNG or JPEG) became its grey level, in split-file order; JPEG is lossy
+    expected = [GREY[n] for n, (_, s, _, _) in sorted(IMAGES.items(), key=lambda kv: kv[1][0]) if s == "train"]
+    assert np.allclose(centre_values(data.train.images), expected, atol=3)
+    assert np.allclose(centre_values(data.test.images), [GREY["c test%0.png"], GREY["n test%3.jpg"]], atol=3)
+    # 24×16 padded to 24×24 (4 zero rows top and bottom), then resized: the top row is padding
+    assert (data.train.images[:, 0, 0] == 0).all() and (data.train.images[:, 0, 8] > 0).all()
+
+
+def test_without_data_split_carves_per_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_covid_ct(tmp_path, official=False)
+    monkeypatch.setenv("GRADPROM_DATA", str(tmp_path / "covid_ct"))  # the dataset folder itself works too
+    a = get_dataset("covid_ct", task="classification", image_size=16, seed=1)
+    b = get_dataset("covid_ct", task="classification", image_size=16, seed=1)
+    assert (len(a.train), len(a.val), len(a.test)) == (6, 2, 2)  # 5 per class: 3/1/1 each
+    assert a.train.targets.tolist() == [0, 0, 0, 1, 1, 1] and a.val.targets.tolist() == [0, 1]
+    assert torch.equal(a.val.images, b.val.images) and torch.equal(a.train.images, b.train.images)
+    vals = {tuple(centre_values(get_dataset("covid_ct", task="classification", image_size=16, seed=s).val.images))
+            for s in range(4)}
+    assert len(vals) > 1  # the seed changes the carve
+    seen = sorted(v for split in (a.train, a.val, a.test) for v in centre_values(split.images))
+    assert np.allclose(seen, sorted(GREY.values()), atol=3)  # each image in exactly one split
+
+
+def test_caps_are_seeded_and_only_kept_samples_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_covid_ct(tmp_path)
+    opts = {"task": "classification", "image_size": 16, "data_root": str(tmp_path), "n_train": 3, "n_val": 1}
+    a, b = get_dataset("covid_ct", seed=3, **opts), get_dataset("covid_ct", seed=3, **opts)
+    assert (len(a.train), len(a.val), len(a.test)) == (3, 1, 2)
+    assert torch.equal(a.train.images, b.train.images) and torch.equal(a.train.targets, b.train.targets)
+    picks = {tuple(centre_values(get_dataset("covid_ct", seed=s, **opts).train.images)) for s in range(6)}
+    assert len(picks) > 1  # the seed changes which samples a cap keeps
+    decoded = []
+    real = covid_ct_module.read_image
+    monkeypatch.setattr(covid_ct_module, "read_image", lambda p, c: decoded.append(p.name) or real(p, c))
+    get_dataset("covid_ct", seed=0, **opts)
+    assert len(decoded) == 3 + 1 + 2
+
+
+def test_missing_listed_file_and_truncated_image(tmp_path: Path) -> None:
+    base = make_covid_ct(tmp_path)
+    listing = base / "Data-split" / "COVID" / "valCT_COVID.txt"
+    listing.write_text(listing.read_text() + "ghost scan%4.png\n")
+    with pytest.raises(GradpromError, match=re.escape("valCT_COVID.txt lists 'ghost scan%4.png'")):
+        get_dataset("covid_ct", task="classification", image_size=16, data_root=str(tmp_path))
+    listing.write_text("c val%0.png\n")
+    bad = base / "Images-processed" / "CT_NonCOVID" / "non covid 7%1.jpg"
+    bad.write_bytes(bad.read_bytes()[:120])
+    with pytest.raises(GradpromError, match=re.escape("non covid 7%1.jpg: unreadable image")):
+        get_dataset("covid_ct", task="classification", image_size=16, data_root=str(tmp_path))
+
+
+def test_missing_dataset_and_zipped_folder(tmp_path: Path) -> None:
+    with pytest.raises(GradpromError, match=r"not found: looked in .*covid_ct.*Images-processed.*UCSD-AI4H/COVID-CT"):
+        get_dataset("covid_ct", task="classification", image_size=16, data_root=str(tmp_path))
+    base = make_covid_ct(tmp_path)
+    shutil.rmtree(base / "Images-processed" / "CT_NonCOVID")
+    (base / "Images-processed" / "CT_NonCOVID.zip").write_bytes(b"PK")
+    with pytest.raises(GradpromError, match=r"CT_NonCOVID is missing.*unzip .*CT_NonCOVID.zip"):
+        get_dataset("covid_ct", task="classification", image_size=16, data_root=str(tmp_path))
+    with pytest.raises(GradpromError, match="does not support task 'segmentation'"):
+        get_dataset("covid_ct", task="segmentation", image_size=16, data_root=str(tmp_path))

@@ -1,0 +1,199 @@
+"""ISIC 2018 from tiny files of the real layout (JPEG inputs, PNG masks, CSVs), built here, nothing downloaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gradprom.datasets.isic2018 as isic  # registers "isic2018" (also when the package does not import it)
+from gradprom.datasets import get_dataset
+from gradprom.errors import GradpromError
+
+SIZES = ((24, 32), (32, 24), (32, 32), (16, 32))  # (H, W); the longest side is 32, so image_size 32 is no resize
+HEADER = "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC"
+
+
+def write_jpeg(path: Path, grey: np.ndarray, green: int = 90) -> None:
+    """RGB JPEG of flat 8×8 blocks (R = grey, G = `green`, B = 40): blocks on the JPEG grid decode almost exactly."""
+    rgb = np.stack([grey, np.full_like(grey, green), np.full_like(grey, 40)], axis=-1).astype(np.uint8)
+    Image.fromarray(rgb).save(path, quality=95, subsampling=0)
+
+
+def make_task1(folder: Path, split: str, count: int, start: int, rng: np.random.Generator) -> list[str]:
+    """`count` images of mixed sizes with 0/255 masks; the image encodes the mask (lesion 200, background 60)."""
+    inputs, truth = folder / f"ISIC2018_Task1-2_{split}_Input", folder / f"ISIC2018_Task1_{split}_GroundTruth"
+    inputs.mkdir(parents=True)
+    truth.mkdir(parents=True)
+    for extra in ("ATTRIBUTION.txt", "LICENSE.txt"):
+        (inputs / extra).write_text("CC BY-NC 4.0\n")
+        (truth / extra).write_text("CC BY-NC 4.0\n")
+    names = []
+    for k in range(count):
+        h, w = SIZES[k % len(SIZES)]
+        lesion = np.kron(rng.integers(0, 2, size=(h // 8, w // 8)), np.ones((8, 8))).astype(bool)
+        lesion[:8, :8] = True
+        name = f"ISIC_{start + k:07d}"
+        write_jpeg(inputs / f"{name}.jpg", np.where(lesion, 200, 60))
+        Image.fromarray((lesion * 255).astype(np.uint8)).save(truth / f"{name}_segmentation.png")
+        names.append(name)
+    return names
+
+
+def make_task3(folder: Path, count: int = 24, lesions: list[int] | None = None) -> list[int]:
+    """`count` flat images: red = 20 + 30·class, green = 10·index + 5; CSV one-hot; optional lesion groupings."""
+    inputs, truth = folder / "ISIC2018_Task3_Training_Input", folder / "ISIC2018_Task3_Training_GroundTruth"
+    inputs.mkdir(parents=True)
+    truth.mkdir(parents=True)
+    (inputs / "LICENSE.txt").write_text("CC BY-NC 4.0\n")
+    classes, rows = [k * 5 % 7 for k in range(count)], [HEADER]
+    for k, c in enumerate(classes):
+        h, w = SIZES[k % len(SIZES)]
+        write_jpeg(inputs / f"ISIC_{k:07d}.jpg", np.full((h, w), 20 + 30 * c), green=10 * k + 5)
+        rows.append(f"ISIC_{k:07d}," + ",".join("1.0" if j == c else "0.0" for j in range(7)))
+    (truth / "ISIC2018_Task3_Training_GroundTruth.csv").write_text("\n".join(rows) + "\n")
+    if lesions is not None:
+        lines = ["image,lesion_id,diagnosis_confirm_type"]
+        lines += [f"ISIC_{k:07d},HAM_{lesion:07d},histo" for k, lesion in enumerate(lesions)]
+        (folder / "ISIC2018_Task3_Training_LesionGroupings.csv").write_text("\n".join(lines) + "\n")
+    return classes
+
+
+def check_pairing(images: torch.Tensor, masks: torch.Tensor) -> None:
+    """Each image pixel inside the frame decodes to its mask label (JPEG: ±tolerance); padding is 0 in both."""
+    red = images[:, 0] * 255
+    inside = red > 20
+    assert torch.equal((red > 130).long()[inside], masks[inside])
+    assert (masks[~inside] == 0).all()
+
+
+def decode(split) -> tuple[list[int], list[int]]:
+    """(class, index) of each flat Task 3 image, read back from its centre pixel."""
+    centre = (split.images[:, :, 16, 16] * 255).round()
+    return ((centre[:, 0] - 20) / 30).round().long().tolist(), ((centre[:, 1] - 5) / 10).round().long().tolist()
+
+
+def test_segmentation_carved_counts_labels_pairing(tmp_path: Path) -> None:
+    make_task1(tmp_path / "isic2018", "Training", 10, 0, np.random.default_rng(0))
+    data = get_dataset("isic2018", task="segmentation", image_size=32, data_root=str(tmp_path))
+    assert (len(data.train), len(data.val), len(data.test)) == (8, 1, 1)  # 10% / 10% carved from training
+    assert data.num_classes == 2 and data.channels == 3 and data.class_names == ["background", "lesion"]
+    assert data.train.images.shape[1:] == (3, 32, 32) and data.train.targets.dtype == torch.int64
+    assert set(data.train.targets.unique().tolist()) == {0, 1}  # 255 → 1
+    assert (data.train.images[:, 0] == 0).float().mean() > 0.05  # portrait/landscape images were padded
+    inside = data.train.images[:, 0] > 0.1
+    assert (data.train.images[:, 1][inside] * 255 - 90).abs().max() < 4  # RGB kept, not greyscale
+    for split in (data.train, data.val, data.test):
+        check_pairing(split.images, split.targets)
+    again = get_dataset("isic2018", task="segmentation", image_size=32, data_root=str(tmp_path))
+    assert torch.equal(again.val.images, data.val.images)  # the carve is seeded
+    other = get_dataset("isic2018", task="segmentation", image_size=32, data_root=str(tmp_path), seed=1)
+    assert not torch.equal(other.val.images, data.val.images)  # another seed, another carve, same images in all
+    assert torch.allclose(torch.cat([other.train.images, other.val.images, other.test.images]).sum(0),
+                          torch.cat([data.train.images, data.val.images, data.test.images]).sum(0), atol=1e-4)
+
+
+def test_segmentation_official_validation_and_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "isic2018"
+    make_task1(folder, "Training", 6, 0, rng)
+    make_task1(folder, "Validation", 2, 100, rng)
+    make_task1(folder, "Test", 3, 200, rng)
+    monkeypatch.setenv("GRADPROM_DATA", str(folder))  # the dataset folder itself works as the root
+    data = get_dataset("isic2018", task="segmentation", image_size=32)
+    assert (len(data.train), len(data.val), len(data.test)) == (6, 2, 3)
+    for split in (data.train, data.val, data.test):
+        check_pairing(split.images, split.targets)
+    (folder / "ISIC2018_Task1_Test_GroundTruth" / "LICENSE.txt").unlink()
+    for mask in (folder / "ISIC2018_Task1_Test_GroundTruth").iterdir():
+        mask.unlink()
+    (folder / "ISIC2018_Task1_Test_GroundTruth").rmdir()  # test inputs without ground truth: carve test instead
+    data = get_dataset("isic2018", task="segmentation", image_size=32)
+    assert (len(data.train), len(data.val), len(data.test)) == (5, 2, 1)
+
+
+def test_classification_one_hot_classes_and_carve(tmp_path: Path) -> None:
+    classes = make_task3(tmp_path / "isic2018", count=20)
+    data = get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path))
+    assert (len(data.train), len(data.val), len(data.test)) == (16, 2, 2)
+    assert data.num_classes == 7 and data.channels == 3
+    assert data.class_names == ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    seen = []
+    for split in (data.train, data.val, data.test):
+        decoded, index = decode(split)
+        assert split.targets.tolist() == decoded == [classes[i] for i in index]  # one-hot column → class, paired
+        seen += index
+    assert sorted(seen) == list(range(20))
+
+
+def test_lesion_groupings_keep_a_lesion_in_one_split(tmp_path: Path) -> None:
+    lesions = [k // 3 for k in range(24)]  # 8 lesions of 3 images each
+    make_task3(tmp_path / "isic2018", count=24, lesions=lesions)
+    for seed in range(4):
+        data = get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path), seed=seed)
+        assert (len(data.train), len(data.val), len(data.test)) == (18, 3, 3)  # one lesion each to val and test
+        owner = {}
+        for name, split in (("train", data.train), ("val", data.val), ("test", data.test)):
+            for i in decode(split)[1]:
+                assert owner.setdefault(lesions[i], name) == name
+        assert len(owner) == 8
+
+
+def test_caps_are_seeded_and_decode_only_survivors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_task3(tmp_path / "isic2018", count=20)
+    a = get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path), n_train=5, seed=3)
+    b = get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path), n_train=5, seed=3)
+    c = get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path), n_train=5, seed=4)
+    assert len(a.train) == 5 and torch.equal(a.train.images, b.train.images)
+    assert not torch.equal(a.train.images, c.train.images)
+    read = []
+    original = isic.read_image
+    monkeypatch.setattr(isic, "read_image", lambda path, channels: read.append(path) or original(path, channels))
+    get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path), n_train=2, n_val=1,
+                n_test=1)
+    assert len(read) == 4
+
+
+def test_missing_truncated_and_mismatched_files(tmp_path: Path) -> None:
+    with pytest.raises(GradpromError, match=r"not found: looked in .*isic2018.*ISIC2018_Task1-2_Training_Input"
+                                            r".*challenge\.isic-archive\.com"):
+        get_dataset("isic2018", task="segmentation", image_size=32, data_root=str(tmp_path))
+    folder = tmp_path / "isic2018"
+    names = make_task1(folder, "Training", 10, 0, np.random.default_rng(2))
+    image = folder / "ISIC2018_Task1-2_Training_Input" / f"{names[3]}.jpg"
+    good = image.read_bytes()
+    image.write_bytes(good[: len(good) // 2])
+    with pytest.raises(GradpromError, match=f"{names[3]}.jpg: unreadable"):
+        get_dataset("isic2018", task="segmentation", image_size=32, data_root=str(tmp_path))
+    image.write_bytes(good)
+    mask = folder / "ISIC2018_Task1_Training_GroundTruth" / f"{names[3]}_segmentation.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(mask)
+    with pytest.raises(GradpromError, match=f"{names[3]}_segmentation.png: mask is 8×8 but its image is 32×16"):
+        get_dataset("isic2018", task="segmentation", image_size=32, data_root=str(tmp_path))
+    Image.fromarray(np.full((16, 32), 128, np.uint8)).save(mask)
+    with pytest.raises(GradpromError, match=f"{names[3]}_segmentation.png: mask values must be 0 .* or 255"):
+        get_dataset("isic2018", task="segmentation", image_size=32, data_root=str(tmp_path))
+    mask.unlink()
+    with pytest.raises(GradpromError, match=f"{names[3]}_segmentation.png is missing"):
+        get_dataset("isic2018", task="segmentation", image_size=32, data_root=str(tmp_path))
+
+
+def test_bad_csv_rows(tmp_path: Path) -> None:
+    folder = tmp_path / "isic2018"
+    with pytest.raises(GradpromError, match="ISIC2018_Task3_Training_Input.*challenge"):
+        get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path))
+    make_task3(folder, count=10)
+    csv = folder / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([*lines[:3], "ISIC_0000002,1.0,1.0,0.0,0.0,0.0,0.0,0.0", *lines[4:]]) + "\n")
+    with pytest.raises(GradpromError, match=r"GroundTruth\.csv, line 4 \(ISIC_0000002\): class columns must be one"):
+        get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path))
+    csv.write_text("\n".join([*lines, "ISIC_9999999,0.0,1.0,0.0,0.0,0.0,0.0,0.0"]) + "\n")
+    with pytest.raises(GradpromError, match="line 12: image 'ISIC_9999999' is not in"):
+        get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path))
+    csv.write_text("image,MEL,NV\n")
+    with pytest.raises(GradpromError, match="header lacks column.*BCC"):
+        get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path))
