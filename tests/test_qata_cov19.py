@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+import gradprom.datasets.files as files
 import gradprom.datasets.qata_cov19 as qata
 from gradprom.datasets import get_dataset
 from gradprom.errors import GradpromError
@@ -120,9 +121,9 @@ def test_caps_are_seeded_and_only_survivors_decoded(tmp_path: Path, monkeypatch:
     assert (len(a.train), len(a.val), len(a.test)) == (4, 1, 2)
     assert torch.equal(a.train.images, b.train.images) and torch.equal(a.train.targets, b.train.targets)
     decoded: list[str] = []
-    real_image, real_mask = qata.read_image, qata.read_mask
+    real_image, real_mask = qata.read_image, files.read_mask
     monkeypatch.setattr(qata, "read_image", lambda p, c: decoded.append(p.name) or real_image(p, c))
-    monkeypatch.setattr(qata, "read_mask", lambda p: decoded.append(p.name) or real_mask(p))
+    monkeypatch.setattr(files, "read_mask", lambda p: decoded.append(p.name) or real_mask(p))  # via binary_mask
     get_dataset("qata_cov19", seed=3, **kw)
     assert len(decoded) == 2 * (4 + 1 + 2)  # one image + one mask per kept sample, nothing else
     decoded.clear()

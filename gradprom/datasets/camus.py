@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from gradprom.datasets.base import Split, TaskData, register_dataset
-from gradprom.datasets.files import cap, carve, dataset_folder, pad_resize, read_text_lines
+from gradprom.datasets.files import cap, carve, check_mask_size, dataset_folder, pad_resize, read_text_lines
 from gradprom.errors import GradpromError
 
 SOURCE = "https://www.creatis.insa-lyon.fr/Challenge/camus/ (registration required)"
@@ -135,9 +135,7 @@ def load_split(samples: list[Sample], task: str, image_size: int) -> Split:
             if s.mask is None:
                 raise GradpromError(f"{s.image} has no ground-truth mask (_gt); segmentation needs one")
             mask = read_frame(s.mask)
-            if mask.shape != frame.shape:
-                raise GradpromError(f"{s.mask}: mask is {mask.shape[1]}×{mask.shape[0]} but its image is "
-                                    f"{frame.shape[1]}×{frame.shape[0]}")
+            check_mask_size(s.mask, mask.shape, frame.shape)
             if mask.min() < 0 or mask.max() > 3:
                 raise GradpromError(f"{s.mask}: labels must be 0..3, found {int(mask.min())}..{int(mask.max())}")
             targets.append(pad_resize(mask, image_size, is_mask=True))

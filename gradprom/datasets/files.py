@@ -118,3 +118,21 @@ def carve(items: list, seed: int, val: bool = True, test: bool = True) -> list[l
     n_test = max(1, len(items) // 10) if test else 0
     parts = (order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test])
     return [[items[i] for i in sorted(part.tolist())] for part in parts]
+
+
+def check_mask_size(mask_path: Path, mask_shape: tuple[int, ...], image_shape: tuple[int, ...]) -> None:
+    """A mask must cover its image pixel for pixel; otherwise one line naming the mask."""
+    if tuple(mask_shape[:2]) != tuple(image_shape[:2]):
+        raise GradpromError(f"{mask_path}: mask is {mask_shape[1]}×{mask_shape[0]} but its image is "
+                            f"{image_shape[1]}×{image_shape[0]}")
+
+
+def binary_mask(path: Path, image_shape: tuple[int, ...], positive: str) -> np.ndarray:
+    """A 0/255 mask file as 0/1 labels, checked against its image's size; `positive` names label 1."""
+    mask = read_mask(path)
+    check_mask_size(path, mask.shape, image_shape)
+    values = np.unique(mask)
+    if not set(values.tolist()) <= {0, 255}:
+        bad = [int(v) for v in values if v not in (0, 255)][:5]
+        raise GradpromError(f"{path}: mask values must be 0 (background) or 255 ({positive}), found {bad}")
+    return (mask == 255).astype(np.uint8)

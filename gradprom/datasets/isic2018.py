@@ -20,11 +20,10 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from gradprom.datasets.base import Split, TaskData, register_dataset
-from gradprom.datasets.files import cap, carve, dataset_folder, pad_resize, read_image, read_mask
+from gradprom.datasets.files import binary_mask, cap, carve, dataset_folder, pad_resize, read_image
 from gradprom.errors import GradpromError
 
 SOURCE = "https://challenge.isic-archive.com/data/#2018 (CC BY-NC 4.0)"
@@ -150,15 +149,7 @@ def load_split(samples: list[Sample], task: str, image_size: int) -> Split:
         image = read_image(s.image, 3)
         images.append(pad_resize(image, image_size, is_mask=False))
         if task == "segmentation":
-            mask = read_mask(s.mask)
-            if mask.shape != image.shape[:2]:
-                raise GradpromError(f"{s.mask}: mask is {mask.shape[1]}×{mask.shape[0]} but its image is "
-                                    f"{image.shape[1]}×{image.shape[0]}")
-            values = np.unique(mask)
-            if not set(values.tolist()) <= {0, 255}:
-                raise GradpromError(f"{s.mask}: mask values must be 0 (background) or 255 (lesion), found "
-                                    f"{', '.join(str(v) for v in values[:6])}")
-            targets.append(pad_resize((mask == 255).astype(np.uint8), image_size, is_mask=True))
+            targets.append(pad_resize(binary_mask(s.mask, image.shape, "lesion"), image_size, is_mask=True))
         else:
             targets.append(torch.tensor(s.label))
     if not images:

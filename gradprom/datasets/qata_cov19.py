@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from gradprom.datasets.base import Split, TaskData, register_dataset
-from gradprom.datasets.files import cap, carve, dataset_folder, pad_resize, read_image, read_mask
+from gradprom.datasets.files import binary_mask, cap, carve, dataset_folder, pad_resize, read_image
 from gradprom.errors import GradpromError
 
 SOURCE = "https://www.kaggle.com/datasets/aysendegerli/qatacov19-dataset"
@@ -96,15 +96,7 @@ def load_mask(s: Sample, shape: tuple[int, ...]) -> np.ndarray:
     """The 0/1 infection mask of `s`; every problem is one line naming the file."""
     if s.mask is None or not s.mask.is_file():
         raise GradpromError(f"{s.image} has no mask: expected {s.mask}; segmentation needs one per image")
-    mask = read_mask(s.mask)
-    if mask.shape != shape:
-        raise GradpromError(f"{s.mask}: mask is {mask.shape[1]}×{mask.shape[0]} but its image is "
-                            f"{shape[1]}×{shape[0]}")
-    values = np.unique(mask)
-    if not set(values.tolist()) <= {0, 255}:
-        bad = [int(v) for v in values if v not in (0, 255)][:5]
-        raise GradpromError(f"{s.mask}: mask values must be 0 (background) or 255 (infection), found {bad}")
-    return (mask == 255).astype(np.uint8)
+    return binary_mask(s.mask, shape, "infection")
 
 
 def load_split(samples: list[Sample], task: str, image_size: int) -> Split:
