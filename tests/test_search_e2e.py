@@ -142,14 +142,15 @@ def test_two_datasets_and_a_plugin_strategy(tmp_path: Path, shared_cache: str) -
 
 def test_interrupted_search_keeps_results_and_resumes(tmp_path: Path, shared_cache: str) -> None:
     """Ctrl-C: finished trials are saved, the experiment says `interrupted`; --resume runs the rest once."""
-    args = ["search", "--trials", "5", "--epochs", "3", "--concurrency", "1", "--out", str(tmp_path),
+    # 8 sequential trials and a stop as soon as the first one reports: plenty of work is left to interrupt
+    args = ["search", "--trials", "8", "--epochs", "3", "--concurrency", "1", "--out", str(tmp_path),
             "--name", "r", "--device", "cpu", "-p", "max_steps_per_epoch=2", *TINY_PARAMS]
     env = {**os.environ, "GRADPROM_CACHE": shared_cache}
     driver = subprocess.Popen([sys.executable, "-m", "gradprom.cli", *args], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     runs = tmp_path / "r" / "ray" / "synthetic"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and len([p for p in runs.glob("*/result.json") if p.stat().st_size]) < 3:
+    while time.monotonic() < deadline and not [p for p in runs.glob("*/result.json") if p.stat().st_size]:
         time.sleep(0.5)
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=120)
@@ -162,7 +163,7 @@ def test_interrupted_search_keeps_results_and_resumes(tmp_path: Path, shared_cac
     resumed = gradprom("search", "--out", str(tmp_path), "--name", "r", "--resume", cache=shared_cache)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = read_rows(tmp_path / "r" / "trials.parquet")
-    assert len(after) == 5 and len({t["trial_id"] for t in after}) == 5
+    assert len(after) == 8 and len({t["trial_id"] for t in after}) == 8
     assert all(t["status"] == "completed" and t["image_size"] == 32 for t in after)  # the original settings
     for t in after:
         if before.get(t["trial_id"], {}).get("status") == "completed":
@@ -170,7 +171,7 @@ def test_interrupted_search_keeps_results_and_resumes(tmp_path: Path, shared_cac
     assert json.loads((tmp_path / "r" / "manifest.json").read_text())["status"] == "finished"
     changed = gradprom("search", "--out", str(tmp_path), "--name", "r", "--resume", "--trials", "9",
                        cache=shared_cache)
-    assert changed.returncode == 2 and "as it was started (--trials 5)" in changed.stderr
+    assert changed.returncode == 2 and "as it was started (--trials 8)" in changed.stderr
 
 
 def test_search_on_a_camus_fixture(tmp_path: Path, shared_cache: str) -> None:
