@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-import gradprom.datasets.covid_ct as covid_ct_module  # registers "covid_ct" (whatever __init__ imports)
+import gradprom.datasets.files as files
 from gradprom.datasets import get_dataset
 from gradprom.errors import GradpromError
 
@@ -96,8 +96,8 @@ def test_caps_are_seeded_and_only_kept_samples_decoded(tmp_path: Path, monkeypat
     picks = {tuple(centre_values(get_dataset("covid_ct", seed=s, **opts).train.images)) for s in range(6)}
     assert len(picks) > 1  # the seed changes which samples a cap keeps
     decoded = []
-    real = covid_ct_module.read_image
-    monkeypatch.setattr(covid_ct_module, "read_image", lambda p, c: decoded.append(p.name) or real(p, c))
+    real = files.read_image  # the loaders decode through files.image_split
+    monkeypatch.setattr(files, "read_image", lambda p, c: decoded.append(p.name) or real(p, c))
     get_dataset("covid_ct", seed=0, **opts)
     assert len(decoded) == 3 + 1 + 2
 

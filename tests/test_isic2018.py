@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-import gradprom.datasets.isic2018 as isic  # registers "isic2018" (also when the package does not import it)
+import gradprom.datasets.files as files
 from gradprom.datasets import get_dataset
 from gradprom.errors import GradpromError
 
@@ -150,8 +150,8 @@ def test_caps_are_seeded_and_decode_only_survivors(tmp_path: Path, monkeypatch: 
     assert len(a.train) == 5 and torch.equal(a.train.images, b.train.images)
     assert not torch.equal(a.train.images, c.train.images)
     read = []
-    original = isic.read_image
-    monkeypatch.setattr(isic, "read_image", lambda path, channels: read.append(path) or original(path, channels))
+    original = files.read_image  # the loaders decode through files.image_split
+    monkeypatch.setattr(files, "read_image", lambda path, channels: read.append(path) or original(path, channels))
     get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path), n_train=2, n_val=1,
                 n_test=1)
     assert len(read) == 4

@@ -17,10 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from gradprom.datasets.base import Split, TaskData, register_dataset
-from gradprom.datasets.files import cap, carve, dataset_folder, pad_resize, read_image, read_text_lines
+from gradprom.datasets.base import TaskData, register_dataset
+from gradprom.datasets.files import cap, carve, dataset_folder, image_split, read_text_lines
 from gradprom.errors import GradpromError
 
 SOURCE = "https://github.com/UCSD-AI4H/COVID-CT"
@@ -87,14 +85,6 @@ def list_samples(root: Path, seed: int) -> list[list[Sample]]:
     return carved_split(folders, seed)
 
 
-def load_split(samples: list[Sample], image_size: int, name: str) -> Split:
-    if not samples:
-        raise GradpromError(f"the COVID-CT {name} split is empty; check Data-split/ or the image folders")
-    images = [pad_resize(read_image(s.image, 1), image_size, is_mask=False) for s in samples]
-    targets = [torch.tensor(s.label) for s in samples]
-    return Split(torch.stack(images), torch.stack(targets))
-
-
 @register_dataset("covid_ct", tasks=("classification",),
                   help="COVID-CT slices (UCSD-AI4H), covid vs noncovid, official split, greyscale")
 def covid_ct(task: str, image_size: int, seed: int, data_root: str = "", n_train: int = 0, n_val: int = 0,
@@ -102,7 +92,8 @@ def covid_ct(task: str, image_size: int, seed: int, data_root: str = "", n_train
     """COVID-CT from `data_root`/covid_ct; `n_*` cap each split (0: all), chosen by a seeded shuffle."""
     root = dataset_folder("covid_ct", data_root, EXPECTED, SOURCE, ("Images-processed",))
     groups = list_samples(root, seed)
-    splits = [load_split(cap(g, n, seed + i), image_size, s)
+    splits = [image_split(cap(g, n, seed + i), task, image_size, 1, "",
+                          f"the COVID-CT {s} split is empty; check Data-split/ or the image folders")
               for i, (g, n, s) in enumerate(zip(groups, (n_train, n_val, n_test), SPLITS, strict=True))]
     return TaskData(name="covid_ct", task=task, num_classes=2, channels=1, image_size=image_size,
                     class_names=list(CLASSES), train=splits[0], val=splits[1], test=splits[2])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gradprom.datasets.base import Split
 from gradprom.errors import GradpromError
 
 DATA_ENV = "GRADPROM_DATA"
@@ -136,3 +137,27 @@ def binary_mask(path: Path, image_shape: tuple[int, ...], positive: str) -> np.n
         bad = [int(v) for v in values if v not in (0, 255)][:5]
         raise GradpromError(f"{path}: mask values must be 0 (background) or 255 ({positive}), found {bad}")
     return (mask == 255).astype(np.uint8)
+
+
+def image_split(samples: list, task: str, image_size: int, channels: int, positive: str, empty: str) -> Split:
+    """Decode samples (each with `.image`, `.label` and, for segmentation, a 0/255 `.mask` file) into a split.
+
+    Images are read at `channels`, masks become 0/1 labels (`positive` names label 1); `empty` is the
+    one-line error for a split with nothing in it. Shared by the loaders whose samples are image files.
+    """
+    if not samples:
+        raise GradpromError(empty)
+    images, targets = [], []
+    for s in samples:
+        image = read_image(s.image, channels)
+        images.append(pad_resize(image, image_size, is_mask=False))
+        if task != "segmentation":
+            targets.append(torch.tensor(s.label))
+            continue
+        if s.mask is None:
+            raise GradpromError(f"{s.image} has no mask; segmentation needs one per image")
+        if not s.mask.is_file():
+            raise GradpromError(f"{s.image} has no mask: expected {s.mask} (the file {s.mask.name} is missing); "
+                                "segmentation needs one per image")
+        targets.append(pad_resize(binary_mask(s.mask, image.shape, positive), image_size, is_mask=True))
+    return Split(torch.stack(images), torch.stack(targets))

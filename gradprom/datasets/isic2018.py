@@ -20,10 +20,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from gradprom.datasets.base import Split, TaskData, register_dataset
-from gradprom.datasets.files import binary_mask, cap, carve, dataset_folder, pad_resize, read_image
+from gradprom.datasets.base import TaskData, register_dataset
+from gradprom.datasets.files import cap, carve, dataset_folder, image_split
 from gradprom.errors import GradpromError
 
 SOURCE = "https://challenge.isic-archive.com/data/#2018 (CC BY-NC 4.0)"
@@ -143,21 +141,6 @@ def classification_samples(root: Path, seed: int) -> list[list[Sample]]:
             for groups in carve(sorted(members), seed)]
 
 
-def load_split(samples: list[Sample], task: str, image_size: int) -> Split:
-    images, targets = [], []
-    for s in samples:
-        image = read_image(s.image, 3)
-        images.append(pad_resize(image, image_size, is_mask=False))
-        if task == "segmentation":
-            targets.append(pad_resize(binary_mask(s.mask, image.shape, "lesion"), image_size, is_mask=True))
-        else:
-            targets.append(torch.tensor(s.label))
-    if not images:
-        raise GradpromError("an ISIC 2018 split is empty; an official input folder holds no images, or training "
-                            "has too few to carve val/test from")
-    return Split(torch.stack(images), torch.stack(targets))
-
-
 @register_dataset("isic2018", tasks=("segmentation", "classification"),
                   help="ISIC 2018 dermoscopy (RGB): Task 1 lesion segmentation or Task 3 7-class diagnosis")
 def isic2018(task: str, image_size: int, seed: int, data_root: str = "", n_train: int = 0, n_val: int = 0,
@@ -165,7 +148,9 @@ def isic2018(task: str, image_size: int, seed: int, data_root: str = "", n_train
     """ISIC 2018 from `data_root`/isic2018; `n_*` cap each split (0: all), chosen by a seeded shuffle."""
     root = dataset_folder("isic2018", data_root, EXPECTED[task], SOURCE, MARKERS[task])
     groups = segmentation_samples(root, seed) if task == "segmentation" else classification_samples(root, seed)
-    splits = [load_split(cap(g, n, seed + i), task, image_size)
+    empty = ("an ISIC 2018 split is empty; an official input folder holds no images, or training has too few "
+             "to carve val/test from")
+    splits = [image_split(cap(g, n, seed + i), task, image_size, 3, "lesion", empty)
               for i, (g, n) in enumerate(zip(groups, (n_train, n_val, n_test), strict=True))]
     return TaskData(name="isic2018", task=task, num_classes=2 if task == "segmentation" else len(CLASSES),
                     channels=3, image_size=image_size,

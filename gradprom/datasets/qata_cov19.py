@@ -24,11 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from gradprom.datasets.base import Split, TaskData, register_dataset
-from gradprom.datasets.files import binary_mask, cap, carve, dataset_folder, pad_resize, read_image
+from gradprom.datasets.base import TaskData, register_dataset
+from gradprom.datasets.files import cap, carve, dataset_folder, image_split
 from gradprom.errors import GradpromError
 
 SOURCE = "https://www.kaggle.com/datasets/aysendegerli/qatacov19-dataset"
@@ -92,28 +89,6 @@ def list_samples(base: Path, task: str, seed: int) -> list[list[Sample]]:
     return [covid + ctrl for covid, ctrl in zip((train, val, test), control, strict=True)]
 
 
-def load_mask(s: Sample, shape: tuple[int, ...]) -> np.ndarray:
-    """The 0/1 infection mask of `s`; every problem is one line naming the file."""
-    if s.mask is None or not s.mask.is_file():
-        raise GradpromError(f"{s.image} has no mask: expected {s.mask}; segmentation needs one per image")
-    return binary_mask(s.mask, shape, "infection")
-
-
-def load_split(samples: list[Sample], task: str, image_size: int) -> Split:
-    images, targets = [], []
-    for s in samples:
-        image = read_image(s.image, 1)
-        images.append(pad_resize(image, image_size, is_mask=False))
-        if task == "segmentation":
-            targets.append(pad_resize(load_mask(s, image.shape), image_size, is_mask=True))
-        else:
-            targets.append(torch.tensor(s.label))
-    if not images:
-        raise GradpromError("a QaTa-COV19 split is empty; check the 'Train Set/', 'Test Set/' and Control_Group/ "
-                            "folders")
-    return Split(torch.stack(images), torch.stack(targets))
-
-
 @register_dataset("qata_cov19", tasks=("segmentation", "classification"),
                   help="QaTa-COV19 chest X-rays: COVID-19 infection segmentation, or COVID-19 vs control "
                        "(needs Control_Group/)")
@@ -122,7 +97,8 @@ def qata_cov19(task: str, image_size: int, seed: int, data_root: str = "", n_tra
     """QaTa-COV19 from `data_root`/qata_cov19; `n_*` cap each split (0: all), chosen by a seeded shuffle."""
     root = dataset_folder("qata_cov19", data_root, EXPECTED, SOURCE, (f"QaTa-COV19/{V2}", V2))
     groups = list_samples(find_base(root), task, seed)
-    splits = [load_split(cap(g, n, seed + i), task, image_size)
+    empty = "a QaTa-COV19 split is empty; check the 'Train Set/', 'Test Set/' and Control_Group/ folders"
+    splits = [image_split(cap(g, n, seed + i), task, image_size, 1, "infection", empty)
               for i, (g, n) in enumerate(zip(groups, (n_train, n_val, n_test), strict=True))]
     return TaskData(name="qata_cov19", task=task, num_classes=2, channels=1, image_size=image_size,
                     class_names=list(SEG_NAMES if task == "segmentation" else CLASS_NAMES),
