@@ -47,6 +47,12 @@ def search(
                                            "$GRADPROM_DATA."),
     param: list[str] = typer.Option([], "--param", "-p",
                                     help="Override a setting: KEY=VALUE fixes, KEY=LOW:HIGH ranges, KEY=A,B choices."),
+    data_option: list[str] = typer.Option([], "--data-option", "-o",
+                                          help="A dataset's own option, KEY=VALUE (e.g. views=4CH, patch_size=256)."),
+    skip_bad: bool = typer.Option(False, help="Leave unreadable or inconsistent data files out (and say how many) "
+                                              "instead of stopping at the first."),
+    eval_dataset: str = typer.Option("", help="Also score each trial's final enhancer on this dataset's test "
+                                              "split (eval_* columns)."),
     sampler: str = typer.Option("tpe", help="Optuna sampler: tpe, nsga2 or random."),
     scheduler: str = typer.Option("fifo", help="fifo, or asha to stop weak trials early."),
     metric: str = typer.Option("psnr", help="Metric the ASHA scheduler stops on: psnr, ssim or task_metric."),
@@ -67,7 +73,8 @@ def search(
         space=space, datasets=_split(dataset), task=task, trials=trials, epochs=epochs, out=out, name=name,
         seed=seed, address=address, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, scheduler=scheduler, metric=metric,
-        sampler=sampler, params=params, device=device, resume=resume, overwrite=overwrite)
+        sampler=sampler, params=params, data_options=list(data_option), skip_bad=skip_bad, eval_dataset=eval_dataset,
+        device=device, resume=resume, overwrite=overwrite)
     run_search(request, console)
 
 
@@ -82,9 +89,15 @@ def train(
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     data_root: str = typer.Option("", help="Folder holding the real datasets; default $GRADPROM_DATA."),
+    data_option: list[str] = typer.Option([], "--data-option", "-o", help="A dataset's own option, KEY=VALUE."),
+    skip_bad: bool = typer.Option(False, help="Leave bad data files out instead of stopping at the first."),
+    eval_dataset: str = typer.Option("", help="Also score the final enhancer on this dataset's test split."),
     set_: list[str] = typer.Option([], "--set", help="Any other trial setting, KEY=VALUE (e.g. --set image_size=32)."),
 ) -> None:
     """Train one trial in a plain loop (no Ray) and print its epochs: for debugging and quick checks."""
+    import json
+
+    from gradprom.datasets import parse_dataset_options
     from gradprom.metrics import task_metric_name
     from gradprom.search_spaces import parse_value
     from gradprom.trainables.config import TrialConfig
@@ -92,7 +105,9 @@ def train(
 
     values: dict[str, object] = {"strategy": strategy, "lam": lam, "threshold": threshold, "dataset": dataset,
                                  "task": task, "epochs": epochs, "seed": seed, "device": device,
-                                 "data_root": data_root}
+                                 "data_root": data_root, "skip_bad": skip_bad, "eval_dataset": eval_dataset}
+    if data_option:
+        values["data_options"] = json.dumps(parse_dataset_options(dataset, list(data_option)), sort_keys=True)
     for item in set_:
         key, sep, text = item.partition("=")
         if not sep:
@@ -112,9 +127,16 @@ def train(
     final = train_trial(cfg, report)
     console.print(table)
     metric = task_metric_name(cfg.task)
-    console.print(f"test: psnr {final['test_psnr']:.2f} dB · ssim {final['test_ssim']:.3f} · {metric} "
-                  f"{final[f'test_{metric}']:.3f} · {metric}_ref {final[f'test_{metric}_ref']:.3f} "
-                  f"(input psnr {final['test_psnr_input']:.2f} dB)")
+    if final.get("n_skipped"):
+        console.print(f"[yellow]left out {final['n_skipped']} bad file(s) of {cfg.dataset} (--skip-bad); "
+                      f"`gradprom datasets check {cfg.dataset}` lists them[/yellow]")
+    for prefix, label in (("test_", "test"), ("eval_", f"eval on {cfg.eval_dataset}")):
+        if f"{prefix}psnr" not in final:
+            continue
+        scores = " · ".join(f"{name} {final[prefix + name]:.3f}" for name in (metric, f"{metric}_ref")
+                            if prefix + name in final)
+        console.print(f"{label}: psnr {final[prefix + 'psnr']:.2f} dB · ssim {final[prefix + 'ssim']:.3f} · "
+                      f"{scores} (input psnr {final[prefix + 'psnr_input']:.2f} dB)")
 
 
 @app.command()
@@ -175,19 +197,74 @@ def strategies() -> None:
 
 @datasets_app.callback()
 def datasets(ctx: typer.Context) -> None:
-    """List the datasets, their tasks, and the degradations."""
+    """List the datasets, their tasks and options, and the degradations."""
     if ctx.invoked_subcommand is not None:
         return
     from gradprom.datasets import dataset_info, dataset_names, degradation_names
+    from gradprom.datasets.base import MANAGED_OPTIONS
 
     table = Table(title="datasets")
-    for col in ("name", "tasks", "description"):
+    for col in ("name", "tasks", "options (-o KEY=VALUE)", "description"):
         table.add_column(col)
     for n in dataset_names():
         info = dataset_info(n)
-        table.add_row(n, ", ".join(info["tasks"]), str(info.get("help", "")))
+        options = "; ".join(f"{k}={v}" for k, v in info["options"].items() if k not in MANAGED_OPTIONS)
+        table.add_row(n, ", ".join(info["tasks"]), options, str(info.get("help", "")))
     console.print(table)
     console.print(f"degradations: {', '.join(degradation_names())} (e.g. --degradation gaussian:sigma=0.15)")
+
+
+@datasets_app.command("check")
+def datasets_check(
+    name: str = typer.Argument(..., help="Dataset name (see `gradprom datasets`)."),
+    data_root: str = typer.Option("", help="Folder holding the real datasets; default $GRADPROM_DATA."),
+    task: str = typer.Option("", help="Check this task only; default every task whose files are present."),
+    image_size: int = typer.Option(48, help="Size the samples are decoded at (as trials would)."),
+    seed: int = typer.Option(0, help="Seed of the carved splits."),
+) -> None:
+    """Validate a dataset's layout and every file; print counts per split and class; list each bad file.
+
+    Exits 0 only when every file is good."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from gradprom.datasets.check import check_dataset
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        bars: dict[str, object] = {}
+
+        def step(t: str, done: int, total: int) -> None:
+            if t not in bars:
+                bars[t] = progress.add_task(f"checking {name}/{t}", total=total)
+            progress.update(bars[t], completed=done)
+
+        report = check_dataset(name, data_root=data_root, task=task, image_size=image_size, seed=seed, step=step)
+    for counts in report.counts:
+        table = Table(title=f"{name} / {counts.task}", caption="images per class" if counts.task == "classification"
+                      else "images showing each label")
+        for col in ("class", "train", "val", "test", "total"):
+            table.add_column(col, justify="left" if col == "class" else "right")
+        splits = ("train", "val", "test")
+        for i, cls in enumerate(counts.class_names):
+            row = [counts.per_class.get(s, [0] * len(counts.class_names))[i] for s in splits]
+            table.add_row(cls, *map(str, row), str(sum(row)))
+        table.add_row("[bold]samples[/bold]", *(str(counts.samples[s]) for s in splits),
+                      str(sum(counts.samples.values())))
+        console.print(table)
+    for task_name, why in report.absent:
+        console.print(f"{task_name}: not checked, its files are not there ({why})", highlight=False, soft_wrap=True)
+    for problem in report.problems:
+        console.print(f"[red]layout:[/red] {problem}", highlight=False, soft_wrap=True)
+    if report.bad:
+        console.print(f"[red]{len(report.bad)} bad file(s):[/red]")
+        for line in report.bad:
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        what = [f"{len(report.bad)} bad file(s)"] if report.bad else []
+        what += [f"{len(report.problems)} layout problem(s)"] if report.problems else []
+        raise GradpromError(f"{name}: {' and '.join(what)} (listed above); re-download or fix them, or search with "
+                            "--skip-bad to leave bad files out")
+    console.print(f"[green]{name}: all {report.total} samples are good[/green]")
 
 
 def main(argv: list[str] | None = None) -> int:

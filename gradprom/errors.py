@@ -13,6 +13,10 @@ class GradpromError(ValueError):
     """Bad input or a problem the user can fix; its message is shown as one line."""
 
 
+class DataMissing(GradpromError):
+    """A dataset (or the optional part a task needs) is not on disk: absent, as opposed to broken."""
+
+
 class SearchInterrupted(GradpromError):
     """The search was stopped (Ctrl-C) before every trial ended; what finished is saved."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -175,15 +176,30 @@ def test_interrupted_search_keeps_results_and_resumes(tmp_path: Path, shared_cac
 
 
 def test_search_on_a_camus_fixture(tmp_path: Path, shared_cache: str) -> None:
-    """The main job's dataset, from tiny files of the real 2023 format (--data-root), segmentation."""
+    """The main job's dataset, from tiny files of the real 2023 format (--data-root), segmentation, with a
+    corrupt frame left out (--skip-bad), a loader option (-o views=4CH) and cross-dataset evaluation on a
+    QaTa-COV19 fixture (--eval-dataset)."""
     from tests.test_camus import make_2023
+    from tests.test_qata_cov19 import make_qata
 
     make_2023(tmp_path / "data")
+    make_qata(tmp_path / "data")
+    bad = tmp_path / "data" / "camus" / "database_nifti" / "patient0002" / "patient0002_4CH_ES.nii.gz"
+    bad.write_bytes(bad.read_bytes()[:40])
     args = ["search", "--space", "lambda_threshold", "--dataset", "camus", "--task", "segmentation",
             "--data-root", str(tmp_path / "data"), "--trials", "2", "--epochs", "1", "--out", str(tmp_path),
-            "--name", "camus", "--device", "cpu", *TINY_PARAMS]
-    run = gradprom(*args, cache=shared_cache)
+            "--device", "cpu", *TINY_PARAMS, "-p", "batch_size=4", "-o", "views=4CH"]
+    stopped = gradprom(*args, "--name", "strict", cache=shared_cache)
+    assert stopped.returncode == 2 and "patient0002_4CH_ES.nii.gz: unreadable" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+
+    run = gradprom(*args, "--name", "camus", "--skip-bad", "--eval-dataset", "qata_cov19", cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "left out 1 bad file(s)" in run.stdout and "patient0002_4CH_ES" in run.stdout
     trials = read_rows(tmp_path / "camus" / "trials.parquet")
     assert len(trials) == 2 and all(t["status"] == "completed" and t["dataset"] == "camus" for t in trials)
     assert all(0 <= t["miou"] <= 1 and t["data_root"] == str((tmp_path / "data").resolve()) for t in trials)
+    for t in trials:
+        assert t["n_skipped"] == 1 and t["skip_bad"] and t["data_options"] == '{"views": "4CH"}'
+        assert t["eval_dataset"] == "qata_cov19" and 0 <= t["eval_miou_ref"] <= 1 and t["eval_psnr"] > 5
+        assert "eval_miou" not in t or t["eval_miou"] is None or math.isnan(t["eval_miou"])  # other classes

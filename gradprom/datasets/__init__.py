@@ -18,7 +18,9 @@ from gradprom.datasets.base import (
     TaskData,
     dataset_info,
     dataset_names,
+    dataset_options_of,
     get_dataset,
+    parse_dataset_options,
     register_dataset,
 )
 from gradprom.datasets.degradations import (
@@ -38,9 +40,11 @@ __all__ = [
     "TaskData",
     "dataset_info",
     "dataset_names",
+    "dataset_options_of",
     "degradation_names",
     "get_dataset",
     "get_degradation",
+    "parse_dataset_options",
     "parse_degradation",
     "register_dataset",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,6 +22,10 @@ TASKS = ("classification", "segmentation")
 
 # Arguments every dataset factory takes; anything else is a dataset-specific option.
 _COMMON_ARGS = ("task", "image_size", "seed")
+# Options set through trial settings of their own (--data-root, n_*, --skip-bad, the cache folder), not through
+# --data-option.
+MANAGED_OPTIONS = {"data_root": "--data-root", "n_train": "-p n_train=N", "n_val": "-p n_val=N",
+                   "n_test": "-p n_test=N", "skip_bad": "--skip-bad", "cache_dir": "$GRADPROM_CACHE"}
 
 
 @dataclass
@@ -59,6 +63,8 @@ class TaskData:
     train: Split
     val: Split
     test: Split
+    skipped: list[str] = field(default_factory=list)  # why each bad file left out (datasets read with skip_bad)
+    fingerprint: str = ""  # for data read from disk: a hash of its samples and their files' stamps
 
     def to(self, device: torch.device | str) -> TaskData:
         """Copy every split to `device`; metadata is shared."""
@@ -72,6 +78,8 @@ class TaskData:
             train=self.train.to(device),
             val=self.val.to(device),
             test=self.test.to(device),
+            skipped=list(self.skipped),
+            fingerprint=self.fingerprint,
         )
 
 
@@ -84,6 +92,13 @@ def check_count(dataset: str, option: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise GradpromError(f"dataset '{dataset}': {option} must be an integer >= 1, got {value!r}")
     return int(value)
+
+
+def check_image_size(image_size: Any) -> None:
+    """Image sizes are integers >= 16 and multiples of 4 (what the models' down/upsampling needs)."""
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 16 \
+            or image_size % 4:
+        raise GradpromError(f"image_size must be an integer >= 16 and a multiple of 4, got {image_size!r}")
 
 
 def _options_of(factory: Callable[..., TaskData]) -> dict[str, Any] | None:
@@ -108,13 +123,7 @@ def get_dataset(
         raise GradpromError(
             f"dataset '{name}' does not support task '{task}'; supported tasks: {', '.join(tasks)}"
         )
-    if (
-        isinstance(image_size, bool)
-        or not isinstance(image_size, numbers.Integral)
-        or image_size < 16
-        or image_size % 4
-    ):
-        raise GradpromError(f"image_size must be an integer >= 16 and a multiple of 4, got {image_size!r}")
+    check_image_size(image_size)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise GradpromError(f"seed must be an integer >= 0, got {seed!r}")
     valid = _options_of(factory)
@@ -140,3 +149,45 @@ def dataset_info(name: str) -> dict[str, Any]:
         "help": str(meta.get("help", "")),
         "options": _options_of(DATASETS.get(name)) or {},
     }
+
+
+def dataset_options_of(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Check `--data-option` values for dataset `name`: known, not managed elsewhere, of the default's type.
+
+    Values given as text (from the CLI) are converted to the option's type; returns the typed options.
+    """
+    valid = {k: v for k, v in dataset_info(name)["options"].items() if k not in MANAGED_OPTIONS}
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in MANAGED_OPTIONS:
+            raise GradpromError(f"dataset option '{key}' is not a --data-option: set it with {MANAGED_OPTIONS[key]}")
+        if key not in valid:
+            choices = ", ".join(f"{k} (default {v!r})" for k, v in valid.items()) or "none"
+            raise GradpromError(f"dataset '{name}' has no option '{key}'; its options: {choices}")
+        kind = type(valid[key]) if valid[key] is not None else str
+        try:
+            if kind is bool and isinstance(value, str):
+                if value.lower() not in ("true", "false"):
+                    raise ValueError(value)
+                value = value.lower() == "true"
+            elif kind is int and isinstance(value, str):
+                value = int(value)
+            elif kind is float and isinstance(value, (str, int)) and not isinstance(value, bool):
+                value = float(value)
+        except ValueError:
+            raise GradpromError(f"dataset '{name}': option {key} must be {kind.__name__}, got {value!r}") from None
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise GradpromError(f"dataset '{name}': option {key} must be {kind.__name__}, got {value!r}")
+        out[key] = value
+    return out
+
+
+def parse_dataset_options(name: str, pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` texts (repeated `--data-option`) → typed options of dataset `name`."""
+    raw: dict[str, str] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise GradpromError(f"--data-option '{item}' is not KEY=VALUE (e.g. --data-option views=4CH)")
+        raw[key.strip()] = value.strip()
+    return dataset_options_of(name, raw)

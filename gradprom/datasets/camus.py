@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradprom.datasets.base import Split, TaskData, register_dataset
-from gradprom.datasets.files import cap, carve, check_mask_size, dataset_folder, pad_resize, read_text_lines
+from gradprom.datasets import disk
+from gradprom.datasets.base import TaskData, register_dataset
+from gradprom.datasets.files import carve, check_mask_size, dataset_folder, pad_resize, read_text_lines
 from gradprom.errors import GradpromError
 
 SOURCE = "https://www.creatis.insa-lyon.fr/Challenge/camus/ (registration required)"
@@ -38,6 +39,14 @@ class Sample:
     image: Path
     mask: Path | None
     quality: str
+    cfg: Path  # Info_{view}.cfg, where `quality` came from
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """What decoding reads: frames (a MetaImage header and its .raw/.zraw data), mask and Info cfg."""
+        frames = [p for p in (self.image, self.mask) if p is not None]
+        data = [p.with_suffix(s) for p in frames if p.suffix == ".mhd" for s in (".raw", ".zraw")]
+        return (*frames, *data, self.cfg)
 
 
 def read_cfg(path: Path) -> dict[str, str]:
@@ -76,6 +85,8 @@ def read_metaimage(path: Path) -> np.ndarray:
 
 def read_frame(path: Path) -> np.ndarray:
     """One ED/ES frame, rotated to the apex-up view; any decoding problem names the file."""
+    if not path.is_file():
+        raise GradpromError(f"{path} is missing; the CAMUS folder is incomplete")
     try:
         if path.suffix == ".mhd":
             array = read_metaimage(path)
@@ -101,11 +112,9 @@ def _patient_samples(folder: Path, patient: str, views: list[str], phases: list[
         cfg = folder / patient / f"Info_{view}.cfg"
         quality = read_cfg(cfg).get("ImageQuality", "").lower() if cfg.is_file() else ""
         for phase in phases:
-            image = folder / patient / f"{patient}_{view}_{phase}{ext}"
-            if not image.is_file():
-                raise GradpromError(f"{image} is missing; the CAMUS folder is incomplete")
+            image = folder / patient / f"{patient}_{view}_{phase}{ext}"  # a missing one is a bad file
             mask = folder / patient / f"{patient}_{view}_{phase}_gt{ext}"
-            out.append(Sample(image, mask if mask.is_file() else None, quality))
+            out.append(Sample(image, mask if mask.is_file() else None, quality, cfg))
     return out
 
 
@@ -126,42 +135,46 @@ def list_samples(root: Path, views: list[str], phases: list[str], seed: int) -> 
                     for g in carve(patients, seed)]
 
 
-def load_split(samples: list[Sample], task: str, image_size: int) -> Split:
-    images, targets = [], []
-    for s in samples:
-        frame = read_frame(s.image)
-        images.append(pad_resize(frame, image_size, is_mask=False))
-        if task == "segmentation":
-            if s.mask is None:
-                raise GradpromError(f"{s.image} has no ground-truth mask (_gt); segmentation needs one")
-            mask = read_frame(s.mask)
-            check_mask_size(s.mask, mask.shape, frame.shape)
-            if mask.min() < 0 or mask.max() > 3:
-                raise GradpromError(f"{s.mask}: labels must be 0..3, found {int(mask.min())}..{int(mask.max())}")
-            targets.append(pad_resize(mask, image_size, is_mask=True))
-        else:
-            if s.quality not in QUALITY:
-                raise GradpromError(f"{s.image.parent}: ImageQuality '{s.quality}' in Info_*.cfg is not one of "
-                                    f"{', '.join(QUALITY)}")
-            targets.append(torch.tensor(QUALITY.index(s.quality)))
-    if not images:
-        raise GradpromError("a CAMUS split is empty; check database_split/ or the patient folders")
-    return Split(torch.stack(images), torch.stack(targets))
+def decode(s: Sample, task: str, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(frame, target) of one sample: the 4-label mask, or the view's ImageQuality class."""
+    frame = read_frame(s.image)
+    if task != "segmentation":
+        if s.quality not in QUALITY:
+            raise GradpromError(f"{s.cfg}: ImageQuality '{s.quality}' is not one of {', '.join(QUALITY)}")
+        return pad_resize(frame, image_size, is_mask=False), torch.tensor(QUALITY.index(s.quality))
+    if s.mask is None:
+        raise GradpromError(f"{s.image} has no ground-truth mask (_gt); segmentation needs one")
+    mask = read_frame(s.mask)
+    check_mask_size(s.mask, mask.shape, frame.shape)
+    if mask.min() < 0 or mask.max() > 3:
+        raise GradpromError(f"{s.mask}: labels must be 0..3, found {int(mask.min())}..{int(mask.max())}")
+    return pad_resize(frame, image_size, is_mask=False), pad_resize(mask, image_size, is_mask=True)
 
 
-@register_dataset("camus", tasks=("segmentation", "classification"),
-                  help="CAMUS echocardiography (2019 or 2023 release): 4-label segmentation or ImageQuality")
-def camus(task: str, image_size: int, seed: int, data_root: str = "", n_train: int = 0, n_val: int = 0,
-          n_test: int = 0, views: str = "2CH,4CH", phases: str = "ED,ES") -> TaskData:
-    """CAMUS from `data_root`/camus; `n_*` cap each split (0: all), chosen by a seeded shuffle."""
-    root = dataset_folder("camus", data_root, EXPECTED, SOURCE,
-                          ("database_nifti", "CAMUS_public/database_nifti", "training"))
+def samples_for(root: Path, task: str, seed: int, image_size: int, views: str = "2CH,4CH",
+                phases: str = "ED,ES") -> list[list[Sample]]:
+    """[train, val, test] samples of the chosen views and phases (comma-separated)."""
     view_list, phase_list = [v.strip() for v in views.split(",")], [p.strip() for p in phases.split(",")]
     if not set(view_list) <= {"2CH", "4CH"} or not set(phase_list) <= {"ED", "ES"}:
         raise GradpromError(f"camus: views must be from 2CH,4CH and phases from ED,ES; got '{views}' / '{phases}'")
-    _, groups = list_samples(root, view_list, phase_list, seed)
-    splits = [load_split(cap(g, n, seed + i), task, image_size)
-              for i, (g, n) in enumerate(zip(groups, (n_train, n_val, n_test), strict=True))]
-    return TaskData(name="camus", task=task, num_classes=4 if task == "segmentation" else 3, channels=1,
-                    image_size=image_size, class_names=SEG_NAMES if task == "segmentation" else list(QUALITY),
-                    train=splits[0], val=splits[1], test=splits[2])
+    return list_samples(root, view_list, phase_list, seed)[1]
+
+
+LOADER = disk.DiskLoader(
+    name="camus", channels=1, class_names={"segmentation": SEG_NAMES, "classification": list(QUALITY)},
+    locate=lambda data_root, task: dataset_folder("camus", data_root, EXPECTED, SOURCE,
+                                                  ("database_nifti", "CAMUS_public/database_nifti", "training")),
+    list_samples=samples_for,
+    decode=decode,
+    empty="a CAMUS split is empty; check database_split/ or the patient folders",
+)
+
+
+@register_dataset("camus", tasks=("segmentation", "classification"), loader=LOADER,
+                  help="CAMUS echocardiography (2019 or 2023 release): 4-label segmentation or ImageQuality")
+def camus(task: str, image_size: int, seed: int, data_root: str = "", n_train: int = 0, n_val: int = 0,
+          n_test: int = 0, skip_bad: bool = False, cache_dir: str = "", views: str = "2CH,4CH",
+          phases: str = "ED,ES") -> TaskData:
+    """CAMUS from `data_root`/camus; `n_*` cap each split (0: all), chosen by a seeded shuffle."""
+    return disk.load(LOADER, task, image_size, seed, data_root, (n_train, n_val, n_test), skip_bad, cache_dir,
+                     views=views, phases=phases)

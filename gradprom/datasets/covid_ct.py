@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gradprom.datasets import disk
 from gradprom.datasets.base import TaskData, register_dataset
-from gradprom.datasets.files import cap, carve, dataset_folder, image_split, read_text_lines
+from gradprom.datasets.files import carve, dataset_folder, decode_image_sample, read_text_lines
 from gradprom.errors import GradpromError
 
 SOURCE = "https://github.com/UCSD-AI4H/COVID-CT"
@@ -34,6 +35,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 class Sample:
     image: Path
     label: int
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.image,)
 
 
 def class_folder(root: Path, label: int) -> Path:
@@ -52,17 +57,13 @@ def split_names(path: Path) -> list[str]:
 
 
 def official_split(root: Path, folders: list[Path]) -> list[list[Sample]]:
-    """[train, val, test] from Data-split/; every listed name must exist on disk (checked, not decoded)."""
+    """[train, val, test] from Data-split/; a listed name missing on disk is a bad file (decode names it)."""
     groups: list[list[Sample]] = []
     for split in SPLITS:
         group = []
         for label, folder in enumerate(folders):
             listing = root / "Data-split" / SPLIT_DIRS[label] / f"{split}CT_{SPLIT_DIRS[label]}.txt"
-            for name in split_names(listing):
-                if not (folder / name).is_file():
-                    raise GradpromError(f"{listing} lists '{name}' but {folder / name} does not exist; the "
-                                        "image folder and the split files do not match, download them again")
-                group.append(Sample(folder / name, label))
+            group.extend(Sample(folder / name, label) for name in split_names(listing))
         groups.append(group)
     return groups
 
@@ -77,7 +78,7 @@ def carved_split(folders: list[Path], seed: int) -> list[list[Sample]]:
     return groups
 
 
-def list_samples(root: Path, seed: int) -> list[list[Sample]]:
+def list_samples(root: Path, task: str, seed: int, image_size: int) -> list[list[Sample]]:
     """[train, val, test] samples: the official split when Data-split/ exists, else a seeded carve."""
     folders = [class_folder(root, label) for label in range(len(CLASSES))]
     if (root / "Data-split").is_dir():
@@ -85,15 +86,18 @@ def list_samples(root: Path, seed: int) -> list[list[Sample]]:
     return carved_split(folders, seed)
 
 
-@register_dataset("covid_ct", tasks=("classification",),
+LOADER = disk.DiskLoader(
+    name="covid_ct", channels=1, class_names={"classification": list(CLASSES)},
+    locate=lambda data_root, task: dataset_folder("covid_ct", data_root, EXPECTED, SOURCE, ("Images-processed",)),
+    list_samples=list_samples,
+    decode=lambda sample, task, size: decode_image_sample(sample, task, size, 1, ""),
+    empty="a COVID-CT split is empty; check Data-split/ or the image folders",
+)
+
+
+@register_dataset("covid_ct", tasks=("classification",), loader=LOADER,
                   help="COVID-CT slices (UCSD-AI4H), covid vs noncovid, official split, greyscale")
 def covid_ct(task: str, image_size: int, seed: int, data_root: str = "", n_train: int = 0, n_val: int = 0,
-             n_test: int = 0) -> TaskData:
+             n_test: int = 0, skip_bad: bool = False, cache_dir: str = "") -> TaskData:
     """COVID-CT from `data_root`/covid_ct; `n_*` cap each split (0: all), chosen by a seeded shuffle."""
-    root = dataset_folder("covid_ct", data_root, EXPECTED, SOURCE, ("Images-processed",))
-    groups = list_samples(root, seed)
-    splits = [image_split(cap(g, n, seed + i), task, image_size, 1, "",
-                          f"the COVID-CT {s} split is empty; check Data-split/ or the image folders")
-              for i, (g, n, s) in enumerate(zip(groups, (n_train, n_val, n_test), SPLITS, strict=True))]
-    return TaskData(name="covid_ct", task=task, num_classes=2, channels=1, image_size=image_size,
-                    class_names=list(CLASSES), train=splits[0], val=splits[1], test=splits[2])
+    return disk.load(LOADER, task, image_size, seed, data_root, (n_train, n_val, n_test), skip_bad, cache_dir)

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradprom.datasets.base import Split
-from gradprom.errors import GradpromError
+from gradprom.errors import DataMissing, GradpromError
 
 DATA_ENV = "GRADPROM_DATA"
 
@@ -27,14 +26,14 @@ def dataset_folder(name: str, data_root: str, expected: str, source: str, marker
     """
     root = data_root or os.environ.get(DATA_ENV, "")
     if not root:
-        raise GradpromError(f"dataset '{name}' reads files from disk: pass --data-root PATH (a folder holding "
+        raise DataMissing(f"dataset '{name}' reads files from disk: pass --data-root PATH (a folder holding "
                             f"{name}/) or set {DATA_ENV}; get it from {source}")
     base = Path(root).expanduser()
     for candidate in (base / name, base):
         for marker in markers:
             if (candidate / marker).exists():
                 return candidate
-    raise GradpromError(f"dataset '{name}' not found: looked in {base / name} (and {base}) for {expected}; "
+    raise DataMissing(f"dataset '{name}' not found: looked in {base / name} (and {base}) for {expected}; "
                         f"get it from {source}")
 
 
@@ -139,25 +138,20 @@ def binary_mask(path: Path, image_shape: tuple[int, ...], positive: str) -> np.n
     return (mask == 255).astype(np.uint8)
 
 
-def image_split(samples: list, task: str, image_size: int, channels: int, positive: str, empty: str) -> Split:
-    """Decode samples (each with `.image`, `.label` and, for segmentation, a 0/255 `.mask` file) into a split.
+def decode_image_sample(sample: object, task: str, image_size: int, channels: int,
+                        positive: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image, target) of a sample with `.image`, `.label` and, for segmentation, a 0/255 `.mask` file.
 
-    Images are read at `channels`, masks become 0/1 labels (`positive` names label 1); `empty` is the
-    one-line error for a split with nothing in it. Shared by the loaders whose samples are image files.
+    Images are read at `channels`; masks become 0/1 labels (`positive` names label 1). Shared by the
+    loaders whose samples are image files.
     """
-    if not samples:
-        raise GradpromError(empty)
-    images, targets = [], []
-    for s in samples:
-        image = read_image(s.image, channels)
-        images.append(pad_resize(image, image_size, is_mask=False))
-        if task != "segmentation":
-            targets.append(torch.tensor(s.label))
-            continue
-        if s.mask is None:
-            raise GradpromError(f"{s.image} has no mask; segmentation needs one per image")
-        if not s.mask.is_file():
-            raise GradpromError(f"{s.image} has no mask: expected {s.mask} (the file {s.mask.name} is missing); "
-                                "segmentation needs one per image")
-        targets.append(pad_resize(binary_mask(s.mask, image.shape, positive), image_size, is_mask=True))
-    return Split(torch.stack(images), torch.stack(targets))
+    image = read_image(sample.image, channels)
+    if task != "segmentation":
+        return pad_resize(image, image_size, is_mask=False), torch.tensor(sample.label)
+    if sample.mask is None:
+        raise GradpromError(f"{sample.image} has no mask; segmentation needs one per image")
+    if not sample.mask.is_file():
+        raise GradpromError(f"{sample.image} has no mask: expected {sample.mask} (the file {sample.mask.name} is "
+                            "missing); segmentation needs one per image")
+    mask = binary_mask(sample.mask, image.shape, positive)
+    return pad_resize(image, image_size, is_mask=False), pad_resize(mask, image_size, is_mask=True)

@@ -20,8 +20,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from gradprom.datasets import disk
 from gradprom.datasets.base import TaskData, register_dataset
-from gradprom.datasets.files import cap, carve, dataset_folder, image_split
+from gradprom.datasets.files import carve, dataset_folder, decode_image_sample
 from gradprom.errors import GradpromError
 
 SOURCE = "https://challenge.isic-archive.com/data/#2018 (CC BY-NC 4.0)"
@@ -44,6 +45,10 @@ class Sample:
     image: Path
     mask: Path | None
     label: int
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.image,) if self.mask is None else (self.image, self.mask)
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -117,11 +122,9 @@ def classification_samples(root: Path, seed: int) -> list[list[Sample]]:
     images = {p.stem: p for p in image_files(root / CLS_INPUT)}
     samples = {}
     for line, row in read_csv(truth, ("image", *CLASSES)):
-        name = row["image"].removesuffix(".jpg")
-        if name not in images:
-            raise GradpromError(f"{truth}, line {line}: image '{name}' is not in {root / CLS_INPUT}; the folder "
-                                "is incomplete or the CSV belongs to another set")
-        samples[name] = Sample(images[name], None, one_hot_class(truth, line, row))
+        name = row["image"].removesuffix(".jpg")  # an image missing on disk is a bad file (decode names it)
+        samples[name] = Sample(images.get(name, root / CLS_INPUT / f"{name}.jpg"), None,
+                               one_hot_class(truth, line, row))
     if not samples:
         raise GradpromError(f"{truth} lists no images")
     lesion = {name: name for name in samples}  # without groupings every image is its own group
@@ -141,18 +144,24 @@ def classification_samples(root: Path, seed: int) -> list[list[Sample]]:
             for groups in carve(sorted(members), seed)]
 
 
-@register_dataset("isic2018", tasks=("segmentation", "classification"),
+def list_samples(root: Path, task: str, seed: int, image_size: int) -> list[list[Sample]]:
+    return segmentation_samples(root, seed) if task == "segmentation" else classification_samples(root, seed)
+
+
+LOADER = disk.DiskLoader(
+    name="isic2018", channels=3,
+    class_names={"segmentation": SEG_NAMES, "classification": list(CLASSES)},
+    locate=lambda data_root, task: dataset_folder("isic2018", data_root, EXPECTED[task], SOURCE, MARKERS[task]),
+    list_samples=list_samples,
+    decode=lambda sample, task, size: decode_image_sample(sample, task, size, 3, "lesion"),
+    empty="an ISIC 2018 split is empty; an official input folder holds no images, or training has too few to "
+          "carve val/test from",
+)
+
+
+@register_dataset("isic2018", tasks=("segmentation", "classification"), loader=LOADER,
                   help="ISIC 2018 dermoscopy (RGB): Task 1 lesion segmentation or Task 3 7-class diagnosis")
 def isic2018(task: str, image_size: int, seed: int, data_root: str = "", n_train: int = 0, n_val: int = 0,
-             n_test: int = 0) -> TaskData:
+             n_test: int = 0, skip_bad: bool = False, cache_dir: str = "") -> TaskData:
     """ISIC 2018 from `data_root`/isic2018; `n_*` cap each split (0: all), chosen by a seeded shuffle."""
-    root = dataset_folder("isic2018", data_root, EXPECTED[task], SOURCE, MARKERS[task])
-    groups = segmentation_samples(root, seed) if task == "segmentation" else classification_samples(root, seed)
-    empty = ("an ISIC 2018 split is empty; an official input folder holds no images, or training has too few "
-             "to carve val/test from")
-    splits = [image_split(cap(g, n, seed + i), task, image_size, 3, "lesion", empty)
-              for i, (g, n) in enumerate(zip(groups, (n_train, n_val, n_test), strict=True))]
-    return TaskData(name="isic2018", task=task, num_classes=2 if task == "segmentation" else len(CLASSES),
-                    channels=3, image_size=image_size,
-                    class_names=SEG_NAMES if task == "segmentation" else list(CLASSES),
-                    train=splits[0], val=splits[1], test=splits[2])
+    return disk.load(LOADER, task, image_size, seed, data_root, (n_train, n_val, n_test), skip_bad, cache_dir)

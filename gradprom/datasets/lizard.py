@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradprom.datasets.base import Split, TaskData, check_count, register_dataset
-from gradprom.datasets.files import cap, dataset_folder, pad_resize, read_image
+from gradprom.datasets import disk
+from gradprom.datasets.base import TaskData, check_count, register_dataset
+from gradprom.datasets.files import dataset_folder, pad_resize, read_image
 from gradprom.errors import GradpromError
 
 SOURCE = "https://warwick.ac.uk/fac/cross_fac/tia/data/lizard/ (CC BY-NC-SA 4.0)"
@@ -44,6 +45,11 @@ class Patch:
     label: Path
     y: int
     x: int
+    size: int  # patch side at native resolution
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.image, self.label)
 
 
 def read_folds(path: Path) -> list[tuple[str, int]]:
@@ -83,19 +89,22 @@ def image_size_of(path: Path) -> tuple[int, int]:
 
 
 def list_patches(root: Path, patch: int, val_fold: int, test_fold: int) -> list[list[Patch]]:
-    """[train, val, test] patches, in info.csv order, row-major within an image."""
+    """[train, val, test] patches, in info.csv order, row-major within an image.
+
+    An image that is missing or whose header is unreadable still yields one patch, so decoding reports it
+    as a bad file (and `skip_bad` can leave it out) instead of the listing stopping here.
+    """
     groups: list[list[Patch]] = [[], [], []]
     for name, fold in read_folds(root / LABELS / "info.csv"):
-        image = next((root / d / f"{name}.png" for d in IMAGE_DIRS if (root / d / f"{name}.png").is_file()), None)
-        if image is None:
-            raise GradpromError(f"{name}.png (listed in {root / LABELS / 'info.csv'}) is in neither "
-                                f"{IMAGE_DIRS[0]}/ nor {IMAGE_DIRS[1]}/; the Lizard folder is incomplete")
+        image = next((root / d / f"{name}.png" for d in IMAGE_DIRS if (root / d / f"{name}.png").is_file()),
+                     root / IMAGE_DIRS[0] / f"{name}.png")
         label = root / LABELS / "Labels" / f"{name}.mat"
-        if not label.is_file():
-            raise GradpromError(f"{label} is missing: every image needs its label file")
-        h, w = image_size_of(image)
+        try:
+            h, w = image_size_of(image)
+        except GradpromError:
+            h = w = patch
         group = groups[1] if fold == val_fold else groups[2] if fold == test_fold else groups[0]
-        group.extend(Patch(image, label, y, x) for y in range(0, h - patch + 1, patch)
+        group.extend(Patch(image, label, y, x, patch) for y in range(0, h - patch + 1, patch)
                      for x in range(0, w - patch + 1, patch))
     return groups
 
@@ -104,6 +113,8 @@ def read_label(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """The semantic mask (0..6) of one image: each instance of `inst_map` gets the class of its `id` row."""
     from scipy.io import loadmat
 
+    if not path.is_file():
+        raise GradpromError(f"{path} is missing: every image needs its label file")
     try:
         mat = loadmat(str(path))
         inst, ids, classes = (np.asarray(mat[k]) for k in ("inst_map", "id", "class"))
@@ -136,40 +147,66 @@ def read_label(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return lut[inst]
 
 
-def load_split(patches: list[Patch], patch: int, image_size: int) -> Split:
-    images, targets = [], []
-    current: tuple[Path, np.ndarray, np.ndarray] | None = None
-    for p in patches:
-        if current is None or current[0] != p.image:
-            rgb = read_image(p.image, channels=3)
-            current = (p.image, rgb, read_label(p.label, rgb.shape[:2]))
-        crop = current[1][p.y:p.y + patch, p.x:p.x + patch]
-        mask = current[2][p.y:p.y + patch, p.x:p.x + patch]
-        if patch == image_size:
-            images.append(torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255.0)
-            targets.append(torch.from_numpy(np.ascontiguousarray(mask)))
-        else:
-            images.append(pad_resize(crop, image_size, is_mask=False))
-            targets.append(pad_resize(mask, image_size, is_mask=True))
-    if not images:
-        raise GradpromError("a Lizard split has no patches; check info.csv's Split column, val_fold/test_fold, "
-                            "and that patch_size is not larger than the images")
-    return Split(torch.stack(images), torch.stack(targets))
+_decoded: dict[tuple, np.ndarray | tuple[np.ndarray, np.ndarray] | GradpromError] = {}
 
 
-@register_dataset("lizard", tasks=("segmentation",),
-                  help="Lizard colon histology (RGB): 7-label nuclei segmentation on non-overlapping patches")
-def lizard(task: str, image_size: int, seed: int, data_root: str = "", n_train: int = 0, n_val: int = 0,
-           n_test: int = 0, patch_size: int = 0, val_fold: int = 2, test_fold: int = 3) -> TaskData:
-    """Lizard from `data_root`/lizard; `n_*` cap each split's patches (0: all), chosen by a seeded shuffle."""
+def read_pair(image: Path, label: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB uint8, semantic mask) of a whole image, memoised for the last image (patches come in image order)
+    by path and file stamps; a failure is memoised too, so a bad image is read once, not once per patch."""
+    key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else (str(p),) for p in (image, label))
+    if key not in _decoded:
+        _decoded.clear()
+        try:
+            if not image.is_file():
+                raise GradpromError(f"{image.name} (listed in info.csv) is in neither {IMAGE_DIRS[0]}/ nor "
+                                    f"{IMAGE_DIRS[1]}/; the Lizard folder is incomplete")
+            rgb = read_image(image, channels=3)
+            _decoded[key] = (rgb, read_label(label, rgb.shape[:2]))
+        except GradpromError as exc:
+            _decoded[key] = exc
+    result = _decoded[key]
+    if isinstance(result, GradpromError):
+        raise GradpromError(str(result))
+    return result
+
+
+def decode(p: Patch, task: str, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(patch image, patch mask) at `image_size` (resized only when the native patch size differs)."""
+    rgb, labels = read_pair(p.image, p.label)
+    crop = np.ascontiguousarray(rgb[p.y:p.y + p.size, p.x:p.x + p.size])
+    mask = np.ascontiguousarray(labels[p.y:p.y + p.size, p.x:p.x + p.size])
+    if p.size == image_size:
+        return torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0, torch.from_numpy(mask)
+    return pad_resize(crop, image_size, is_mask=False), pad_resize(mask, image_size, is_mask=True)
+
+
+def samples_for(root: Path, task: str, seed: int, image_size: int, patch_size: int = 0, val_fold: int = 2,
+                test_fold: int = 3) -> list[list[Patch]]:
+    """[train, val, test] patches for the fold choice (patch_size 0: `image_size`)."""
     patch = image_size if patch_size == 0 else check_count("lizard", "patch_size", patch_size)
-    if val_fold not in FOLDS or test_fold not in FOLDS or isinstance(val_fold, bool) or isinstance(test_fold, bool) \
-            or val_fold == test_fold:
+    folds = (val_fold, test_fold)
+    if any(isinstance(f, bool) or f not in FOLDS for f in folds) or val_fold == test_fold:
         raise GradpromError(f"lizard: val_fold and test_fold must be two different folds from 1, 2, 3; "
                             f"got {val_fold!r} / {test_fold!r}")
-    root = dataset_folder("lizard", data_root, EXPECTED, SOURCE, (f"{LABELS}/info.csv", *IMAGE_DIRS))
-    groups = list_patches(root, patch, int(val_fold), int(test_fold))
-    splits = [load_split(cap(g, n, seed + i), patch, image_size)
-              for i, (g, n) in enumerate(zip(groups, (n_train, n_val, n_test), strict=True))]
-    return TaskData(name="lizard", task=task, num_classes=7, channels=3, image_size=image_size,
-                    class_names=list(SEG_NAMES), train=splits[0], val=splits[1], test=splits[2])
+    return list_patches(root, patch, int(val_fold), int(test_fold))
+
+
+LOADER = disk.DiskLoader(
+    name="lizard", channels=3, class_names={"segmentation": SEG_NAMES},
+    locate=lambda data_root, task: dataset_folder("lizard", data_root, EXPECTED, SOURCE,
+                                                  (f"{LABELS}/info.csv", *IMAGE_DIRS)),
+    list_samples=samples_for,
+    decode=decode,
+    empty="a Lizard split has no patches; check info.csv's Split column, val_fold/test_fold, and that patch_size "
+          "is not larger than the images",
+)
+
+
+@register_dataset("lizard", tasks=("segmentation",), loader=LOADER,
+                  help="Lizard colon histology (RGB): 7-label nuclei segmentation on non-overlapping patches")
+def lizard(task: str, image_size: int, seed: int, data_root: str = "", n_train: int = 0, n_val: int = 0,
+           n_test: int = 0, skip_bad: bool = False, cache_dir: str = "", patch_size: int = 0, val_fold: int = 2,
+           test_fold: int = 3) -> TaskData:
+    """Lizard from `data_root`/lizard; `n_*` cap each split's patches (0: all), chosen by a seeded shuffle."""
+    return disk.load(LOADER, task, image_size, seed, data_root, (n_train, n_val, n_test), skip_bad, cache_dir,
+                     patch_size=patch_size, val_fold=val_fold, test_fold=test_fold)

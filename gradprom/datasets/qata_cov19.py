@@ -24,9 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gradprom.datasets import disk
 from gradprom.datasets.base import TaskData, register_dataset
-from gradprom.datasets.files import cap, carve, dataset_folder, image_split
-from gradprom.errors import GradpromError
+from gradprom.datasets.files import carve, dataset_folder, decode_image_sample
+from gradprom.errors import DataMissing, GradpromError
 
 SOURCE = "https://www.kaggle.com/datasets/aysendegerli/qatacov19-dataset"
 EXPECTED = "QaTa-COV19/QaTa-COV19-v2/ (with 'Train Set/' and 'Test Set/')"
@@ -42,6 +43,10 @@ class Sample:
     image: Path
     mask: Path | None  # the expected mask path (may not exist); None for control images
     label: int
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.image,) if self.mask is None else (self.image, self.mask)
 
 
 def is_image(path: Path) -> bool:
@@ -63,7 +68,7 @@ def control_samples(base: Path) -> list[Sample]:
     files in a `Ground-truths` folder or named `mask_*` are skipped in case a copy ships lung masks."""
     folder = base / CONTROL
     if not folder.is_dir():
-        raise GradpromError(f"qata_cov19: classification needs QaTa-COV19/{CONTROL}/ (the control group: "
+        raise DataMissing(f"qata_cov19: classification needs QaTa-COV19/{CONTROL}/ (the control group: "
                             f"Control_Group_I/, Control_Group_II/); {folder} is missing. Get it from {SOURCE}")
     paths = sorted((p for p in folder.rglob("*") if is_image(p) and not p.name.startswith("mask_")
                     and "Ground-truths" not in p.relative_to(folder).parts), key=lambda p: p.as_posix())
@@ -79,8 +84,9 @@ def find_base(root: Path) -> Path:
     return nested if (nested / V2).is_dir() else root
 
 
-def list_samples(base: Path, task: str, seed: int) -> list[list[Sample]]:
+def list_samples(root: Path, task: str, seed: int, image_size: int) -> list[list[Sample]]:
     """[train, val, test] samples for `task`."""
+    base = find_base(root)
     train, val, _ = carve(covid_samples(base / V2, "Train Set"), seed, test=False)
     test = covid_samples(base / V2, "Test Set")
     if task == "segmentation":
@@ -89,17 +95,20 @@ def list_samples(base: Path, task: str, seed: int) -> list[list[Sample]]:
     return [covid + ctrl for covid, ctrl in zip((train, val, test), control, strict=True)]
 
 
-@register_dataset("qata_cov19", tasks=("segmentation", "classification"),
+LOADER = disk.DiskLoader(
+    name="qata_cov19", channels=1, class_names={"segmentation": SEG_NAMES, "classification": CLASS_NAMES},
+    locate=lambda data_root, task: dataset_folder("qata_cov19", data_root, EXPECTED, SOURCE,
+                                                  (f"QaTa-COV19/{V2}", V2)),
+    list_samples=list_samples,
+    decode=lambda sample, task, size: decode_image_sample(sample, task, size, 1, "infection"),
+    empty="a QaTa-COV19 split is empty; check the 'Train Set/', 'Test Set/' and Control_Group/ folders",
+)
+
+
+@register_dataset("qata_cov19", tasks=("segmentation", "classification"), loader=LOADER,
                   help="QaTa-COV19 chest X-rays: COVID-19 infection segmentation, or COVID-19 vs control "
                        "(needs Control_Group/)")
 def qata_cov19(task: str, image_size: int, seed: int, data_root: str = "", n_train: int = 0, n_val: int = 0,
-               n_test: int = 0) -> TaskData:
+               n_test: int = 0, skip_bad: bool = False, cache_dir: str = "") -> TaskData:
     """QaTa-COV19 from `data_root`/qata_cov19; `n_*` cap each split (0: all), chosen by a seeded shuffle."""
-    root = dataset_folder("qata_cov19", data_root, EXPECTED, SOURCE, (f"QaTa-COV19/{V2}", V2))
-    groups = list_samples(find_base(root), task, seed)
-    empty = "a QaTa-COV19 split is empty; check the 'Train Set/', 'Test Set/' and Control_Group/ folders"
-    splits = [image_split(cap(g, n, seed + i), task, image_size, 1, "infection", empty)
-              for i, (g, n) in enumerate(zip(groups, (n_train, n_val, n_test), strict=True))]
-    return TaskData(name="qata_cov19", task=task, num_classes=2, channels=1, image_size=image_size,
-                    class_names=list(SEG_NAMES if task == "segmentation" else CLASS_NAMES),
-                    train=splits[0], val=splits[1], test=splits[2])
+    return disk.load(LOADER, task, image_size, seed, data_root, (n_train, n_val, n_test), skip_bad, cache_dir)

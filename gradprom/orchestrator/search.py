@@ -5,6 +5,7 @@ Everything is validated before Ray starts. Results land in OUT/NAME as trials/ep
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -18,6 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from gradprom import SCHEMA_VERSION
+from gradprom.datasets import parse_dataset_options
 from gradprom.errors import GradpromError, SearchInterrupted
 from gradprom.orchestrator.experiment import check_name, new_manifest, prepare_folder, read_manifest, write_manifest
 from gradprom.orchestrator.optuna_search import SAMPLERS, make_sampler
@@ -68,6 +70,9 @@ class SearchRequest:
     metric: str = "psnr"
     sampler: str = "tpe"
     params: list[str] = field(default_factory=list)
+    data_options: list[str] = field(default_factory=list)  # KEY=VALUE options of the dataset(s)
+    skip_bad: bool = False
+    eval_dataset: str = ""
     device: str = "auto"
     resume: bool = False
     overwrite: bool = False
@@ -119,7 +124,10 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
             raise GradpromError(f"space '{req.space}' has nothing left to search after --param; "
                                 "use `gradprom train` for a single configuration")
         base = {"dataset": dataset, "task": req.task, "epochs": req.epochs, "seed": req.seed,
-                "device": req.device, "threads": threads, **space.fixed}
+                "device": req.device, "threads": threads, "skip_bad": req.skip_bad, "eval_dataset": req.eval_dataset,
+                **space.fixed}
+        if req.data_options:
+            base["data_options"] = json.dumps(parse_dataset_options(dataset, list(req.data_options)), sort_keys=True)
         for endpoint in space.endpoints():
             preflight(TrialConfig.from_dict({**base, **endpoint}))
         plans.append(StudyPlan(dataset, space, base))
@@ -154,13 +162,21 @@ def ray_runtime(address: str, num_cpus: int | None = None) -> Iterator[None]:
 
 
 def prepare_reference(base: dict[str, Any], console: Console) -> None:
-    """Pretrain (or find cached) the clean-image reference recognizer once, before trials start."""
+    """Decode the data (filling the preprocessing cache) and pretrain (or find cached) the clean-image
+    reference recognizers once, before trials start; say how many bad files --skip-bad left out."""
     from gradprom.trainables.loop import build_data, resolve_device
     from gradprom.trainables.reference import pretrained_recognizer
 
     cfg = TrialConfig.from_dict(base)
-    with console.status(f"[bold]reference recognizer for {cfg.dataset}/{cfg.task}: trained once, then cached…"):
-        pretrained_recognizer(cfg, build_data(cfg), resolve_device(cfg.device), reference=True)
+    for one in filter(None, (cfg, cfg.eval_config())):
+        with console.status(f"[bold]{one.dataset}: reading the data, then the reference recognizer for "
+                            f"{one.task} (trained once, then cached)…"):
+            data = build_data(one)
+            if data.skipped:
+                console.print(f"[yellow]{one.dataset}: left out {len(data.skipped)} bad file(s) (--skip-bad), e.g. "
+                              f"{data.skipped[0]}; `gradprom datasets check {one.dataset}` lists them all[/yellow]",
+                              highlight=False)
+            pretrained_recognizer(one, data, resolve_device(one.device), reference=True)
 
 
 def trial_status(tune_status: str, error: Any, epochs_done: int, budget: int, stopped_by_scheduler: bool) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -40,6 +41,9 @@ class TrialConfig:
     n_val: int = 0  # for real datasets a positive count caps the split (seeded choice)
     n_test: int = 0
     degradation: str = "gaussian:sigma=0.15"
+    data_options: str = ""  # JSON object of dataset-specific options (e.g. {"views": "4CH"}); --data-option
+    skip_bad: bool = False  # leave bad files of a real dataset out (and say how many) instead of stopping
+    eval_dataset: str = ""  # also score the final enhancer on this dataset's test split (eval_* columns)
     # models
     enhancer: str = "srresnet"
     enhancer_blocks: int = 4
@@ -116,6 +120,28 @@ class TrialConfig:
             raise GradpromError(f"unknown trial setting '{key}'.{hint} Valid settings: {', '.join(sorted(known))}")
         return cls(**values)
 
+    def dataset_options(self) -> dict[str, Any]:
+        """`data_options` as a dict of typed options, checked against the dataset's own options."""
+        from gradprom.datasets import dataset_options_of
+
+        if not self.data_options:
+            return {}
+        try:
+            options = json.loads(self.data_options)
+        except json.JSONDecodeError as exc:
+            raise GradpromError(f"data_options must be a JSON object, got {self.data_options!r} ({exc.msg})") from None
+        if not isinstance(options, dict):
+            raise GradpromError(f"data_options must be a JSON object, got {self.data_options!r}")
+        return dataset_options_of(self.dataset, options)
+
+    def eval_config(self) -> TrialConfig | None:
+        """The settings of the cross-dataset evaluation (`eval_dataset`): that dataset with all its samples
+        and default options, everything else as in this trial; None without one."""
+        if not self.eval_dataset:
+            return None
+        return dataclasses.replace(self, dataset=self.eval_dataset, n_train=0, n_val=0, n_test=0, data_options="",
+                                   eval_dataset="")
+
     def build_strategy(self) -> Strategy:
         """The configured strategy, given exactly the options it accepts (lam, threshold, …)."""
         from gradprom.strategies import get_strategy, strategy_options
@@ -133,6 +159,15 @@ class TrialConfig:
         tasks = dataset_info(self.dataset)["tasks"]
         if self.task not in tasks:
             raise GradpromError(f"dataset '{self.dataset}' has no task '{self.task}'; its tasks: {', '.join(tasks)}")
+        self.dataset_options()
+        if self.eval_dataset:
+            if self.eval_dataset == self.dataset:
+                raise GradpromError(f"eval_dataset '{self.eval_dataset}' is the training dataset, whose test split is "
+                                    "scored already; name another dataset")
+            tasks = dataset_info(self.eval_dataset)["tasks"]
+            if self.task not in tasks:
+                raise GradpromError(f"eval dataset '{self.eval_dataset}' has no task '{self.task}'; its tasks: "
+                                    f"{', '.join(tasks)}")
         parse_degradation(self.degradation)
         for model in (self.enhancer, self.recognizer):
             if model:

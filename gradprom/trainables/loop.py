@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradprom import SCHEMA_VERSION
-from gradprom.datasets import Degradation, TaskData, dataset_info, get_dataset, parse_degradation
+from gradprom.datasets import Degradation, Split, TaskData, dataset_info, get_dataset, parse_degradation
 from gradprom.errors import GradpromError, NonFiniteLossError
 from gradprom.metrics import accuracy_counts, confusion_matrix, miou_from_confusion, psnr, ssim, task_metric_name
 from gradprom.models import MODELS, create_model
@@ -76,15 +76,22 @@ class Trial:
     val_inputs: Tensor
     test_inputs: Tensor
     calibration_inputs: Tensor  # degraded training images, for the recognizer's BatchNorm statistics
+    eval_data: TaskData | None = None  # cross-dataset evaluation (`eval_dataset`), its reference recognizer
+    eval_reference: nn.Module | None = None  # and its fixed degraded test inputs
+    eval_inputs: Tensor | None = None
 
 
-def dataset_options(cfg: TrialConfig, counts: tuple[int, int, int] | None = None) -> dict[str, Any]:
-    """The options `get_dataset` gets: split sizes when set (0 keeps the dataset's default) and, for
-    datasets read from disk, the data root."""
+def dataset_options(cfg: TrialConfig, counts: tuple[int, int, int] | None = None,
+                    cache: bool = True) -> dict[str, Any]:
+    """The options `get_dataset` gets: split sizes when set (0 keeps the dataset's default), the dataset's
+    own options (`data_options`) and, for datasets read from disk, the data root, `skip_bad` and (with
+    `cache`) the preprocessing cache folder."""
     n_train, n_val, n_test = counts or (cfg.n_train, cfg.n_val, cfg.n_test)
     options: dict[str, Any] = {k: v for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)) if v}
-    if "data_root" in dataset_info(cfg.dataset)["options"]:
-        options["data_root"] = cfg.data_root
+    options.update(cfg.dataset_options())
+    accepted = dataset_info(cfg.dataset)["options"]
+    managed = {"data_root": cfg.data_root, "skip_bad": cfg.skip_bad, "cache_dir": cfg.cache_dir if cache else ""}
+    options.update({k: v for k, v in managed.items() if k in accepted})
     return options
 
 
@@ -111,7 +118,15 @@ def preflight(cfg: TrialConfig) -> TrialConfig:
         if name and MODELS.meta(name).get("role") != role:
             raise GradpromError(f"{field} '{name}' is not a {role}; {role}s: {', '.join(MODELS.names(role=role))}")
     data = get_dataset(cfg.dataset, task=cfg.task, image_size=cfg.image_size, seed=cfg.seed,
-                       **dataset_options(cfg, counts=(1, 1, 1)))
+                       **dataset_options(cfg, counts=(1, 1, 1), cache=False))
+    eval_cfg = cfg.eval_config()
+    if eval_cfg is not None:
+        other = get_dataset(eval_cfg.dataset, task=cfg.task, image_size=cfg.image_size, seed=cfg.seed,
+                            **dataset_options(eval_cfg, counts=(1, 1, 1), cache=False))
+        if other.channels != data.channels:
+            raise GradpromError(f"eval dataset '{other.name}' has {other.channels}-channel images but '{data.name}' "
+                                f"has {data.channels}; the enhancer cannot take them, pick a dataset with "
+                                f"{data.channels} channel(s)")
     degradation = parse_degradation(cfg.degradation)
     x = degradation(data.train.images, torch.Generator().manual_seed(0))
     enhancer = create_model(cfg.enhancer, in_channels=data.channels, blocks=cfg.enhancer_blocks,
@@ -160,8 +175,16 @@ def build_trial(cfg: TrialConfig) -> Trial:
     test_inputs = degrade_fixed(degradation, data.test.images, seeded_generator(device, cfg.seed, 202))
     calibration = degrade_fixed(degradation, data.train.images[:CALIBRATION_IMAGES],
                                 seeded_generator(device, cfg.seed, 303))
-    return Trial(cfg, device, data, degradation, enhancer, recognizer, reference, strategy, opt_e, opt_r,
-                 val_inputs, test_inputs, calibration)
+    trial = Trial(cfg, device, data, degradation, enhancer, recognizer, reference, strategy, opt_e, opt_r,
+                  val_inputs, test_inputs, calibration)
+    eval_cfg = cfg.eval_config()
+    if eval_cfg is not None:
+        trial.eval_data = build_data(eval_cfg).to(device)
+        trial.eval_reference = pretrained_recognizer(eval_cfg, trial.eval_data, device, reference=True)
+        trial.eval_reference.requires_grad_(False)
+        trial.eval_inputs = degrade_fixed(degradation, trial.eval_data.test.images,
+                                          seeded_generator(device, cfg.seed, 404))
+    return trial
 
 
 def degrade_fixed(degradation: Degradation, images: Tensor, gen: torch.Generator) -> Tensor:
@@ -263,18 +286,37 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
 @torch.no_grad()
 def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
     """PSNR/SSIM of the enhanced images, and the task metric by the trial's and the reference recognizer."""
-    images, targets = getattr(t.data, split).images, getattr(t.data, split).targets
-    rank, world_size = ddp.world()
     t.enhancer.eval()
     if t.strategy.trains_recognizer:  # the same images on every replica, so the buffers stay identical
         recalibrate_batchnorm(t.recognizer, [t.enhancer(x).clamp(0, 1) for x in t.calibration_inputs.split(EVAL_BATCH)])
     t.recognizer.eval()
-    k = t.data.num_classes
+    return score(t, getattr(t.data, split), inputs, {"": t.recognizer, "_ref": t.reference}, t.data.num_classes)
+
+
+@torch.no_grad()
+def evaluate_elsewhere(t: Trial) -> dict[str, float]:
+    """`eval_*`: the final enhancer on another dataset's test split (`eval_dataset`), scored by that dataset's
+    clean-trained reference recognizer and, when both datasets name the same classes, by the trial's own one."""
+    assert t.eval_data is not None and t.eval_reference is not None and t.eval_inputs is not None
+    models = {"_ref": t.eval_reference}
+    if t.eval_data.class_names == t.data.class_names:
+        models[""] = t.recognizer
+    t.enhancer.eval()
+    t.recognizer.eval()
+    found = score(t, t.eval_data.test, t.eval_inputs, models, t.eval_data.num_classes)
+    return {f"eval_{k}": v for k, v in found.items()}
+
+
+def score(t: Trial, clean: Split, inputs: Tensor, models: dict[str, nn.Module], k: int) -> dict[str, float]:
+    """Image quality of enhancer(inputs) against `clean`, and the task metric of each model (key suffix → model)
+    on the enhanced images; sharded over workers and summed, so every worker returns the same figures."""
+    rank, world_size = ddp.world()
+    task = t.data.task
     sums = {name: torch.zeros((), dtype=torch.float64, device=t.device) for name in ("psnr", "ssim", "psnr_in", "n")}
-    counts = {name: torch.zeros(2 if t.data.task == "classification" else k * k, dtype=torch.int64, device=t.device)
-              for name in ("own", "ref")}
-    for start in range(rank * EVAL_BATCH, len(images), EVAL_BATCH * world_size):
-        x, y, x_in = images[start:start + EVAL_BATCH], targets[start:start + EVAL_BATCH], \
+    counts = {name: torch.zeros(2 if task == "classification" else k * k, dtype=torch.int64, device=t.device)
+              for name in models}
+    for start in range(rank * EVAL_BATCH, len(clean), EVAL_BATCH * world_size):
+        x, y, x_in = clean.images[start:start + EVAL_BATCH], clean.targets[start:start + EVAL_BATCH], \
             inputs[start:start + EVAL_BATCH]
         x_hat = t.enhancer(x_in).clamp(0, 1)
         baseline = x_in if x_in.shape == x.shape else F.interpolate(x_in, size=x.shape[-2:], mode="bilinear")
@@ -282,9 +324,9 @@ def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
         sums["ssim"] += ssim(x_hat, x).double().sum()
         sums["psnr_in"] += psnr(baseline.clamp(0, 1), x).double().sum()
         sums["n"] += len(x)
-        for name, model in (("own", t.recognizer), ("ref", t.reference)):
+        for name, model in models.items():
             logits = model(x_hat)
-            if t.data.task == "classification":
+            if task == "classification":
                 counts[name] += torch.tensor(accuracy_counts(logits, y), device=t.device)
             else:
                 counts[name] += confusion_matrix(logits.argmax(1), y, k).reshape(-1)
@@ -292,9 +334,8 @@ def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
     ddp.sum_(counts)
     n = sums["n"].item()
     out = {"psnr": sums["psnr"].item() / n, "ssim": sums["ssim"].item() / n, "psnr_input": sums["psnr_in"].item() / n}
-    metric = task_metric_name(t.data.task)
-    for name, suffix in (("own", ""), ("ref", "_ref")):
-        c = counts[name]
+    metric = task_metric_name(task)
+    for suffix, c in counts.items():
         out[metric + suffix] = (c[0] / c[1]).item() if metric == "acc" else miou_from_confusion(c.view(k, k))
     return out
 
@@ -334,13 +375,15 @@ def train_trial(config: TrialConfig | dict[str, Any], report: Reporter | None = 
     last: dict[str, Any] = {}
     started = time.perf_counter()
     for epoch in range(first_epoch, cfg.epochs + 1):
-        metrics: dict[str, Any] = {"epoch": epoch, "schema_version": SCHEMA_VERSION}
+        metrics: dict[str, Any] = {"epoch": epoch, "schema_version": SCHEMA_VERSION, "n_skipped": len(t.data.skipped)}
         metrics.update(train_epoch(t, epoch))
         tic = time.perf_counter()
         metrics.update(evaluate(t, t.val_inputs, "val"))
         if epoch == cfg.epochs:
             test = evaluate(t, t.test_inputs, "test")
             metrics.update({f"test_{k}": v for k, v in test.items()})
+            if t.eval_data is not None:
+                metrics.update(evaluate_elsewhere(t))
         metrics["time_eval_s"] = time.perf_counter() - tic
         metrics["wall_s"] = time.perf_counter() - started
         metrics["task_metric"] = metrics[metric]

@@ -7,11 +7,8 @@ node share the cache through a file lock, so only one of them trains a given rec
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from torch import nn
 
 from gradprom.datasets import TaskData
 from gradprom.errors import GradpromError
+from gradprom.filelock import file_lock
 from gradprom.models import create_model, default_recognizer, model_defaults
 from gradprom.trainables.config import TrialConfig
 
@@ -40,28 +38,19 @@ def recognizer_spec(cfg: TrialConfig, data: TaskData, reference: bool = False) -
     return name, kwargs
 
 
-def cache_key(cfg: TrialConfig, name: str, kwargs: dict[str, Any]) -> str:
-    """Everything the pretrained weights depend on, hashed; defaults filled in, so equal models share a key."""
+def cache_key(cfg: TrialConfig, name: str, kwargs: dict[str, Any], fingerprint: str = "") -> str:
+    """Everything the pretrained weights depend on, hashed; defaults filled in, so equal models share a key.
+    `fingerprint` identifies the data read from disk (its files' stamps), so changed data retrains."""
     kwargs = {**model_defaults(name), **kwargs}
     parts = {
         "format": CACHE_FORMAT, "dataset": cfg.dataset, "task": cfg.task, "image_size": cfg.image_size,
         "n_train": cfg.n_train, "n_val": cfg.n_val, "n_test": cfg.n_test, "seed": cfg.seed,
         "data_root": str(Path(cfg.data_root).expanduser().resolve()) if cfg.data_root else "",
+        "data_options": cfg.data_options, "skip_bad": cfg.skip_bad,
         "model": name, "kwargs": kwargs, "epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size,
-        "lr": cfg.lr_recognizer,
+        "lr": cfg.lr_recognizer, "data": fingerprint,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def task_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -116,7 +105,7 @@ def train_on_clean(model: nn.Module, data: TaskData, cfg: TrialConfig, device: t
 def pretrained_recognizer(cfg: TrialConfig, data: TaskData, device: torch.device, reference: bool = False) -> nn.Module:
     """The recognizer trained on clean images, from the cache or trained now (under a lock) and cached."""
     name, kwargs = recognizer_spec(cfg, data, reference=reference)
-    path = Path(cfg.cache_dir) / "recognizers" / f"{cache_key(cfg, name, kwargs)}.pt"
+    path = Path(cfg.cache_dir) / "recognizers" / f"{cache_key(cfg, name, kwargs, data.fingerprint)}.pt"
     torch.manual_seed(cfg.seed)
     model = create_model(name, **kwargs).to(device)
     with file_lock(path.with_suffix(".lock")):

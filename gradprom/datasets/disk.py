@@ -1,0 +1,169 @@
+"""Datasets read from disk: list samples cheaply, decode each once, cache the arrays, skip or stop on bad files.
+
+A loader (`DiskLoader`) only says how to find its folder, how to list [train, val, test] samples (paths
+and labels, no pixels) and how to decode one sample at the configured size. The rest is here, once:
+
+- caps: `n_*` keep a seeded choice of each split (0: all), and only kept samples are decoded;
+- bad files: without `skip_bad` the first one stops the run with its path and reason; with it the
+  bad samples are left out and their reasons kept in `TaskData.skipped`;
+- the preprocessing cache: decoded splits are stored as uint8 `.npy` arrays under
+  `CACHE/data/<dataset>-<key>/`, the key covering dataset, task, size, seed, options and caps. Each entry
+  records the size and mtime of every source file (and every sample's label); a changed, added or removed
+  file rebuilds the entry in place. A file lock lets one process per node build it while the others wait
+  and then read it, so trials and Ray workers do not decode JPEG/NIfTI again.
+
+Images are kept as uint8 (exact for 8-bit sources, ≤ 0.2% off for resized pixels) both in the cache and
+without it, so a cached and an uncached run see the very same tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gradprom.datasets.base import Split, TaskData, check_count
+from gradprom.datasets.files import cap
+from gradprom.errors import GradpromError
+from gradprom.filelock import file_lock
+
+CACHE_FORMAT = "gradprom-data-v1"
+SPLIT_NAMES = ("train", "val", "test")
+
+#: (sample, task, image_size) -> (image float [C, S, S] in [0, 1], target int64 [] or [S, S])
+Decoder = Callable[[Any, str, int], tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class DiskLoader:
+    """How one on-disk dataset is found, listed and decoded. Samples are frozen dataclasses with a
+    `files` attribute: the paths decoding reads (their stamps key the cache)."""
+
+    name: str
+    channels: int
+    class_names: Mapping[str, Sequence[str]]  # per task
+    locate: Callable[[str, str], Path]  # (data_root, task) -> the dataset's folder, or one-line error
+    list_samples: Callable[..., list[list[Any]]]  # (root, task, seed, image_size, **options) -> [train, val, test]
+    decode: Decoder
+    empty: str  # the one-line error for a split with no samples
+
+
+def load(loader: DiskLoader, task: str, image_size: int, seed: int, data_root: str,
+         counts: tuple[int, int, int], skip_bad: bool, cache_dir: str, **options: Any) -> TaskData:
+    """Build `loader`'s dataset: list, cap, then decode (or read from the cache) every kept sample."""
+    caps = [0 if n == 0 else check_count(loader.name, f"n_{s}", n) for n, s in zip(counts, SPLIT_NAMES, strict=True)]
+    root = loader.locate(data_root, task)
+    listed = loader.list_samples(root, task, seed, image_size, **options)
+    groups = [cap(g, n, seed + i) for i, (g, n) in enumerate(zip(listed, caps, strict=True))]
+
+    def build() -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
+        return decode_groups(loader, groups, task, image_size, skip_bad)
+
+    identity = {"format": CACHE_FORMAT, "dataset": loader.name, "task": task, "image_size": image_size,
+                "seed": seed, "root": str(root.resolve()), "caps": caps, "skip_bad": bool(skip_bad),
+                "options": options}
+    stamp = stamps(groups)
+    arrays, skipped = cached(Path(cache_dir) / "data", identity, stamp, build) if cache_dir else build()
+    splits = [Split(torch.from_numpy(images).float().div_(255.0), torch.from_numpy(targets).long())
+              for images, targets in arrays]
+    return TaskData(name=loader.name, task=task, num_classes=len(loader.class_names[task]),
+                    channels=loader.channels, image_size=image_size, class_names=list(loader.class_names[task]),
+                    train=splits[0], val=splits[1], test=splits[2], skipped=skipped, fingerprint=stamp[:20])
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    """A [0, 1] float image as uint8 (the stored form)."""
+    return image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def decode_groups(loader: DiskLoader, groups: list[list[Any]], task: str, image_size: int,
+                  skip_bad: bool) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
+    """Decode every sample of every split: ([(images uint8 [N,C,S,S], targets)] per split, skipped reasons).
+
+    A bad sample raises its one-line error, or with `skip_bad` is left out (its reason kept once)."""
+    arrays, skipped = [], []
+    for group in groups:
+        images, targets = [], []
+        for sample in group:
+            try:
+                image, target = loader.decode(sample, task, image_size)
+            except GradpromError as exc:
+                if not skip_bad:
+                    raise
+                if str(exc) not in skipped:
+                    skipped.append(str(exc))
+                continue
+            images.append(to_uint8(image))
+            targets.append(target.numpy())
+        if not images:
+            hint = f" ({len(group)} sample(s) listed, all bad)" if group else ""
+            raise GradpromError(loader.empty + hint)
+        arrays.append((np.stack(images), np.stack(targets).astype(np.uint8 if task == "segmentation" else np.int64)))
+    return arrays, skipped
+
+
+def stamps(groups: list[list[Any]]) -> str:
+    """A hash of every sample (paths, labels) and the size and mtime of every file it reads."""
+    digest = hashlib.sha256()
+    for group in groups:
+        digest.update(b"|split|")
+        for sample in group:
+            digest.update(repr(sample).encode())
+            for path in sample.files:
+                try:
+                    st = os.stat(path)
+                    digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+                except OSError:
+                    digest.update(b"missing")
+    return digest.hexdigest()
+
+
+def cached(folder: Path, identity: dict[str, Any], stamp: str,
+           build: Callable[[], tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]],
+           ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
+    """The decoded splits from the cache entry for `identity`, rebuilt when the sources' `stamp` changed."""
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    entry = folder / f"{identity['dataset']}-{key}"
+    with file_lock(folder / f"{entry.name}.lock"):
+        hit = read_entry(entry, stamp)
+        if hit is not None:
+            return hit
+        arrays, skipped = build()
+        write_entry(entry, stamp, arrays, skipped)
+    return arrays, skipped
+
+
+def read_entry(entry: Path, stamp: str) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]] | None:
+    """The entry's arrays if it exists, is complete and matches `stamp`; None otherwise (rebuilt)."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT or meta.get("stamp") != stamp:
+            return None
+        arrays = [(np.load(entry / f"{s}_images.npy", mmap_mode="r"), np.load(entry / f"{s}_targets.npy"))
+                  for s in SPLIT_NAMES]
+        return [(np.array(images), targets) for images, targets in arrays], list(meta.get("skipped", []))
+    except Exception:  # a missing or damaged entry (truncated, empty, not our format) is decoded again
+        return None
+
+
+def write_entry(entry: Path, stamp: str, arrays: list[tuple[np.ndarray, np.ndarray]], skipped: list[str]) -> None:
+    """Write a complete entry beside the old one, then swap it in (readers never see a half-written one)."""
+    tmp = entry.with_name(entry.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for split, (images, targets) in zip(SPLIT_NAMES, arrays, strict=True):
+        np.save(tmp / f"{split}_images.npy", images)
+        np.save(tmp / f"{split}_targets.npy", targets)
+    (tmp / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "stamp": stamp, "skipped": skipped,
+                                               "counts": [len(a[0]) for a in arrays]}))
+    shutil.rmtree(entry, ignore_errors=True)
+    tmp.rename(entry)
