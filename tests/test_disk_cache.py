@@ -427,3 +427,50 @@ def test_camus_2019_raw_data_change_invalidates(tmp_path: Path) -> None:
     fresh = load("")
     assert not torch.equal(all_images(fresh), all_images(first))
     assert_same(load(cache), fresh)
+
+
+# --- every loader goes through the same cache ---------------------------------------------------------------------
+
+
+def _fixture(name: str, root: Path) -> tuple[str, Path]:
+    """(task, one source file) of a fresh tiny fixture of dataset `name` under root."""
+    from tests.test_covid_ct import make_covid_ct
+    from tests.test_qata_cov19 import make_qata
+
+    if name == "camus":
+        make_2023(root)
+        return "segmentation", next((root / "camus" / "database_nifti").rglob("*_gt.nii.gz"))
+    if name == "isic2018":
+        make_task3(root / "isic2018", count=20)
+        return "classification", next((root / "isic2018" / "ISIC2018_Task3_Training_Input").glob("*.jpg"))
+    if name == "covid_ct":
+        folder = make_covid_ct(root)
+        return "classification", next((folder / "Images-processed").rglob("*.png"))
+    if name == "lizard":
+        return "segmentation", next((make_lizard(root) / "lizard_labels").rglob("*.mat"))
+    make_qata(root)
+    return "segmentation", next((root / "qata_cov19").rglob("mask_covid_*.png"))
+
+
+@pytest.mark.parametrize("name", ["camus", "isic2018", "covid_ct", "lizard", "qata_cov19"])
+def test_every_loader_reuses_and_invalidates_the_cache(name: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradprom.datasets.disk as disk
+
+    task, source = _fixture(name, tmp_path / "data")
+    builds = []
+    real = disk.decode_groups
+    monkeypatch.setattr(disk, "decode_groups", lambda *a, **k: builds.append(1) or real(*a, **k))
+
+    def load() -> TaskData:
+        return get_dataset(name, task=task, image_size=SIZE, data_root=str(tmp_path / "data"),
+                           cache_dir=str(tmp_path / "cache"))
+
+    first = load()
+    assert len(builds) == 1 and len(entries(tmp_path / "cache")) == 1
+    assert_same(load(), first)
+    assert len(builds) == 1  # served from the cache
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a newer copy of the same file
+    assert_same(load(), first)
+    assert len(builds) == 2 and len(entries(tmp_path / "cache")) == 1  # rebuilt in place
