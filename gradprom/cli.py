@@ -61,6 +61,10 @@ def search(
     gpus_per_trial: float = typer.Option(0.0, help="GPUs per trial worker (fractions pack trials on a GPU)."),
     workers_per_trial: int = typer.Option(1, help="Data-parallel workers per trial (>1 runs a Ray Train DDP run)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    max_failures: int = typer.Option(1, help="Retry a trial whose process or node died up to N times, from its "
+                                             "last checkpoint (a NaN loss or bad data is not retried)."),
+    nan_policy: str = typer.Option("fail", help="fail: a NaN/inf loss or gradient fails the trial; skip-step: "
+                                                "skip such steps and count them (nan_skips)."),
     resume: bool = typer.Option(False, help="Continue the experiment OUT/NAME."),
     overwrite: bool = typer.Option(False, help="Replace the experiment OUT/NAME."),
 ) -> None:
@@ -68,13 +72,14 @@ def search(
     from gradprom.orchestrator.search import SearchRequest, run_search
 
     params = list(param) + ([f"degradation={degradation}"] if degradation else []) \
+        + ([f"nan_policy={nan_policy}"] if nan_policy != "fail" else []) \
         + ([f"data_root={Path(data_root).expanduser().resolve()}"] if data_root else [])
     request = SearchRequest(
         space=space, datasets=_split(dataset), task=task, trials=trials, epochs=epochs, out=out, name=name,
         seed=seed, address=address, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, scheduler=scheduler, metric=metric,
         sampler=sampler, params=params, data_options=list(data_option), skip_bad=skip_bad, eval_dataset=eval_dataset,
-        device=device, resume=resume, overwrite=overwrite)
+        device=device, max_failures=max_failures, resume=resume, overwrite=overwrite)
     run_search(request, console)
 
 
@@ -92,6 +97,7 @@ def train(
     data_option: list[str] = typer.Option([], "--data-option", "-o", help="A dataset's own option, KEY=VALUE."),
     skip_bad: bool = typer.Option(False, help="Leave bad data files out instead of stopping at the first."),
     eval_dataset: str = typer.Option("", help="Also score the final enhancer on this dataset's test split."),
+    nan_policy: str = typer.Option("fail", help="fail, or skip-step: skip steps with a NaN/inf loss or gradient."),
     set_: list[str] = typer.Option([], "--set", help="Any other trial setting, KEY=VALUE (e.g. --set image_size=32)."),
 ) -> None:
     """Train one trial in a plain loop (no Ray) and print its epochs: for debugging and quick checks."""
@@ -105,7 +111,8 @@ def train(
 
     values: dict[str, object] = {"strategy": strategy, "lam": lam, "threshold": threshold, "dataset": dataset,
                                  "task": task, "epochs": epochs, "seed": seed, "device": device,
-                                 "data_root": data_root, "skip_bad": skip_bad, "eval_dataset": eval_dataset}
+                                 "data_root": data_root, "skip_bad": skip_bad, "eval_dataset": eval_dataset,
+                                 "nan_policy": nan_policy}
     if data_option:
         values["data_options"] = json.dumps(parse_dataset_options(dataset, list(data_option)), sort_keys=True)
     for item in set_:

@@ -98,8 +98,11 @@ def test_segmentation_search_where_a_trial_diverges(tmp_path: Path, shared_cache
     by_status = {s: [t for t in trials if t["status"] == s] for s in ("completed", "failed")}
     assert len(trials) == 4 and by_status["failed"] and by_status["completed"]
     for t in by_status["failed"]:
-        assert t["lr"] == 1e30
+        assert t["lr"] == 1e30 and t["epochs_done"] == 0
         assert t["error"].startswith("non-finite loss at epoch 1 step"), t["error"]
+        # deterministic, so not retried by --max-failures (default 1): one attempt, one (final) result
+        results = (tmp_path / "seg" / "ray" / "synthetic" / t["trial_id"] / "result.json").read_text().splitlines()
+        assert len(results) == 1 and json.loads(results[0])["failed"] == t["error"]
     for t in by_status["completed"]:
         assert t["lr"] == 0.001 and 0 <= t["miou"] <= 1 and 0 <= t["miou_ref"] <= 1
     assert "gradprom" in {t["strategy"] for t in by_status["completed"]}

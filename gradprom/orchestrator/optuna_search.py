@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from gradprom.errors import GradpromError
+from gradprom.trainables.loop import FAILED_KEY
 
 SAMPLERS = ("tpe", "nsga2", "random")
 
@@ -44,7 +45,7 @@ class BudgetAwareOptunaSearch(OptunaSearch):
         values = [(result or {}).get(m) for m in self.metric]
         finished = (result or {}).get("epoch", 0) >= self.budget
         usable = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-        if error or (finished and not usable):
+        if error or (result or {}).get(FAILED_KEY) or (finished and not usable):
             state, told = TrialState.FAIL, None
         elif not finished:
             state, told = TrialState.PRUNED, None

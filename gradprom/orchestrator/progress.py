@@ -15,7 +15,9 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gradprom.orchestrator.pareto import front_rows
+from gradprom.orchestrator.rows import epochs_done
 from gradprom.orchestrator.tables import front_table
+from gradprom.trainables.loop import FAILED_KEY
 
 _active: LiveDisplay | None = None
 
@@ -76,8 +78,9 @@ class SearchProgress(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
-        epoch = self.last.get(trial.trial_id, {}).get("epoch", 0)
-        self.done[trial.trial_id] = "completed" if epoch >= self.budget else "stopped"
+        last = self.last.get(trial.trial_id, {})
+        self.done[trial.trial_id] = ("failed" if last.get(FAILED_KEY) else
+                                     "completed" if epochs_done(last) >= self.budget else "stopped")
         self._push()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

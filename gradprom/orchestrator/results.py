@@ -5,6 +5,7 @@ Written atomically (temporary file + rename), so a crash never leaves half a fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -53,10 +54,16 @@ def to_table(rows: list[dict[str, Any]], first: tuple[str, ...] = ()) -> pa.Tabl
 
 def write_rows(path: Path, rows: list[dict[str, Any]], first: tuple[str, ...] = ()) -> Path:
     """Write rows as Parquet atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(to_table(rows, first), tmp)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(to_table(rows, first), tmp)
+        tmp.replace(path)
+    except OSError as exc:  # disk full, folder gone or read-only: the previous file stays whole
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise GradpromError(f"cannot write {path} ({exc.strerror or exc}); the previous version is kept: free "
+                            "space or fix permissions, then --resume") from exc
     return path
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -18,13 +17,20 @@ from typing import Any
 
 from rich.console import Console
 
-from gradprom import SCHEMA_VERSION
 from gradprom.datasets import parse_dataset_options
 from gradprom.errors import GradpromError, SearchInterrupted
-from gradprom.orchestrator.experiment import check_name, new_manifest, prepare_folder, read_manifest, write_manifest
+from gradprom.orchestrator.experiment import (
+    check_name,
+    new_manifest,
+    prepare_folder,
+    read_manifest,
+    this_driver,
+    write_manifest,
+)
 from gradprom.orchestrator.optuna_search import SAMPLERS, make_sampler
-from gradprom.orchestrator.pareto import OBJECTIVES, front_rows
-from gradprom.orchestrator.results import EPOCHS, PARETO, TRIALS, error_line, write_rows
+from gradprom.orchestrator.pareto import OBJECTIVES
+from gradprom.orchestrator.results import error_line
+from gradprom.orchestrator.rows import epoch_row, epochs_done, trial_row, write_results
 from gradprom.orchestrator.tables import front_table
 from gradprom.plugins import ENV as PLUGINS_ENV
 from gradprom.plugins import plugin_modules
@@ -33,20 +39,8 @@ from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.loop import preflight
 
 SCHEDULERS = ("fifo", "asha")
-#: Tune's own bookkeeping keys, left out of the results tables
-TUNE_KEYS = {
-    "config", "date", "timestamp", "done", "should_checkpoint", "checkpoint_dir_name", "experiment_tag",
-    "iterations_since_restore", "time_since_restore", "timesteps_total", "episodes_total",
-    "timesteps_since_restore", "checkpoint_path", "pid", "time_this_iter_s", "time_total_s",
-}
-#: column order of trials.parquet (the rest follows alphabetically)
-LEADING = ("schema_version", "experiment", "dataset", "task", "trial_id", "status", "error", "epochs_done",
-           "budget", "strategy", "lam", "threshold", "psnr", "ssim", "task_metric", "acc", "acc_ref", "miou",
-           "miou_ref", "test_psnr", "test_ssim", "test_acc", "test_acc_ref", "test_miou", "test_miou_ref",
-           "promoted_frac", "cos_mean")
-
-
 DEFAULT_SPACE, DEFAULT_DATASET = "lambda_threshold", "synthetic"
+SNAPSHOT_S = 1  # seconds between snapshots of Tune's experiment state
 
 
 @dataclass
@@ -76,7 +70,7 @@ class SearchRequest:
     device: str = "auto"
     resume: bool = False
     overwrite: bool = False
-    max_failures: int = 0
+    max_failures: int = 1
 
     def folder(self) -> Path:
         return Path(self.out).expanduser().resolve() / self.name
@@ -107,6 +101,8 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
         raise GradpromError(f"unknown sampler '{req.sampler}'; valid samplers: {', '.join(SAMPLERS)}")
     if req.metric not in OBJECTIVES + ("ssim",):
         raise GradpromError(f"--metric must be psnr, ssim or task_metric, got '{req.metric}'")
+    if req.max_failures < 0:
+        raise GradpromError(f"--max-failures must be ≥ 0, got {req.max_failures}")
     if req.cpus_per_trial <= 0 or req.gpus_per_trial < 0 or req.workers_per_trial < 1 or req.concurrency < 0:
         raise GradpromError("--cpus-per-trial must be > 0, --gpus-per-trial ≥ 0, --workers-per-trial ≥ 1, "
                             "--concurrency ≥ 0")
@@ -199,35 +195,29 @@ def result_rows(grid: Any, study: StudyPlan, experiment: str, states: dict[str, 
     trials, epochs = [], []
     for result in grid:
         trial_id = Path(result.path).name
-        final = {k: v for k, v in (result.metrics or {}).items() if k not in TUNE_KEYS}
-        done = int(final.get("epoch", 0) or 0)
-        status = trial_status(states.get(trial_id, "TERMINATED"), result.error, done, study.budget,
+        final = result.metrics or {}
+        status = trial_status(states.get(trial_id, "TERMINATED"), result.error, epochs_done(final), study.budget,
                               stopped_by_scheduler=trial_id not in interrupted_ids)
-        config = TrialConfig.from_dict({**study.base, **(result.config or {})}).to_dict()
-        config.pop("cache_dir", None)
-        tags = {"schema_version": SCHEMA_VERSION, "experiment": experiment, "dataset": study.dataset,
-                "trial_id": trial_id}
-        trials.append({**config, **final, **tags, "status": status, "error": error_line(result.error),
-                       "epochs_done": done, "budget": study.budget, "space": study.space.name})
+        row = trial_row(study.base, study.space.name, study.dataset, experiment, study.budget, trial_id,
+                        result.config or {}, final, status, error_line(result.error))
+        trials.append(row)
         frame = result.metrics_dataframe
         if frame is not None and len(frame):
-            for rec in frame.to_dict("records"):
-                if not isinstance(rec.get("epoch"), (int, float)) or math.isnan(rec["epoch"]):
-                    continue
-                row = {k: v for k, v in rec.items() if k not in TUNE_KEYS and not k.startswith("config/")}
-                epochs.append({**row, **tags, "task": study.base["task"], "strategy": config["strategy"],
-                               "lam": config["lam"], "threshold": config["threshold"]})
+            epochs += [e for e in (epoch_row(row, rec) for rec in frame.to_dict("records")) if e is not None]
     return trials, epochs
 
 
-def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Console) -> tuple[list, list]:
-    """One Optuna study through one Ray Tune Tuner; returns its (trial rows, epoch rows)."""
+def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Console,
+              earlier: tuple[list, list] = ([], [])) -> tuple[list, list]:
+    """One Optuna study through one Ray Tune Tuner; returns its (trial rows, epoch rows). `earlier` are the
+    rows of the studies before it, rewritten with this one's as its trials end."""
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from gradprom.orchestrator.optuna_search import BudgetAwareOptunaSearch
     from gradprom.orchestrator.progress import LiveDisplay, SearchProgress
+    from gradprom.orchestrator.recorder import ResultsRecorder
     from gradprom.trainables.ray_trial import Placement, make_trainable
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -237,6 +227,10 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     trainable = make_trainable(study.base, placement)
     run_dir = storage / study.dataset
     progress = SearchProgress(study.budget, study.base)
+    recorder = ResultsRecorder(folder, study.base, study.space.name, study.dataset, req.name, study.budget, earlier)
+    # Snapshot Tune's experiment state (trials, searcher) every second, not every 10 s or more, so a driver
+    # killed outright loses at most a second of scheduling; --resume continues from that snapshot.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(SNAPSHOT_S))
     if req.resume and tune.Tuner.can_restore(str(run_dir)):
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
@@ -252,7 +246,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
                                         max_concurrent_trials=req.concurrency or None, reuse_actors=True,
                                         trial_dirname_creator=lambda trial: trial.trial_id),
             run_config=tune.RunConfig(
-                name=study.dataset, storage_path=str(storage), verbose=0, callbacks=[progress],
+                name=study.dataset, storage_path=str(storage), verbose=0, callbacks=[progress, recorder],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=req.max_failures)),
         )
@@ -287,6 +281,9 @@ def resumed_request(req: SearchRequest) -> SearchRequest:
             flag = "--" + {"datasets": "dataset", "params": "param"}.get(f.name, f.name).replace("_", "-")
             raise GradpromError(f"--resume continues '{req.name}' as it was started ({flag} {then}); "
                                 f"drop {flag} {given} or start a new --name")
+    if "***" in original.address and not req.address:
+        raise GradpromError(f"'{req.name}' ran on {original.address}; credentials are never stored, so pass "
+                            "--address again to resume it")
     return replace(original, out=req.out, name=req.name, resume=True, overwrite=False,
                    address=req.address or original.address, concurrency=req.concurrency or original.concurrency)
 
@@ -309,7 +306,7 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     studies = plan(req)
     folder = req.folder()
     manifest = prepare_folder(folder, req.resume, req.overwrite) or new_manifest(asdict(req))
-    manifest.update(status="running")
+    manifest.update(status="running", driver=this_driver())
     write_manifest(folder, manifest)
 
     trials: list[dict] = []
@@ -322,7 +319,7 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
         for study in studies:
             if not req.address:
                 prepare_reference(study.base, console)
-            t_rows, e_rows = run_study(study, req, folder, console)
+            t_rows, e_rows = run_study(study, req, folder, console, earlier=(trials, epochs))
             trials += t_rows
             epochs += e_rows
             write_results(folder, trials, epochs)  # after each study: a later crash keeps this one
@@ -350,15 +347,6 @@ def place_on_gpus(req: SearchRequest) -> None:
         raise GradpromError("--device cuda was asked for but Ray sees no GPU here; use --device cpu or auto")
     if req.gpus_per_trial == 0 and req.device in ("auto", "cuda") and gpus > 0:
         req.gpus_per_trial = 1.0  # a trial without a GPU share sees none (Ray hides them), so auto means CPU
-
-
-def write_results(folder: Path, trials: list[dict], epochs: list[dict]) -> list[dict]:
-    """Write the three Parquet files; returns the front rows."""
-    front = front_rows(trials)
-    write_rows(folder / TRIALS, trials, LEADING)
-    write_rows(folder / EPOCHS, epochs, ("dataset", "trial_id", "epoch"))
-    write_rows(folder / PARETO, front, LEADING)
-    return front
 
 
 def summarize(trials: list[dict], front: list[dict], folder: Path, console: Console) -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "cuda")
 IP_LOSSES = ("l1", "mse")
 RECOGNIZER_INITS = ("pretrained", "scratch")
+NAN_POLICIES = ("fail", "skip-step")
 
 
 def default_cache_dir() -> str:
@@ -65,6 +66,7 @@ class TrialConfig:
     lr_recognizer: float = 1e-3
     loss_ip: str = "l1"
     max_steps_per_epoch: int = 0  # 0: a full pass over the training split
+    nan_policy: str = "fail"  # fail: a NaN/inf loss or gradient fails the trial; skip-step: skip it and count
     pretrain_epochs: int = 10
     # run
     seed: int = 0
@@ -91,7 +93,8 @@ class TrialConfig:
         for name in ("lr", "lr_recognizer"):
             if not getattr(self, name) > 0:
                 raise GradpromError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name, valid in (("device", DEVICES), ("loss_ip", IP_LOSSES), ("recognizer_init", RECOGNIZER_INITS)):
+        for name, valid in (("device", DEVICES), ("loss_ip", IP_LOSSES), ("recognizer_init", RECOGNIZER_INITS),
+                            ("nan_policy", NAN_POLICIES)):
             if getattr(self, name) not in valid:
                 raise GradpromError(f"{name} must be one of {', '.join(valid)}, got '{getattr(self, name)}'")
         if not self.cache_dir:

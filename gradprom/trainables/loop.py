@@ -39,6 +39,8 @@ from gradprom.trainables.reference import (
 
 #: report(metrics, checkpoint_dir or None): called once per epoch on every worker
 Reporter = Callable[[dict[str, Any], "str | None"], None]
+#: in the last result of a trial that failed for good (its reason), sent by the Ray glue instead of raising
+FAILED_KEY = "failed"
 
 EVAL_BATCH = 64
 
@@ -195,8 +197,9 @@ def ip_loss(kind: str, x_hat: Tensor, x: Tensor) -> Tensor:
     return F.l1_loss(x_hat, x) if kind == "l1" else F.mse_loss(x_hat, x)
 
 
-def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """One step, top to bottom. Returns (loss_ip, loss_vr) as tensors (no host sync but the NaN check).
+def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor] | None:
+    """One step, top to bottom. Returns (loss_ip, loss_vr) as tensors (no host sync but the NaN checks),
+    or None when `nan_policy` is skip-step and the step was skipped for a non-finite loss or gradient.
 
     Both losses reach the enhancer's parameters θ only through the enhanced image x̂, so we take
     ∂L/∂x̂ for each loss (one backward through the recognizer, which also yields ∇φ L_VR) and then
@@ -212,8 +215,9 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Te
         loss_vr = task_loss(t.recognizer(x_hat), y)    # recognition loss L_VR, through x̂
     else:
         loss_vr = torch.zeros((), device=x.device)
-    if not torch.isfinite(loss_ip + loss_vr):
-        raise NonFiniteLossError("non-finite loss")
+    skip_bad_steps = t.cfg.nan_policy == "skip-step"
+    if not skip_bad_steps and not torch.isfinite(loss_ip + loss_vr):
+        raise NonFiniteLossError("non-finite loss")  # (skip-step decides after averaging, the same on every rank)
 
     # cotangents at x̂ (and the recognizer's own gradient, from the same backward)
     (u_ip,) = torch.autograd.grad(loss_ip, x_hat, retain_graph=True)
@@ -226,6 +230,10 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Te
         g_ip = list(torch.autograd.grad(x_hat, theta, u_ip))
 
     ddp.average_(g_ip, g_vr, g_phi)                    # same vectors on every replica, before the cosine
+    if not torch.isfinite(torch.stack([g.sum() for g in (*g_ip, *g_vr, *g_phi)]).sum()):
+        if skip_bad_steps:                             # a NaN loss gives NaN gradients: both caught here
+            return None
+        raise NonFiniteLossError("non-finite gradient")
     update = t.strategy.combine(g_ip, g_vr)            # the paper's core: how the two gradients combine
 
     for p, g in zip(theta, update, strict=True):
@@ -255,18 +263,26 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
         t.recognizer.train()
 
     losses_ip, losses_vr, cosines, weights = [], [], [], []
+    skipped = 0
     start = time.perf_counter()
     for step in range(steps):
         idx = shard[step * per_worker:(step + 1) * per_worker]
         try:
-            loss_ip, loss_vr = train_step(t, t.data.train.images[idx], t.data.train.targets[idx], gen)
+            losses = train_step(t, t.data.train.images[idx], t.data.train.targets[idx], gen)
         except NonFiniteLossError as exc:
-            raise NonFiniteLossError(f"non-finite loss at epoch {epoch} step {step + 1}") from exc
+            raise NonFiniteLossError(f"{exc} at epoch {epoch} step {step + 1}") from exc
+        if losses is None:
+            skipped += 1
+            continue
+        loss_ip, loss_vr = losses
         losses_ip.append(loss_ip)
         losses_vr.append(loss_vr)
         cosines.append(t.strategy.last_cos)
         weights.append(t.strategy.last_weight)
     elapsed = time.perf_counter() - start
+    if skipped == steps:
+        raise NonFiniteLossError(f"non-finite loss or gradient in every step of epoch {epoch} ({steps} skipped by "
+                                 "--nan-policy skip-step); lower the learning rates or λ")
     ddp.average_buffers_(t.recognizer)
 
     measured = t.strategy.uses_aux_gradient
@@ -276,6 +292,7 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
         "cos_mean": torch.stack(cosines).float().mean().item() if measured else math.nan,
         "promoted_frac": torch.stack(weights).float().mean().item(),
         "steps": steps,
+        "nan_skips": skipped,
         "time_train_s": elapsed,
         "step_ms": 1000 * elapsed / steps,
         "images_per_s": steps * per_worker * world_size / elapsed,
@@ -340,9 +357,12 @@ def score(t: Trial, clean: Split, inputs: Tensor, models: dict[str, nn.Module], 
     return out
 
 
-def trial_state(t: Trial, epoch: int) -> dict[str, Any]:
+def trial_state(t: Trial, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint holds: models, optimisers, and the epoch's report (re-sent if a trial that had
+    finished is restored, so its final figures stay exactly what they were)."""
     return {
         "epoch": epoch,
+        "metrics": metrics,
         "enhancer": t.enhancer.state_dict(),
         "recognizer": t.recognizer.state_dict(),
         "opt_enhancer": t.opt_enhancer.state_dict(),
@@ -365,17 +385,25 @@ def train_trial(config: TrialConfig | dict[str, Any], report: Reporter | None = 
     """Train one trial for `config.epochs`, reporting validation metrics (and a checkpoint) every epoch.
 
     The last epoch's report also carries the test-split figures (`test_*`). Returns that last report.
-    A NaN/inf loss raises `NonFiniteLossError("non-finite loss at epoch E step S")`.
+    A NaN/inf loss raises `NonFiniteLossError("non-finite loss at epoch E step S")` (a NaN/inf gradient:
+    "non-finite gradient …"); with `nan_policy="skip-step"` such steps are skipped and counted (`nan_skips`).
     """
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     t = build_trial(cfg)
     rank, _ = ddp.world()
-    first_epoch = restore_state(t, load_checkpoint(resume_from)) + 1 if resume_from else 1
+    restored = load_checkpoint(resume_from) if resume_from else None
+    first_epoch = restore_state(t, restored) + 1 if restored else 1
+    if restored and first_epoch > cfg.epochs and restored.get("metrics"):
+        # the trial had finished when its process died: report its last epoch again, unchanged
+        if report is not None:
+            report(dict(restored["metrics"]), None)
+        return dict(restored["metrics"])
     metric = task_metric_name(cfg.task)
     last: dict[str, Any] = {}
     started = time.perf_counter()
     for epoch in range(first_epoch, cfg.epochs + 1):
-        metrics: dict[str, Any] = {"epoch": epoch, "schema_version": SCHEMA_VERSION, "n_skipped": len(t.data.skipped)}
+        metrics: dict[str, Any] = {"epoch": epoch, "schema_version": SCHEMA_VERSION, "n_skipped": len(t.data.skipped),
+                                   "resumed_from": first_epoch - 1}
         metrics.update(train_epoch(t, epoch))
         tic = time.perf_counter()
         metrics.update(evaluate(t, t.val_inputs, "val"))
@@ -388,7 +416,7 @@ def train_trial(config: TrialConfig | dict[str, Any], report: Reporter | None = 
         metrics["wall_s"] = time.perf_counter() - started
         metrics["task_metric"] = metrics[metric]
         with tempfile.TemporaryDirectory(prefix="gradprom-ckpt-") as tmp:
-            checkpoint_dir = str(save_checkpoint(tmp, trial_state(t, epoch)).parent) if rank == 0 else None
+            checkpoint_dir = str(save_checkpoint(tmp, trial_state(t, epoch, metrics)).parent) if rank == 0 else None
             if report is not None:
                 report(metrics, checkpoint_dir)
         last = metrics

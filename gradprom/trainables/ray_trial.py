@@ -7,6 +7,7 @@ inside the Tune function, and its reports reach Tune through `TuneReportCallback
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +17,9 @@ from ray.train import Checkpoint
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from gradprom.errors import GradpromError, NonFiniteLossError
 from gradprom.plugins import load_plugins
-from gradprom.trainables.loop import train_trial
+from gradprom.trainables.loop import FAILED_KEY, train_trial
 
 DRIVER_MEMORY = 100 * 1024**2  # bytes
 
@@ -46,15 +48,26 @@ class Placement:
 def _run(report_fn: Any, get_checkpoint: Any, config: dict[str, Any]) -> None:
     """Resume from the latest checkpoint if Ray has one, and report every epoch through `report_fn`."""
 
+    last_epoch = 0
+
     def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        nonlocal last_epoch
+        last_epoch = int(metrics["epoch"])
         report_fn(metrics, checkpoint=Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
 
     checkpoint = get_checkpoint()
-    if checkpoint is None:
-        train_trial(config, report)
-    else:
-        with checkpoint.as_directory() as directory:
-            train_trial(config, report, resume_from=directory)
+    try:
+        if checkpoint is None:
+            train_trial(config, report)
+        else:
+            with checkpoint.as_directory() as directory:
+                train_trial(config, report, resume_from=directory)
+    except (NonFiniteLossError, GradpromError) as exc:
+        # Deterministic: a retry (--max-failures) would fail the same way. End the trial with a last result
+        # that says why; the orchestrator records it as failed and Optuna is told FAIL.
+        # Its epoch is NaN, so no epoch row is made of it; `last_epoch` says how far it got.
+        report_fn({"epoch": math.nan, "last_epoch": last_epoch, FAILED_KEY: str(exc),
+                   **dict.fromkeys(("psnr", "ssim", "task_metric"), math.nan)})
 
 
 def _worker_loop(config: dict[str, Any]) -> None:

@@ -1,0 +1,66 @@
+"""Results written as trials end, not only when a study is over: a crash never loses a finished trial.
+
+`ResultsRecorder` is a Tune callback. Each time a trial completes or fails it rewrites trials.parquet,
+epochs.parquet and pareto.parquet (each atomically: temporary file + rename) with the rows of earlier
+studies plus every trial of this study that has ended. When the study is over, the rows built from
+Tune's ResultGrid replace them (the same function builds both, so the figures agree).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from gradprom.errors import GradpromError
+from gradprom.orchestrator.results import error_line
+from gradprom.orchestrator.rows import epoch_row, epochs_done, trial_row, write_results
+
+logger = logging.getLogger(__name__)
+
+
+class ResultsRecorder(Callback):
+    """Keeps plain rows (Tune pickles its callbacks with the experiment state) and writes them as trials end."""
+
+    def __init__(self, folder: Path, base: dict[str, Any], space: str, dataset: str, experiment: str, budget: int,
+                 earlier: tuple[list[dict], list[dict]] = ([], [])) -> None:
+        self.folder, self.base, self.space, self.dataset = Path(folder), dict(base), space, dataset
+        self.experiment, self.budget = experiment, budget
+        self.earlier = (list(earlier[0]), list(earlier[1]))
+        self.results: dict[str, list[dict[str, Any]]] = {}  # trial id -> its reported results, in order
+        self.ended: dict[str, dict[str, Any]] = {}  # trial id -> its trials.parquet row
+        self.warned = False
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.results.setdefault(trial.trial_id, []).append(dict(result))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        final = self._final(trial)
+        status = "completed" if epochs_done(final) >= self.budget else "stopped_early"  # trial_row: failed
+        self._record(trial, final, status, "")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = ""
+        with contextlib.suppress(Exception):  # a nicety here: the final rows carry it from the ResultGrid
+            error = error_line(trial.get_pickled_error() or trial.get_error())
+        self._record(trial, self._final(trial), "failed", error)
+
+    def _final(self, trial: Any) -> dict[str, Any]:
+        reported = self.results.get(trial.trial_id) or [trial.last_result or {}]
+        return reported[-1]
+
+    def _record(self, trial: Any, final: dict[str, Any], status: str, error: str) -> None:
+        row = trial_row(self.base, self.space, self.dataset, self.experiment, self.budget, trial.trial_id,
+                        dict(trial.config or {}), final, status, error)
+        self.ended[trial.trial_id] = row
+        epochs = [e for tid, ended in self.ended.items() for e in
+                  (epoch_row(ended, r) for r in self.results.get(tid, [])) if e is not None]
+        try:
+            write_results(self.folder, self.earlier[0] + list(self.ended.values()), self.earlier[1] + epochs)
+        except GradpromError as exc:  # the search goes on; the write after the study reports it if it persists
+            if not self.warned:
+                logger.warning("%s", exc)
+                self.warned = True

@@ -1,0 +1,76 @@
+"""Result rows: one per trial and one per (trial, epoch), built the same way wherever they come from
+(the live recorder as trials end, or Tune's ResultGrid when a study is over), and written together."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from gradprom import SCHEMA_VERSION
+from gradprom.orchestrator.pareto import front_rows
+from gradprom.orchestrator.results import EPOCHS, PARETO, TRIALS, write_rows
+from gradprom.trainables.config import TrialConfig
+from gradprom.trainables.loop import FAILED_KEY
+
+#: Tune's own bookkeeping keys, left out of the results tables
+TUNE_KEYS = {
+    "config", "date", "timestamp", "done", "should_checkpoint", "checkpoint_dir_name", "experiment_tag",
+    "iterations_since_restore", "time_since_restore", "timesteps_total", "episodes_total",
+    "timesteps_since_restore", "checkpoint_path", "pid", "time_this_iter_s", "time_total_s",
+}
+#: column order of trials.parquet (the rest follows alphabetically)
+LEADING = ("schema_version", "experiment", "dataset", "task", "trial_id", "status", "error", "epochs_done",
+           "budget", "strategy", "lam", "threshold", "psnr", "ssim", "task_metric", "acc", "acc_ref", "miou",
+           "miou_ref", "test_psnr", "test_ssim", "test_acc", "test_acc_ref", "test_miou", "test_miou_ref",
+           "promoted_frac", "cos_mean")
+
+
+def metrics_only(result: dict[str, Any]) -> dict[str, Any]:
+    """A reported result without Tune's bookkeeping or its copy of the config."""
+    return {k: v for k, v in result.items() if k not in TUNE_KEYS and not k.startswith("config/")}
+
+
+def trial_row(base: dict[str, Any], space: str, dataset: str, experiment: str, budget: int, trial_id: str,
+              sampled: dict[str, Any], final: dict[str, Any], status: str, error: str) -> dict[str, Any]:
+    """The trials.parquet row: every setting (base overridden by the sampled ones), the final metrics, tags."""
+    config = TrialConfig.from_dict({**base, **sampled}).to_dict()
+    config.pop("cache_dir", None)
+    if final.get(FAILED_KEY):  # a trial that ended itself for good (NaN loss, bad data): its last result says why
+        status, error = "failed", str(final[FAILED_KEY])
+    done = epochs_done(final)
+    tags = {"schema_version": SCHEMA_VERSION, "experiment": experiment, "dataset": dataset, "trial_id": trial_id}
+    return {**config, **metrics_only(final), **tags, "status": status, "error": error, "epochs_done": done,
+            "budget": budget, "space": space}
+
+
+def epochs_done(result: dict[str, Any]) -> int:
+    """Epochs a trial finished, from its last result (a failed trial's last result carries `last_epoch`)."""
+    epoch = result.get("last_epoch", result.get("epoch", 0))
+    return int(epoch) if isinstance(epoch, (int, float)) and math.isfinite(epoch) else 0
+
+
+def epoch_row(trial: dict[str, Any], result: dict[str, Any]) -> dict[str, Any] | None:
+    """The epochs.parquet row of one reported epoch of `trial` (its trial row); None for a non-epoch result."""
+    epoch = result.get("epoch")
+    if not isinstance(epoch, (int, float)) or math.isnan(epoch):
+        return None
+    tags = {k: trial[k] for k in ("schema_version", "experiment", "dataset", "trial_id", "task", "strategy", "lam",
+                                  "threshold")}
+    return {**metrics_only(result), **tags}
+
+
+def unique_epochs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (dataset, trial, epoch), the last reported kept: a trial restored after a crash may
+    report its last finished epoch again (with the very same figures)."""
+    keyed = {(r["dataset"], r["trial_id"], r["epoch"]): r for r in rows}
+    return list(keyed.values())
+
+
+def write_results(folder: Path, trials: list[dict], epochs: list[dict]) -> list[dict]:
+    """Write the three Parquet files (each atomically); returns the front rows."""
+    front = front_rows(trials)
+    write_rows(folder / TRIALS, trials, LEADING)
+    write_rows(folder / EPOCHS, unique_epochs(epochs), ("dataset", "trial_id", "epoch"))
+    write_rows(folder / PARETO, front, LEADING)
+    return front

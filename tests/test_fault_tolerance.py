@@ -1,0 +1,134 @@
+"""Nothing lost: real processes killed with real signals (SIGKILL), then resumed or retried.
+
+Each test kills only processes it started, by process id: the driver it launched and that driver's
+descendants (Ray's processes), found through /proc before the kill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gradprom.errors import GradpromError
+from gradprom.orchestrator.results import read_rows
+from tests.test_search_e2e import TINY_PARAMS, gradprom
+
+pytestmark = pytest.mark.slow
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc (children first found, then theirs)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, parent in parents.items() if parent in frontier]
+        found += kids
+        frontier = kids
+    return found
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def wait_for(predicate, timeout: float, what: str):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def finished_rows(path: Path) -> list[dict]:
+    try:
+        return [r for r in read_rows(path) if r["status"] in ("completed", "failed")] if path.is_file() else []
+    except GradpromError:
+        return []
+
+
+def test_driver_killed_outright_then_resumed(tmp_path: Path, shared_cache: str) -> None:
+    """SIGKILL the driver after some trials finished: their rows are on disk already; a plain rerun says
+    the search died and how to resume; --resume finishes the rest, every trial exactly once, the finished
+    ones unchanged."""
+    args = ["search", "--trials", "6", "--epochs", "2", "--concurrency", "2", "--out", str(tmp_path), "--name", "k",
+            "--device", "cpu", *TINY_PARAMS]
+    env = {**os.environ, "GRADPROM_CACHE": shared_cache, "COLUMNS": "120"}
+    driver = subprocess.Popen([sys.executable, "-m", "gradprom.cli", *args], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    trials = tmp_path / "k" / "trials.parquet"
+    try:
+        wait_for(lambda: len(finished_rows(trials)) >= 2, 300, "two finished trials on disk")
+    finally:
+        below = descendants(driver.pid)
+        driver.kill()
+        driver.wait(timeout=60)
+        time.sleep(1)
+        kill_all(below + descendants(driver.pid))
+    before = {r["trial_id"]: r for r in finished_rows(trials)}
+    assert len(before) >= 2 and json.loads((tmp_path / "k" / "manifest.json").read_text())["status"] == "running"
+
+    rerun = gradprom(*args, cache=shared_cache)
+    assert rerun.returncode == 2 and "stopped without finishing" in rerun.stderr and "--resume" in rerun.stderr
+    assert len(rerun.stderr.strip().splitlines()) == 1
+
+    resumed = gradprom("search", "--out", str(tmp_path), "--name", "k", "--resume", cache=shared_cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = {r["trial_id"]: r for r in read_rows(trials)}
+    assert len(after) == 6 and all(r["status"] == "completed" for r in after.values())
+    for trial_id, row in before.items():
+        assert after[trial_id]["psnr"] == row["psnr"] and after[trial_id]["test_psnr"] == row["test_psnr"]
+    epochs = read_rows(tmp_path / "k" / "epochs.parquet")
+    keys = [(e["trial_id"], e["epoch"]) for e in epochs]
+    assert len(keys) == len(set(keys)) == 12  # 6 trials × 2 epochs, none lost or doubled
+    assert json.loads((tmp_path / "k" / "manifest.json").read_text())["status"] == "finished"
+
+
+def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path: Path, shared_cache: str) -> None:
+    """SIGKILL the process running a trial after its first epoch: Tune retries it (--max-failures 1) from
+    the last checkpoint, so its epochs continue (reported `resumed_from` ≥ 1) instead of restarting."""
+    args = ["search", "--trials", "1", "--epochs", "5", "--out", str(tmp_path), "--name", "w", "--device", "cpu",
+            "--max-failures", "1", *TINY_PARAMS, "-p", "n_train=256"]
+    env = {**os.environ, "GRADPROM_CACHE": shared_cache, "COLUMNS": "120"}
+    driver = subprocess.Popen([sys.executable, "-m", "gradprom.cli", *args], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "w" / "ray" / "synthetic"
+
+    def first_report() -> dict | None:
+        for path in runs.glob("*/result.json"):
+            lines = path.read_text().splitlines()
+            if lines:
+                return json.loads(lines[0])
+        return None
+
+    try:
+        report = wait_for(first_report, 300, "the trial's first epoch")
+        assert report["epoch"] == 1
+        os.kill(int(report["pid"]), signal.SIGKILL)  # the trial's own worker process
+        out, err = driver.communicate(timeout=400)
+    finally:
+        if driver.poll() is None:
+            kill_all(descendants(driver.pid))
+            driver.kill()
+    assert driver.returncode == 0, err[-3000:]
+    [trial] = read_rows(tmp_path / "w" / "trials.parquet")
+    assert trial["status"] == "completed" and trial["epochs_done"] == 5
+    epochs = sorted(read_rows(tmp_path / "w" / "epochs.parquet"), key=lambda e: e["epoch"])
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]
+    assert epochs[-1]["resumed_from"] >= 1  # continued from a checkpoint, not from scratch
