@@ -64,3 +64,44 @@ def test_bad_space_data_is_refused() -> None:
         validate(SearchSpace("x", "", {}, {"lam": {"type": "float", "low": 0, "high": 1, "log": True}}))
     with pytest.raises(GradpromError, match="non-empty"):
         validate(SearchSpace("x", "", {}, {"strategy": {"type": "categorical", "choices": []}}))
+
+
+def test_a_users_space_file_loads_like_a_shipped_one(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "mine.json"
+    path.write_text('{"description": "mine", "fixed": {"strategy": "pcgrad"},'
+                    ' "params": {"lam": {"type": "float", "low": 0.01, "high": 1, "log": true}}}')
+    space = load_space(str(path))
+    assert space.name == str(path) and space.fixed == {"strategy": "pcgrad"}
+    assert space.distributions()["lam"] == od.FloatDistribution(0.01, 1.0, log=True)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"params": {', "not valid JSON"),
+    ('[1, 2]', "holds a JSON object"),
+    ('{"parms": {}}', "Did you mean 'params'"),
+    ('{"params": []}', "'params' must be a JSON object"),
+    ('{"params": {"lam": 3}}', "param 'lam' must be an object"),
+    ('{"params": {"lam": {"type": "float", "low": "a", "high": 1}}}', "needs a number for 'low'"),
+    ('{"params": {"lam": {"type": "categorical", "choices": "ab"}}}', "needs a non-empty 'choices' list"),
+    ('{"params": {"lamda": {"type": "float", "low": 0.1, "high": 1}}}', "Did you mean 'lam'"),
+    ('{"fixed": {"threshold": 3}}', "threshold"),
+])
+def test_bad_space_files_are_one_line(tmp_path, text: str, message: str) -> None:  # noqa: ANN001
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(GradpromError, match=message) as info:
+        load_space(str(path))
+    assert "\n" not in str(info.value)
+    with pytest.raises(GradpromError, match="cannot read space file"):
+        load_space(str(tmp_path / "missing.json"))
+
+
+def test_cli_names_a_bad_space_file_in_one_line(tmp_path, capsys) -> None:  # noqa: ANN001
+    from gradprom.cli import main
+
+    path = tmp_path / "bad.json"
+    path.write_text('{"params": {"lam": {"type": "float", "low": 2, "high": 1}}}')
+    assert main(["search", "--space", str(path), "--out", str(tmp_path), "--trials", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs low ≤ high" in err[0]
+    assert not any(p.is_dir() for p in tmp_path.iterdir())  # refused before any experiment folder

@@ -301,7 +301,10 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
         req = resumed_request(req)
     else:
         req.space, req.datasets = req.space or DEFAULT_SPACE, req.datasets or [DEFAULT_DATASET]
-        req.name = req.name or f"{req.space}-{'_'.join(req.datasets)}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if req.space.endswith(".json"):  # a user's space file: kept by absolute path, so --resume finds it
+            req.space = str(Path(req.space).expanduser().resolve())
+        label = Path(req.space).stem if req.space.endswith(".json") else req.space
+        req.name = req.name or f"{label}-{'_'.join(req.datasets)}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_name(req.name)
     studies = plan(req)
     folder = req.folder()

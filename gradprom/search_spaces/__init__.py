@@ -3,7 +3,8 @@
 A space file holds `description`, `fixed` (settings every trial gets), `params` (sampled settings:
 `float` with low/high/log, `int` with low/high/log, `categorical` with choices) and optionally
 `task_params` (extra params per task, e.g. a UNet's depth differs from a ResNet's). Every key must
-be a trial setting (`TrialConfig`), and every endpoint must be a valid value: checked on load.
+be a trial setting (`TrialConfig`), and every endpoint must be a valid value: checked on load. Users'
+own space files in the same format are named by path (`--space my_space.json`).
 Users override from the CLI with `--param KEY=VALUE` (fix), `KEY=LOW:HIGH` (a range, numbers only) or
 `KEY=A,B,C` (choices; for text settings `;` also separates, as in
 `degradation=gaussian:sigma=0.1;composite:blur=1,peak=30`).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import optuna.distributions as od
@@ -22,6 +24,7 @@ from gradprom.errors import GradpromError, unknown_name
 from gradprom.trainables.config import TrialConfig
 
 PARAM_TYPES = ("float", "int", "categorical")
+SPACE_KEYS = ("description", "fixed", "params", "task_params")
 
 
 @dataclass
@@ -67,9 +70,13 @@ def _check_spec(space: str, key: str, spec: dict[str, Any]) -> None:
     if kind not in PARAM_TYPES:
         raise GradpromError(f"space '{space}': param '{key}' has type {kind!r}; use one of {', '.join(PARAM_TYPES)}")
     if kind == "categorical":
-        if not spec.get("choices"):
+        if not isinstance(spec.get("choices"), list) or not spec["choices"]:
             raise GradpromError(f"space '{space}': categorical param '{key}' needs a non-empty 'choices' list")
         return
+    for bound in ("low", "high"):
+        value = spec.get(bound)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise GradpromError(f"space '{space}': param '{key}' needs a number for '{bound}', got {value!r}")
     if not ("low" in spec and "high" in spec) or not spec["low"] <= spec["high"]:
         bounds = f"{spec.get('low')}..{spec.get('high')}"
         raise GradpromError(f"space '{space}': param '{key}' needs low ≤ high, got {bounds}")
@@ -86,12 +93,39 @@ def validate(space: SearchSpace) -> SearchSpace:
     return space
 
 
+def read_space_file(path: Path) -> dict[str, Any]:
+    """A user's space file (same format as the shipped ones), checked: readable JSON object, known keys."""
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as exc:
+        raise GradpromError(f"cannot read space file {path} ({exc.strerror}); check the --space path") from exc
+    except json.JSONDecodeError as exc:
+        raise GradpromError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+    if not isinstance(raw, dict):
+        raise GradpromError(f"{path}: a space file holds a JSON object with {', '.join(SPACE_KEYS)}")
+    for key in raw:
+        if key not in SPACE_KEYS:
+            raise unknown_name(f"key of space file {path}", key, SPACE_KEYS)
+    for key in ("fixed", "params", "task_params"):
+        if not isinstance(raw.get(key, {}), dict):
+            raise GradpromError(f"{path}: '{key}' must be a JSON object, got {type(raw[key]).__name__}")
+    for key, spec in raw.get("params", {}).items():
+        if not isinstance(spec, dict):
+            raise GradpromError(f"{path}: param '{key}' must be an object with type and low/high or choices")
+    return raw
+
+
 def load_space(name: str, task: str = "classification") -> SearchSpace:
-    """Load a named space for `task`; unknown names give a did-you-mean listing the spaces."""
+    """Load a named space for `task`, or a user's space file (NAME ending in .json); unknown names give a
+    did-you-mean listing the spaces."""
     files = _files()
-    if name not in files:
+    if name.endswith(".json"):
+        path = Path(name).expanduser()
+        raw, name = read_space_file(path), str(path)
+    elif name not in files:
         raise unknown_name("search space", name, files)
-    raw = json.loads(files[name].read_text())
+    else:
+        raw = json.loads(files[name].read_text())
     params = dict(raw.get("params", {}))
     params.update(raw.get("task_params", {}).get(task, {}))
     return validate(SearchSpace(name, raw.get("description", ""), dict(raw.get("fixed", {})), params))
