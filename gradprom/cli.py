@@ -151,6 +151,8 @@ def pareto(
     experiment: Path = typer.Argument(..., help="An experiment folder OUT/NAME."),
     plot: Path | None = typer.Option(None, help="Write the PSNR-vs-task scatter with the front drawn to this PNG."),
     on: str = typer.Option("val", help="Front on the validation (val, what the search optimised) or test split."),
+    telemetry: str = typer.Option("", help="Trial ids (comma-separated, or 'front') whose gate telemetry to plot: "
+                                           "cosine per step, promoted fraction per epoch (OUT/NAME/telemetry.png)."),
 ) -> None:
     """Print the Pareto front of an experiment (PSNR vs task metric) and optionally plot it."""
     from gradprom.metrics import task_metric_name
@@ -170,6 +172,19 @@ def pareto(
     console.print(front_table(front, f"Pareto front ({on}): {len(front)} of {len(rows)} trials", objectives))
     if plot is not None:
         console.print(f"plot written to {plot_front(rows, plot, objectives, title=experiment.name)}")
+    if telemetry:
+        from gradprom.orchestrator.plots import plot_telemetry
+        from gradprom.orchestrator.results import EPOCHS
+
+        wanted = [r["trial_id"] for r in front] if telemetry == "front" else _split(telemetry)
+        chosen = [next((r for r in rows if r["trial_id"] == tid), None) for tid in wanted]
+        missing = [tid for tid, r in zip(wanted, chosen, strict=True) if r is None]
+        if missing:
+            raise GradpromError(f"no trial '{missing[0]}' in {experiment.name}; its trials: "
+                                f"{', '.join(r['trial_id'] for r in rows)}")
+        path = plot_telemetry(read_rows(experiment / EPOCHS), chosen, experiment / "telemetry.png",
+                              title=f"gate telemetry · {experiment.name}")
+        console.print(f"telemetry plot written to {path}")
 
 
 @app.command()

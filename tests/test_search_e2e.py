@@ -72,6 +72,16 @@ def test_search_asha_writes_results_and_exact_front(tmp_path: Path, shared_cache
     assert {f["trial_id"] for f in front} == expected
     assert all(f["status"] == "completed" for f in front)
     assert int(pq.read_schema(folder / "trials.parquet").metadata[b"gradprom.schema_version"]) == 1
+    for e in epochs:  # gate telemetry per epoch: every step's cosine, explaining promoted_frac (τ of its trial)
+        steps, tau = json.loads(e["cos_steps"]), next(t["threshold"] for t in trials if t["trial_id"] == e["trial_id"])
+        assert len(steps) == e["steps"]
+        assert e["promoted_frac"] == pytest.approx(sum(c >= tau for c in steps) / len(steps))
+
+    shown = gradprom("pareto", str(folder), "--telemetry", "front", cache=shared_cache)
+    assert shown.returncode == 0, shown.stderr
+    assert (folder / "telemetry.png").read_bytes()[:4] == b"\x89PNG"
+    wrong = gradprom("pareto", str(folder), "--telemetry", "nope", cache=shared_cache)
+    assert wrong.returncode == 2 and "no trial 'nope'" in wrong.stderr
 
     plot = tmp_path / "front.png"
     shown = gradprom("pareto", str(folder), "--plot", str(plot), cache=shared_cache)

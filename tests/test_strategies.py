@@ -153,3 +153,38 @@ def test_register_user_strategy() -> None:
         register_strategy("half_for_test", Half)
     with pytest.raises(GradpromError, match="Strategy subclass"):
         register_strategy("not_a_strategy", dict)  # type: ignore[arg-type]
+
+
+def pair_with_cos(c: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One-tensor gradients (unit vectors in 2-D) whose cosine is exactly c."""
+    return [torch.tensor([1.0, 0.0])], [torch.tensor([c, math.sqrt(max(0.0, 1 - c * c))])]
+
+
+def test_ema_gate_on_a_scripted_cosine_sequence() -> None:
+    """β = 0.5: the EMA starts at the first cosine, then ema ← β·ema + (1−β)·cos; the gate reads the EMA."""
+    sequence = [0.5, -0.2, -0.2, -0.9, 0.3, 0.8]
+    ema, expected_ema = None, []
+    for c in sequence:
+        ema = c if ema is None else 0.5 * ema + 0.5 * c
+        expected_ema.append(ema)
+    raw, smooth = get_strategy("gradprom"), get_strategy("gradprom", ema=0.5)
+    raw_w, smooth_w = [], []
+    for c in sequence:
+        g_ip, g_vr = pair_with_cos(c)
+        raw.combine(g_ip, g_vr)
+        smooth.combine(g_ip, g_vr)
+        raw_w.append(float(raw.last_weight))
+        smooth_w.append(float(smooth.last_weight))
+    assert raw_w == [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    assert smooth_w == [1.0 if e >= 0 else 0.0 for e in expected_ema] == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    assert float(smooth._ema_cos) == pytest.approx(expected_ema[-1])
+    assert float(smooth.last_cos) == pytest.approx(0.8)  # telemetry records the raw cosine
+
+
+def test_ema_per_tensor_keeps_one_average_per_tensor() -> None:
+    s = get_strategy("threshold", threshold=0.0, ema=0.9, granularity="tensor")
+    a = [torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0])]
+    s.combine(a, [torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 0.0])])  # cos +1 and -1
+    s.combine(a, [torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 0.0])])  # then -1 and +1
+    assert s._ema_cos.tolist() == pytest.approx([0.8, -0.8])
+    assert float(s.last_weight) == 0.5  # first tensor still promoted, second not

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from gradprom.strategies import get_strategy
+from gradprom.errors import GradpromError
+from gradprom.strategies import get_strategy, safe_cos
 from gradprom.trainables.config import TrialConfig
-from gradprom.trainables.loop import build_trial, seeded_generator, train_step
+from gradprom.trainables.loop import build_trial, output_layer, seeded_generator, train_step
 
 STRATEGIES = ["enhancer_only", "joint", "frozen", "gradprom", "threshold", "gradprom_soft", "pcgrad"]
 
@@ -29,9 +31,14 @@ def plain_gradients(trial, x, y, gen_seed):
     return g_ip, g_vr, g_phi
 
 
+@pytest.mark.parametrize("vjp", ["two", "batched"])
+@pytest.mark.parametrize("granularity", ["global", "tensor"])
 @pytest.mark.parametrize("name", STRATEGIES)
-def test_step_applies_strategy_update(name: str, tiny: dict) -> None:
-    cfg = TrialConfig.from_dict({**tiny, "strategy": name, "lam": 0.7, "threshold": -0.2})
+def test_step_applies_strategy_update(name: str, granularity: str, vjp: str, tiny: dict) -> None:
+    """The fast path (one recognizer backward, two VJPs, as two calls or one batched call) gives exactly the
+    update the strategy computes from the plainly computed gradients, at both granularities."""
+    cfg = TrialConfig.from_dict({**tiny, "strategy": name, "lam": 0.7, "threshold": -0.2,
+                                 "granularity": granularity, "vjp": vjp})
     trial = build_trial(cfg)
     # SGD with lr 1: a parameter's change is exactly minus the gradient the step assigned
     trial.opt_enhancer = torch.optim.SGD(trial.enhancer.parameters(), lr=1.0)
@@ -44,7 +51,8 @@ def test_step_applies_strategy_update(name: str, tiny: dict) -> None:
 
     train_step(trial, x, y, seeded_generator(x.device, 5))
 
-    options = {"lam": 0.7, **({"threshold": -0.2} if name == "threshold" else {})}
+    options = {"lam": 0.7, **({"threshold": -0.2} if name == "threshold" else {}),
+               **({"granularity": granularity} if name != "enhancer_only" else {})}
     expected = get_strategy(name, **options).combine(g_ip, g_vr)
     for b, p, e in zip(before_e, trial.enhancer.parameters(), expected, strict=True):
         torch.testing.assert_close(b - p.detach(), e, rtol=1e-4, atol=1e-6)
@@ -67,3 +75,63 @@ def test_gate_differs_between_strategies_on_the_same_batch(tiny: dict) -> None:
         train_step(trial, x, y, seeded_generator(x.device, 5))
         deltas[name] = before - torch.cat([p.detach().flatten() for p in trial.enhancer.parameters()])
     assert not torch.allclose(deltas["enhancer_only"], deltas["joint"])
+
+
+def one_step(trial, seed: int, batch: slice):  # noqa: ANN001, ANN201
+    """Run one SGD(lr=1) step; returns (the update it applied, the plain g_ip, g_vr on that batch)."""
+    x, y = trial.data.train.images[batch], trial.data.train.targets[batch]
+    g_ip, g_vr, _ = plain_gradients(trial, x, y, gen_seed=seed)
+    before = [p.detach().clone() for p in trial.enhancer.parameters()]
+    train_step(trial, x, y, seeded_generator(x.device, seed))
+    return [b - p.detach() for b, p in zip(before, trial.enhancer.parameters(), strict=True)], g_ip, g_vr
+
+
+def cheap_trial(tiny: dict, **gate: object):  # noqa: ANN201
+    trial = build_trial(TrialConfig.from_dict({**tiny, "strategy": "threshold", "lam": 0.7, **gate}))
+    trial.opt_enhancer = torch.optim.SGD(trial.enhancer.parameters(), lr=1.0)
+    trial.opt_recognizer = torch.optim.SGD(trial.recognizer.parameters(), lr=1.0)
+    return trial
+
+
+@pytest.mark.parametrize("threshold", [-1.0, 1.0])  # the first decision: promote, then drop
+def test_gate_every_reuses_the_last_decision(tiny: dict, threshold: float) -> None:
+    trial = cheap_trial(tiny, gate_every=2, threshold=threshold)
+    update, g_ip, g_vr = one_step(trial, 5, slice(0, 16))  # step 1 measures: the exact gate
+    expected = get_strategy("threshold", lam=0.7, threshold=threshold).combine(g_ip, g_vr)
+    for u, e in zip(update, expected, strict=True):
+        torch.testing.assert_close(u, e, rtol=1e-4, atol=1e-6)
+    w = float(trial.strategy.last_weight)
+    assert w == (1.0 if threshold == -1.0 else 0.0)
+    update, g_ip, g_vr = one_step(trial, 6, slice(16, 32))  # step 2 reuses w: one VJP of u_ip + λ·w·u_vr
+    for u, a, b in zip(update, g_ip, g_vr, strict=True):
+        torch.testing.assert_close(u, a + 0.7 * w * b, rtol=1e-4, atol=1e-6)
+    assert math.isnan(float(trial.strategy.last_cos))  # not measured on this step
+
+
+def test_gate_on_head_decides_on_the_last_layer(tiny: dict) -> None:
+    trial = cheap_trial(tiny, gate_on="head", threshold=0.0)
+    head = {id(p) for p in output_layer(trial.enhancer)}
+    names = [n for n, p in trial.enhancer.named_parameters() if id(p) in head]
+    assert names and all(n.startswith("tail.") for n in names)  # SRResNet's output conv
+    update, g_ip, g_vr = one_step(trial, 5, slice(0, 16))
+    last = [i for i, p in enumerate(trial.enhancer.parameters()) if id(p) in head]
+    head_cos = safe_cos(sum((g_ip[i] * g_vr[i]).sum() for i in last), sum((g_ip[i] ** 2).sum() for i in last),
+                        sum((g_vr[i] ** 2).sum() for i in last))
+    w = float(head_cos >= 0)
+    assert float(trial.strategy.last_weight) == w
+    for u, a, b in zip(update, g_ip, g_vr, strict=True):
+        torch.testing.assert_close(u, a + 0.7 * w * b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"strategy": "pcgrad", "gate_every": 2}, "strategy 'pcgrad' has no gate to set gate_every"),
+    ({"strategy": "joint", "ema": 0.9}, "has no gate to set ema"),
+    ({"strategy": "gradprom", "gate_every": 2, "granularity": "tensor"}, "need granularity 'global'"),
+    ({"strategy": "gradprom", "gate_on": "tail"}, "gate_on must be one of all, head"),
+    ({"strategy": "threshold", "ema": 1.0}, r"ema \(β\) must lie in \[0, 1\)"),
+    ({"strategy": "gradprom", "gate_every": 0}, "gate_every must be an integer ≥ 1"),
+    ({"vjp": "vmap"}, "vjp must be one of two, batched"),
+])
+def test_bad_gate_settings_are_one_line(settings: dict, message: str) -> None:
+    with pytest.raises(GradpromError, match=message):
+        TrialConfig.from_dict(settings).check_names()

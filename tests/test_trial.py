@@ -63,3 +63,22 @@ def test_corrupt_checkpoint_is_refused(tiny: dict, tmp_path: Path) -> None:
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(GradpromError, match="unreadable"):
         collect(tiny, resume_from=str(tmp_path))
+
+
+def test_gate_telemetry_is_consistent_with_the_gate(tiny: dict) -> None:
+    """Every epoch's cosines explain its promoted fraction (cos ≥ τ), histogram, quantiles and mean."""
+    tau = 0.02
+    reports = collect({**tiny, "epochs": 2, "strategy": "threshold", "threshold": tau})
+    for r in reports:
+        steps = r["cos_steps"]
+        assert len(steps) == r["steps"] and all(-1 <= c <= 1 for c in steps)
+        assert r["promoted_frac"] == pytest.approx(sum(c >= tau for c in steps) / len(steps))
+        assert sum(r[f"cos_hist_{i}"] for i in range(10)) == r["steps"]
+        assert r["cos_mean"] == pytest.approx(sum(steps) / len(steps), abs=1e-5)
+        assert min(steps) - 1e-6 <= r["cos_q10"] <= r["cos_q50"] <= r["cos_q90"] <= max(steps) + 1e-6
+
+
+def test_cheap_gate_telemetry_marks_unmeasured_steps(tiny: dict) -> None:
+    (r,) = collect({**tiny, "strategy": "gradprom", "gate_every": 2})
+    measured = [c for c in r["cos_steps"] if not math.isnan(c)]
+    assert len(measured) == (r["steps"] + 1) // 2 and sum(r[f"cos_hist_{i}"] for i in range(10)) == len(measured)

@@ -45,6 +45,13 @@ def plot_front(rows: list[dict[str, Any]], path: Path, objectives: tuple[str, st
         ax.set_title(f"{title or 'image quality vs task quality'} · {dataset}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Write a figure as PNG (folders made) and free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -54,3 +61,41 @@ def plot_front(rows: list[dict[str, Any]], path: Path, objectives: tuple[str, st
 
 def _finite(row: dict[str, Any], keys: tuple[str, ...]) -> bool:
     return all(isinstance(row.get(k), (int, float)) and math.isfinite(row[k]) for k in keys)
+
+
+def plot_telemetry(epochs: list[dict[str, Any]], trials: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """What the gate did in each chosen trial: the cosine at every measured step over training (top, with
+    the trial's threshold τ) and the promoted fraction per epoch (bottom)."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=False)
+    for i, trial in enumerate(trials):
+        colour = plt.get_cmap("tab10")(i % 10)
+        mine = sorted((e for e in epochs if e.get("trial_id") == trial["trial_id"]), key=lambda e: e["epoch"])
+        steps = [c for e in mine for c in (json.loads(e["cos_steps"]) if isinstance(e.get("cos_steps"), str)
+                                           else e.get("cos_steps") or [])]
+        label = f"{trial['trial_id']} {trial.get('strategy')} λ={trial.get('lam', math.nan):.3g}"
+        points = [(k, c) for k, c in enumerate(steps, start=1) if c is not None and math.isfinite(c)]
+        if points:
+            top.plot(*zip(*points, strict=True), ".", markersize=3, color=colour, label=label)
+        if trial.get("strategy") in ("threshold", "gradprom"):
+            top.axhline(trial.get("threshold", 0.0) if trial.get("strategy") == "threshold" else 0.0, color=colour,
+                        linestyle="--", linewidth=0.8)
+        bottom.plot([e["epoch"] for e in mine], [e.get("promoted_frac") for e in mine], "o-", color=colour,
+                    label=label)
+    top.set_ylim(-1.05, 1.05)
+    top.set_xlabel("training step")
+    top.set_ylabel("cos(g_ip, g_vr)")
+    top.set_title(title or "gate telemetry")
+    bottom.set_ylim(-0.05, 1.05)
+    bottom.set_xlabel("epoch")
+    bottom.set_ylabel("promoted fraction")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)

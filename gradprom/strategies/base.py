@@ -16,6 +16,7 @@ from torch import Tensor
 from gradprom.errors import GradpromError
 
 GRANULARITIES = ("global", "tensor")
+GATE_ON = ("all", "head")
 
 
 def flat_dot(a: list[Tensor], b: list[Tensor]) -> Tensor:
@@ -40,6 +41,9 @@ class Strategy:
     needs_pretrained_recognizer: ClassVar[bool] = False
     #: whether g_vr is used at all (enhancer_only needs no recognition gradient)
     uses_aux_gradient: ClassVar[bool] = True
+    #: a weight on λ·g_vr that never depends on the cosine (joint: 1). The step then takes one VJP of the
+    #: combined cotangent u_ip + λ·w·u_vr, plain joint training's cost, and records no cosine.
+    fixed_weight: ClassVar[float | None] = None
 
     def __init__(self, lam: float = 1.0, granularity: str = "global") -> None:
         if not 0 < lam < float("inf"):
@@ -79,3 +83,59 @@ class Strategy:
 
     def describe(self) -> str:
         return f"{self.name}(lam={self.lam:g}, granularity={self.granularity})"
+
+
+class GatedStrategy(Strategy):
+    """A strategy whose update is `g_ip + λ·w·g_vr` with a gate weight w from the cosine, plus the gate's
+    options: `ema=β` (gate on an exponential moving average of the cosine, so one noisy batch does not flip
+    it; 0 = off) and the cheaper gates `gate_every=k` (measure every k-th step, reuse the decision between)
+    and `gate_on="head"` (measure the cosine over the enhancer's last layer only). With a global weight
+    the update is one VJP of the combined cotangent `u_ip + λ·w·u_vr`, so a step that does not measure
+    needs a single backward through the enhancer; that is why the cheap gates need granularity "global".
+    """
+
+    def __init__(self, lam: float = 1.0, granularity: str = "global", ema: float = 0.0, gate_every: int = 1,
+                 gate_on: str = "all") -> None:
+        super().__init__(lam=lam, granularity=granularity)
+        if not 0.0 <= ema < 1.0:
+            raise GradpromError(f"ema (β) must lie in [0, 1), got {ema}; 0 turns it off")
+        if isinstance(gate_every, bool) or not isinstance(gate_every, int) or gate_every < 1:
+            raise GradpromError(f"gate_every must be an integer ≥ 1, got {gate_every!r}")
+        if gate_on not in GATE_ON:
+            raise GradpromError(f"gate_on must be one of {', '.join(GATE_ON)}, got '{gate_on}'")
+        if (gate_every > 1 or gate_on != "all") and granularity != "global":
+            raise GradpromError("gate_every and gate_on='head' need granularity 'global' (one gate weight for "
+                                "the whole enhancer, so the update is a single VJP)")
+        self.ema, self.gate_every, self.gate_on = float(ema), int(gate_every), gate_on
+        self._ema_cos: Tensor | None = None
+
+    @property
+    def cheap(self) -> bool:
+        """Whether some steps skip the two full VJPs (gate_every > 1 or gate_on='head')."""
+        return self.gate_every > 1 or self.gate_on == "head"
+
+    def gate_cos(self, cos: Tensor) -> Tensor:
+        """The cosine the gate reads: `cos`, or its EMA (started at the first cosine, so unbiased)."""
+        if not self.ema:
+            return cos
+        prev = self._ema_cos
+        self._ema_cos = cos.detach() if prev is None or prev.shape != cos.shape else \
+            self.ema * prev + (1.0 - self.ema) * cos.detach()
+        return self._ema_cos
+
+    def combine(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> list[Tensor]:
+        _, cos, *_ = self.pairwise(g_ip, g_vr)
+        w = self.weights(self.gate_cos(cos))
+        self.last_weight = w.float().mean().detach()
+        return [a + (self.lam * wi).to(a.dtype) * b for a, b, wi in zip(g_ip, g_vr, w, strict=True)]
+
+    def decide(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> Tensor:
+        """The global gate weight w from (possibly partial, e.g. the head's) gradients; kept as `last_weight`."""
+        global_cos = self.pairwise(g_ip, g_vr)[0]
+        self.last_weight = self.weights(self.gate_cos(global_cos)).detach()
+        return self.last_weight
+
+    def describe(self) -> str:
+        extra = "".join(f", {k}={v}" for k, v, off in (("ema", self.ema, 0.0), ("gate_every", self.gate_every, 1),
+                                                       ("gate_on", self.gate_on, "all")) if v != off)
+        return super().describe()[:-1] + extra + ")"

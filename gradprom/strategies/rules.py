@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from gradprom.errors import GradpromError
-from gradprom.strategies.base import Strategy
+from gradprom.strategies.base import GatedStrategy, Strategy
 
 
 class EnhancerOnly(Strategy):
@@ -28,6 +28,7 @@ class Joint(Strategy):
     """Plain task-driven training: always add λ·g_vr; the recognizer trains too."""
 
     name = "joint"
+    fixed_weight = 1.0
 
     def weights(self, cos: Tensor) -> Tensor:
         return torch.ones_like(cos)
@@ -41,13 +42,14 @@ class Frozen(Joint):
     needs_pretrained_recognizer = True
 
 
-class Threshold(Strategy):
+class Threshold(GatedStrategy):
     """Promote λ·g_vr only when cos(g_ip, g_vr) ≥ τ."""
 
     name = "threshold"
 
-    def __init__(self, lam: float = 1.0, threshold: float = 0.0, granularity: str = "global") -> None:
-        super().__init__(lam=lam, granularity=granularity)
+    def __init__(self, lam: float = 1.0, threshold: float = 0.0, granularity: str = "global", ema: float = 0.0,
+                 gate_every: int = 1, gate_on: str = "all") -> None:
+        super().__init__(lam=lam, granularity=granularity, ema=ema, gate_every=gate_every, gate_on=gate_on)
         if not -1.0 <= threshold <= 1.0:
             raise GradpromError(f"threshold (τ) must lie in [-1, 1], got {threshold}; e.g. --param threshold=0.2")
         self.threshold = float(threshold)
@@ -56,7 +58,7 @@ class Threshold(Strategy):
         return (cos >= self.threshold).to(cos.dtype)
 
     def describe(self) -> str:
-        return f"{self.name}(lam={self.lam:g}, threshold={self.threshold:g}, granularity={self.granularity})"
+        return super().describe().replace("(", f"(threshold={self.threshold:g}, ", 1)
 
 
 class GradProm(Threshold):
@@ -64,14 +66,16 @@ class GradProm(Threshold):
 
     name = "gradprom"
 
-    def __init__(self, lam: float = 1.0, granularity: str = "global") -> None:
-        super().__init__(lam=lam, threshold=0.0, granularity=granularity)
+    def __init__(self, lam: float = 1.0, granularity: str = "global", ema: float = 0.0, gate_every: int = 1,
+                 gate_on: str = "all") -> None:
+        super().__init__(lam=lam, threshold=0.0, granularity=granularity, ema=ema, gate_every=gate_every,
+                         gate_on=gate_on)
 
     def describe(self) -> str:
-        return Strategy.describe(self)
+        return GatedStrategy.describe(self)
 
 
-class GradPromSoft(Strategy):
+class GradPromSoft(GatedStrategy):
     """The paper's lemma form: g_ip + λ·max(0, cos)·g_vr."""
 
     name = "gradprom_soft"

@@ -22,6 +22,7 @@ DEVICES = ("auto", "cpu", "cuda")
 IP_LOSSES = ("l1", "mse")
 RECOGNIZER_INITS = ("pretrained", "scratch")
 NAN_POLICIES = ("fail", "skip-step")
+VJP_MODES = ("two", "batched")
 
 
 def default_cache_dir() -> str:
@@ -59,6 +60,9 @@ class TrialConfig:
     threshold: float = 0.0
     granularity: str = "global"
     symmetric: bool = False
+    ema: float = 0.0  # gating strategies: gate on an EMA of the cosine (β; 0 = off)
+    gate_every: int = 1  # gating strategies: measure the cosine every k-th step, reuse the decision between
+    gate_on: str = "all"  # gating strategies: "head" measures the cosine over the enhancer's last layer only
     # optimisation
     epochs: int = 6
     batch_size: int = 32
@@ -66,6 +70,7 @@ class TrialConfig:
     lr_recognizer: float = 1e-3
     loss_ip: str = "l1"
     max_steps_per_epoch: int = 0  # 0: a full pass over the training split
+    vjp: str = "two"  # the two VJPs through the enhancer: two calls, or one vmapped ("batched") call
     nan_policy: str = "fail"  # fail: a NaN/inf loss or gradient fails the trial; skip-step: skip it and count
     pretrain_epochs: int = 10
     # run
@@ -94,7 +99,7 @@ class TrialConfig:
             if not getattr(self, name) > 0:
                 raise GradpromError(f"{name} must be > 0, got {getattr(self, name)}")
         for name, valid in (("device", DEVICES), ("loss_ip", IP_LOSSES), ("recognizer_init", RECOGNIZER_INITS),
-                            ("nan_policy", NAN_POLICIES)):
+                            ("nan_policy", NAN_POLICIES), ("vjp", VJP_MODES)):
             if getattr(self, name) not in valid:
                 raise GradpromError(f"{name} must be one of {', '.join(valid)}, got '{getattr(self, name)}'")
         if not self.cache_dir:
@@ -159,6 +164,13 @@ class TrialConfig:
         from gradprom.models import MODELS
 
         self.build_strategy()
+        from gradprom.strategies import strategy_options
+
+        unused = [k for k, off in (("ema", 0.0), ("gate_every", 1), ("gate_on", "all"))
+                  if getattr(self, k) != off and k not in strategy_options(self.strategy)]
+        if unused:
+            raise GradpromError(f"strategy '{self.strategy}' has no gate to set {', '.join(unused)} on; they apply "
+                                "to threshold, gradprom and gradprom_soft")
         tasks = dataset_info(self.dataset)["tasks"]
         if self.task not in tasks:
             raise GradpromError(f"dataset '{self.dataset}' has no task '{self.task}'; its tasks: {', '.join(tasks)}")

@@ -81,6 +81,8 @@ class Trial:
     eval_data: TaskData | None = None  # cross-dataset evaluation (`eval_dataset`), its reference recognizer
     eval_reference: nn.Module | None = None  # and its fixed degraded test inputs
     eval_inputs: Tensor | None = None
+    steps_done: int = 0  # training steps so far (the cheap gates measure every gate_every-th)
+    batched_vjp: bool = False  # both VJPs in one vmapped call (see `vjps`)
 
 
 def dataset_options(cfg: TrialConfig, counts: tuple[int, int, int] | None = None,
@@ -179,6 +181,7 @@ def build_trial(cfg: TrialConfig) -> Trial:
                                 seeded_generator(device, cfg.seed, 303))
     trial = Trial(cfg, device, data, degradation, enhancer, recognizer, reference, strategy, opt_e, opt_r,
                   val_inputs, test_inputs, calibration)
+    trial.batched_vjp = cfg.vjp == "batched"
     eval_cfg = cfg.eval_config()
     if eval_cfg is not None:
         trial.eval_data = build_data(eval_cfg).to(device)
@@ -197,21 +200,47 @@ def ip_loss(kind: str, x_hat: Tensor, x: Tensor) -> Tensor:
     return F.l1_loss(x_hat, x) if kind == "l1" else F.mse_loss(x_hat, x)
 
 
+def output_layer(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of a model's last layer (its last module holding parameters of its own, e.g. SRResNet's
+    tail conv): what `gate_on="head"` measures the cosine over. A model may name them via `gate_parameters()`."""
+    if hasattr(model, "gate_parameters"):
+        return list(model.gate_parameters())
+    for module in reversed(list(model.modules())):
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if own:
+            return own
+    raise GradpromError(f"{type(model).__name__} has no trainable parameters to gate on")
+
+
+def vjps(x_hat: Tensor, params: list[Tensor], cotangents: list[Tensor], batched: bool,
+         retain_graph: bool = False) -> list[list[Tensor]]:
+    """J^T·u through the enhancer for each cotangent u: one batched call (vmap over the cotangents) or one
+    call per cotangent. Both give the same gradients; which is faster depends on the device (benchmarks)."""
+    if batched and len(cotangents) > 1:
+        stacked = torch.autograd.grad(x_hat, params, torch.stack(cotangents), is_grads_batched=True,
+                                      retain_graph=retain_graph)
+        return [[g[i] for g in stacked] for i in range(len(cotangents))]
+    return [list(torch.autograd.grad(x_hat, params, u, retain_graph=retain_graph or i < len(cotangents) - 1))
+            for i, u in enumerate(cotangents)]
+
+
 def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor] | None:
     """One step, top to bottom. Returns (loss_ip, loss_vr) as tensors (no host sync but the NaN checks),
     or None when `nan_policy` is skip-step and the step was skipped for a non-finite loss or gradient.
 
     Both losses reach the enhancer's parameters θ only through the enhanced image x̂, so we take
     ∂L/∂x̂ for each loss (one backward through the recognizer, which also yields ∇φ L_VR) and then
-    two vector-Jacobian products through the enhancer: g_ip = ∇θ L_IP and g_vr = ∇θ L_VR.
+    two vector-Jacobian products through the enhancer: g_ip = ∇θ L_IP and g_vr = ∇θ L_VR. A cheap gate
+    (gate_every, gate_on="head") decides the weight w without them and takes one VJP of u_ip + λ·w·u_vr.
     """
+    s = t.strategy
     theta = [p for p in t.enhancer.parameters() if p.requires_grad]
-    phi = [p for p in t.recognizer.parameters() if p.requires_grad] if t.strategy.trains_recognizer else []
+    phi = [p for p in t.recognizer.parameters() if p.requires_grad] if s.trains_recognizer else []
 
     x_in = t.degradation(x, gen)                       # degraded on the fly, on the device
     x_hat = t.enhancer(x_in)                           # enhanced image
     loss_ip = ip_loss(t.cfg.loss_ip, x_hat, x)         # image-quality loss L_IP
-    if t.strategy.uses_aux_gradient:
+    if s.uses_aux_gradient:
         loss_vr = task_loss(t.recognizer(x_hat), y)    # recognition loss L_VR, through x̂
     else:
         loss_vr = torch.zeros((), device=x.device)
@@ -219,22 +248,40 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Te
     if not skip_bad_steps and not torch.isfinite(loss_ip + loss_vr):
         raise NonFiniteLossError("non-finite loss")  # (skip-step decides after averaging, the same on every rank)
 
-    # cotangents at x̂ (and the recognizer's own gradient, from the same backward)
-    (u_ip,) = torch.autograd.grad(loss_ip, x_hat, retain_graph=True)
-    if t.strategy.uses_aux_gradient:
-        u_vr, *g_phi = torch.autograd.grad(loss_vr, [x_hat, *phi], retain_graph=True)
-        g_ip = list(torch.autograd.grad(x_hat, theta, u_ip, retain_graph=True))
-        g_vr = list(torch.autograd.grad(x_hat, theta, u_vr))
+    measure = not getattr(s, "cheap", False) or t.steps_done % s.gate_every == 0
+    t.steps_done += 1
+    g_phi: list[Tensor] = []
+    if not s.uses_aux_gradient:                        # enhancer_only: ∇θ L_IP is the update
+        g_ip, g_vr = list(torch.autograd.grad(loss_ip, theta)), []
+    elif s.fixed_weight is not None:                   # joint, frozen: no gate, so plain joint training, one
+        w = s.lam * s.fixed_weight                     # backward of L_IP + λ·w·L_VR (∇φ rescaled by 1/λw)
+        s.last_cos, s.last_weight = torch.full((), math.nan), torch.full((), s.fixed_weight)
+        grads = torch.autograd.grad(loss_ip + w * loss_vr, [*theta, *phi])
+        g_ip, g_vr, g_phi = list(grads[:len(theta)]), [], [g / w for g in grads[len(theta):]]
     else:
-        g_phi, g_vr = [], []
-        g_ip = list(torch.autograd.grad(x_hat, theta, u_ip))
+        # cotangents at x̂ (and the recognizer's own gradient, from the same backward)
+        (u_ip,) = torch.autograd.grad(loss_ip, x_hat, retain_graph=True)
+        u_vr, *g_phi = torch.autograd.grad(loss_vr, [x_hat, *phi], retain_graph=True)
+        if measure and getattr(s, "gate_on", "all") == "head":  # cheap gate: cosine over the last layer only
+            head = output_layer(t.enhancer)
+            h_ip, h_vr = vjps(x_hat, head, [u_ip, u_vr], t.batched_vjp, retain_graph=True)
+            ddp.average_(h_ip, h_vr, [])
+            s.decide(h_ip, h_vr)
+        elif not measure:                              # cheap gate: reuse the last decision
+            s.last_cos = torch.full((), math.nan)
+        if not measure or getattr(s, "gate_on", "all") == "head":  # one VJP of the combined cotangent
+            combined = u_ip + s.lam * s.last_weight.to(u_vr.dtype) * u_vr
+            g_ip, g_vr = vjps(x_hat, theta, [combined], t.batched_vjp)[0], []
+        else:                                          # exact: both gradients over all enhancer parameters
+            g_ip, g_vr = vjps(x_hat, theta, [u_ip, u_vr], t.batched_vjp)
 
     ddp.average_(g_ip, g_vr, g_phi)                    # same vectors on every replica, before the cosine
     if not torch.isfinite(torch.stack([g.sum() for g in (*g_ip, *g_vr, *g_phi)]).sum()):
         if skip_bad_steps:                             # a NaN loss gives NaN gradients: both caught here
             return None
         raise NonFiniteLossError("non-finite gradient")
-    update = t.strategy.combine(g_ip, g_vr)            # the paper's core: how the two gradients combine
+    # the paper's core: how the two gradients combine (already combined for joint and when a cheap gate decided)
+    update = s.combine(g_ip, g_vr) if g_vr else g_ip
 
     for p, g in zip(theta, update, strict=True):
         p.grad = g
@@ -289,7 +336,7 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
     return {
         "loss_ip": torch.stack(losses_ip).mean().item(),
         "loss_vr": torch.stack(losses_vr).mean().item() if measured else math.nan,
-        "cos_mean": torch.stack(cosines).float().mean().item() if measured else math.nan,
+        **gate_telemetry(torch.stack(cosines).float().cpu() if measured else torch.zeros(0)),
         "promoted_frac": torch.stack(weights).float().mean().item(),
         "steps": steps,
         "nan_skips": skipped,
@@ -298,6 +345,22 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
         "images_per_s": steps * per_worker * world_size / elapsed,
         "world_size": world_size,
     }
+
+
+COS_BINS = 10  # histogram of the cosine over [-1, 1]: cos_hist_0 counts [-1, -0.8), …, cos_hist_9 [0.8, 1]
+
+
+def gate_telemetry(cosines: Tensor) -> dict[str, Any]:
+    """What the gate saw in one epoch: the cosine's mean, quantiles and histogram, and every step's cosine
+    (`cos_steps`, NaN on steps a cheap gate did not measure), as flat epochs.parquet columns."""
+    seen = cosines[~torch.isnan(cosines)]
+    stats: dict[str, Any] = {"cos_mean": seen.mean().item() if len(seen) else math.nan,
+                             "cos_steps": [round(c, 6) for c in cosines.tolist()]}
+    for q in (0.1, 0.5, 0.9):
+        stats[f"cos_q{int(q * 100)}"] = torch.quantile(seen, q).item() if len(seen) else math.nan
+    counts = torch.histc(seen, bins=COS_BINS, min=-1.0, max=1.0) if len(seen) else torch.zeros(COS_BINS)
+    stats.update({f"cos_hist_{i}": int(c) for i, c in enumerate(counts.tolist())})
+    return stats
 
 
 @torch.no_grad()

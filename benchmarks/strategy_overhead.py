@@ -1,0 +1,159 @@
+"""What each gradient strategy costs per training step, relative to plain joint training, and how often
+the cheap gates agree with the exact one.
+
+Every variant trains the same models on the same batches (SRResNet 8×32 + ResNet-10 width 16, 64×64
+synthetic images, batch 16 by default). Steps are timed interleaved (round r times one step of every
+variant in turn, the order rotated each round, since the first step of a round measured up to 30 %
+slower), after warm-up, and the median per variant is divided by joint's. The `floor` row is a
+joint step plus one more VJP through the enhancer: the least an exact GradProm step can cost.
+Agreement: a cheap-gated trial trains for a few steps while the exact gate (from both full gradients,
+computed aside) is evaluated on the same batch; the share of equal decisions is reported.
+
+Run: `python benchmarks/strategy_overhead.py [--quick] [--device cpu|cuda]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import record  # noqa: E402
+
+from gradprom.trainables.config import TrialConfig  # noqa: E402
+from gradprom.trainables.loop import (  # noqa: E402
+    Trial,
+    build_trial,
+    ip_loss,
+    seeded_generator,
+    task_loss,
+    train_step,
+    vjps,
+)
+
+VARIANTS = {  # name -> trial settings on top of the base
+    "joint": {"strategy": "joint"},
+    "floor": {"strategy": "joint"},  # timed with floor_step below
+    "enhancer_only": {"strategy": "enhancer_only"},
+    "frozen": {"strategy": "frozen"},
+    "gradprom": {"strategy": "gradprom"},
+    "gradprom_batched_vjp": {"strategy": "gradprom", "vjp": "batched"},
+    "gradprom_tensor": {"strategy": "gradprom", "granularity": "tensor"},
+    "threshold": {"strategy": "threshold", "threshold": 0.1},
+    "gradprom_soft": {"strategy": "gradprom_soft"},
+    "pcgrad": {"strategy": "pcgrad"},
+    "gradprom_ema": {"strategy": "gradprom", "ema": 0.9},
+    "gradprom_gate_every_4": {"strategy": "gradprom", "gate_every": 4},
+    "gradprom_gate_on_head": {"strategy": "gradprom", "gate_on": "head"},
+}
+CHEAP = ("gradprom_gate_every_4", "gradprom_gate_on_head")
+
+
+def floor_step(t: Trial, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> None:
+    """Joint training's step plus one more VJP through the enhancer (discarded)."""
+    theta = [p for p in t.enhancer.parameters() if p.requires_grad]
+    phi = [p for p in t.recognizer.parameters() if p.requires_grad]
+    x_hat = t.enhancer(t.degradation(x, gen))
+    loss_ip, loss_vr = ip_loss(t.cfg.loss_ip, x_hat, x), task_loss(t.recognizer(x_hat), y)
+    grads = torch.autograd.grad(loss_ip + t.cfg.lam * loss_vr, [*theta, *phi], retain_graph=True)
+    (u_ip,) = torch.autograd.grad(loss_ip, x_hat, retain_graph=True)  # cheap: no recognizer in it
+    vjps(x_hat, theta, [u_ip], False)  # the extra backward through the enhancer exact GradProm needs
+    for p, g in zip([*theta, *phi], grads, strict=True):
+        p.grad = g
+    t.opt_enhancer.step()
+    t.opt_recognizer.step()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def exact_decision(t: Trial, x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
+    """The exact gate's weight on this batch, from both full gradients (computed on copies, untimed)."""
+    enhancer, recognizer = copy.deepcopy(t.enhancer), copy.deepcopy(t.recognizer)
+    x_hat = enhancer(t.degradation(x, seeded_generator(x.device, seed)))
+    theta = list(enhancer.parameters())
+    g_ip = torch.autograd.grad(ip_loss(t.cfg.loss_ip, x_hat, x), theta, retain_graph=True)
+    g_vr = torch.autograd.grad(task_loss(recognizer(x_hat), y), theta)
+    exact = TrialConfig.from_dict({**t.cfg.to_dict(), "gate_every": 1, "gate_on": "all", "ema": 0.0}).build_strategy()
+    exact.combine(list(g_ip), list(g_vr))
+    return float(exact.last_weight)
+
+
+def agreement(base: dict, variant: str, steps: int) -> float:
+    """Share of steps where the cheap gate's decision equals the exact gate's on the same batch."""
+    t = build_trial(TrialConfig.from_dict({**base, **VARIANTS[variant]}))
+    batch = t.cfg.batch_size
+    agree = 0
+    for k in range(steps):
+        start = (k * batch) % (len(t.data.train) - batch)
+        x, y = t.data.train.images[start:start + batch], t.data.train.targets[start:start + batch]
+        exact = exact_decision(t, x, y, seed=k)
+        train_step(t, x, y, seeded_generator(x.device, k))
+        agree += float(t.strategy.last_weight) == exact
+    return agree / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small models and few rounds (under 2 min on 2 CPUs)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=0)
+    parser.add_argument("--no-record", action="store_true", help="print only; do not add rows to the README")
+    args = parser.parse_args()
+    quick = args.quick
+    base = {"dataset": "synthetic", "image_size": 32 if quick else 64, "n_train": 128 if quick else 256,
+            "n_val": 16, "n_test": 16, "enhancer_blocks": 2 if quick else 8, "enhancer_channels": 16 if quick else 32,
+            "recognizer_width": 8 if quick else 16, "batch_size": 16, "pretrain_epochs": 1, "device": args.device,
+            "threads": 0, "lam": 1.0, "cache_dir": str(Path.home() / ".cache" / "gradprom-bench")}
+    rounds = args.rounds or 40
+    torch.manual_seed(0)
+    trials = {name: build_trial(TrialConfig.from_dict({**base, **settings})) for name, settings in VARIANTS.items()}
+    device = next(iter(trials.values())).device
+    data = next(iter(trials.values())).data.train
+    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for r in range(rounds + 3):  # three warm-up rounds
+        start = (r * 16) % (len(data) - 16)
+        x, y = data.images[start:start + 16], data.targets[start:start + 16]
+        names = list(trials)
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotated: no variant always runs first
+            t = trials[name]
+            gen = seeded_generator(device, r)
+            sync(device)
+            tic = time.perf_counter()
+            (floor_step if name == "floor" else train_step)(t, x, y, gen)
+            sync(device)
+            if r >= 3:
+                times[name].append(time.perf_counter() - tic)
+    joint = statistics.median(times["joint"])
+    agreements = {name: agreement(base, name, 24 if quick else 60) for name in CHEAP}
+    floor_ratio = statistics.median(times["floor"]) / joint
+    figures = {}
+    for name in VARIANTS:
+        ratio = statistics.median(times[name]) / joint
+        row = {"strategy": name, "ratio_vs_joint": round(ratio, 3), "median_ms": round(1000 * statistics.median(
+            times[name]), 2)}
+        if name in agreements:
+            row["agreement_with_exact"] = round(agreements[name], 3)
+        print(row)
+        figures[name] = round(ratio, 3)
+    figures["gradprom_vs_floor"] = round(figures["gradprom"] / floor_ratio, 3)
+    figures.update({f"{k}_agreement": round(v, 3) for k, v in agreements.items()})
+    figures["joint_ms"] = round(1000 * joint, 2)
+    shape = (f"{'quick: ' if quick else ''}SRResNet {base['enhancer_blocks']}×{base['enhancer_channels']}, ResNet-10 "
+             f"w{base['recognizer_width']}, {base['image_size']}px, batch 16, {rounds} rounds, {device.type}")
+    if not args.no_record:
+        record("strategy_overhead_quick" if quick else "strategy_overhead", figures, note=shape)
+    else:
+        print(figures)
+
+
+if __name__ == "__main__":
+    main()
