@@ -12,6 +12,10 @@ from collections.abc import Iterable
 class GradpromError(ValueError):
     """Bad input or a problem the user can fix; its message is shown as one line."""
 
+    def __init__(self, message: object = "", *args: object) -> None:
+        # one line whatever the user typed: line breaks inside quoted input are shown escaped
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"), *args)
+
 
 class DataMissing(GradpromError):
     """A dataset (or the optional part a task needs) is not on disk: absent, as opposed to broken."""
