@@ -135,3 +135,53 @@ def test_gate_on_head_decides_on_the_last_layer(tiny: dict) -> None:
 def test_bad_gate_settings_are_one_line(settings: dict, message: str) -> None:
     with pytest.raises(GradpromError, match=message):
         TrialConfig.from_dict(settings).check_names()
+
+
+def test_two_auxiliaries_each_through_its_own_gate(tiny: dict) -> None:
+    """Classification and segmentation auxiliaries at once: update = g_ip + λ·w₁·g_cls + λ_aux·w₂·g_seg, each
+    w from its own cosine with g_ip (gates independent), and each recognizer follows its own loss."""
+    cfg = TrialConfig.from_dict({**tiny, "strategy": "gradprom", "lam": 0.7, "aux_task": "segmentation",
+                                 "lam_aux": 1.3})
+    trial = build_trial(cfg)
+    trial.opt_enhancer = torch.optim.SGD(trial.enhancer.parameters(), lr=1.0)
+    trial.opt_recognizer = torch.optim.SGD(trial.recognizer.parameters(), lr=1.0)
+    trial.aux.opt = torch.optim.SGD(trial.aux.recognizer.parameters(), lr=1.0)
+    x, y, y_seg = trial.data.train.images[:16], trial.data.train.targets[:16], trial.aux.data.train.targets[:16]
+
+    enhancer, seg = copy.deepcopy(trial.enhancer), copy.deepcopy(trial.aux.recognizer)
+    x_hat = enhancer(trial.degradation(x, seeded_generator(x.device, 5)))
+    theta = list(enhancer.parameters())
+    g_ip = torch.autograd.grad(F.l1_loss(x_hat, x), theta, retain_graph=True)
+    g_cls = torch.autograd.grad(F.cross_entropy(copy.deepcopy(trial.recognizer)(x_hat), y), theta, retain_graph=True)
+    seg_loss = F.cross_entropy(seg(x_hat), y_seg)
+    g_seg = torch.autograd.grad(seg_loss, theta, retain_graph=True)
+    g_psi = torch.autograd.grad(seg_loss, list(seg.parameters()))
+
+    def cos(a, b):  # noqa: ANN001, ANN202
+        return float(safe_cos(sum((u * v).sum() for u, v in zip(a, b, strict=True)), sum((u * u).sum() for u in a),
+                              sum((v * v).sum() for v in b)))
+
+    w_cls, w_seg = float(cos(g_ip, g_cls) >= 0), float(cos(g_ip, g_seg) >= 0)
+    before = [p.detach().clone() for p in trial.enhancer.parameters()]
+    before_seg = [p.detach().clone() for p in trial.aux.recognizer.parameters()]
+    train_step(trial, x, y, seeded_generator(x.device, 5), y_seg)
+
+    assert float(trial.strategy.last_cos) == pytest.approx(cos(g_ip, g_cls), abs=1e-5)
+    assert float(trial.aux.strategy.last_cos) == pytest.approx(cos(g_ip, g_seg), abs=1e-5)
+    assert (float(trial.strategy.last_weight), float(trial.aux.strategy.last_weight)) == (w_cls, w_seg)
+    for b, p, a, c, s in zip(before, trial.enhancer.parameters(), g_ip, g_cls, g_seg, strict=True):
+        torch.testing.assert_close(b - p.detach(), a + 0.7 * w_cls * c + 1.3 * w_seg * s, rtol=1e-4, atol=1e-6)
+    for b, p, g in zip(before_seg, trial.aux.recognizer.parameters(), g_psi, strict=True):
+        torch.testing.assert_close(b - p.detach(), g, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"aux_task": "classification"}, "aux_task must be another task"),
+    ({"aux_task": "detection"}, "aux_task must be another task"),
+    ({"aux_task": "segmentation", "strategy": "enhancer_only"}, "aux_task needs a strategy"),
+    ({"aux_task": "segmentation", "gate_every": 2}, "aux_task needs a strategy"),
+    ({"aux_task": "segmentation", "lam_aux": 0.0}, r"lam_aux \(λ\) must be a finite number > 0"),
+])
+def test_bad_multi_auxiliary_settings(settings: dict, message: str) -> None:
+    with pytest.raises(GradpromError, match=message):
+        TrialConfig.from_dict(settings).check_names()

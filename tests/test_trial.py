@@ -82,3 +82,30 @@ def test_cheap_gate_telemetry_marks_unmeasured_steps(tiny: dict) -> None:
     (r,) = collect({**tiny, "strategy": "gradprom", "gate_every": 2})
     measured = [c for c in r["cos_steps"] if not math.isnan(c)]
     assert len(measured) == (r["steps"] + 1) // 2 and sum(r[f"cos_hist_{i}"] for i in range(10)) == len(measured)
+
+
+def test_multi_auxiliary_trial_reports_both_tasks_and_resumes(tiny: dict, tmp_path: Path) -> None:
+    settings = {**tiny, "epochs": 2, "strategy": "gradprom", "aux_task": "segmentation", "lam_aux": 0.5}
+    full = collect(settings, keep=tmp_path)
+    last = full[-1]
+    assert 0 <= last["acc"] <= 1 and 0 <= last["aux_miou"] <= 1 and 0 <= last["aux_miou_ref"] <= 1
+    assert 0 <= last["test_aux_miou"] <= 1 and 0 <= last["aux_promoted_frac"] <= 1
+    assert -1 <= last["aux_cos_mean"] <= 1 and last["aux_cos_mean"] != last["cos_mean"]
+    resumed = collect(settings, resume_from=str(tmp_path / "epoch1"))
+    assert resumed[-1]["aux_miou"] == pytest.approx(last["aux_miou"], abs=1e-4)
+    (joint,) = collect({**settings, "epochs": 1, "strategy": "joint"})
+    assert math.isnan(joint["aux_cos_mean"]) and joint["aux_promoted_frac"] == 1.0  # joint: no gate, always added
+
+
+def test_multi_auxiliary_needs_one_image_set(tiny: dict) -> None:
+    from gradprom.datasets import DATASETS, get_dataset, register_dataset
+
+    if "two_image_sets" not in DATASETS:
+        @register_dataset("two_image_sets", help="each task its own images (tests)")
+        def two_image_sets(task: str, image_size: int, seed: int, n_train: int = 64, n_val: int = 32,
+                           n_test: int = 32):  # noqa: ANN202
+            return get_dataset("synthetic", task=task, image_size=image_size, seed=seed + (task == "segmentation"),
+                               n_train=n_train, n_val=n_val, n_test=n_test)
+
+    with pytest.raises(GradpromError, match="does not give its classification and segmentation tasks the same images"):
+        collect({**tiny, "dataset": "two_image_sets", "aux_task": "segmentation"})

@@ -57,6 +57,8 @@ class TrialConfig:
     # gradient strategy
     strategy: str = "gradprom"
     lam: float = 1.0
+    aux_task: str = ""  # multi-auxiliary: a second recognition task on the same images (own recognizer, λ, gate)
+    lam_aux: float = 1.0  # λ of that second auxiliary
     threshold: float = 0.0
     granularity: str = "global"
     symmetric: bool = False
@@ -91,8 +93,9 @@ class TrialConfig:
                      "n_test"):
             if getattr(self, name) < 0:
                 raise GradpromError(f"{name} must be ≥ 0, got {getattr(self, name)}")
-        if not (self.lam > 0 and self.lam < float("inf")):
-            raise GradpromError(f"lam (λ) must be a finite number > 0, got {self.lam}")
+        for name in ("lam", "lam_aux"):
+            if not (getattr(self, name) > 0 and getattr(self, name) < float("inf")):
+                raise GradpromError(f"{name} (λ) must be a finite number > 0, got {getattr(self, name)}")
         if not -1.0 <= self.threshold <= 1.0:
             raise GradpromError(f"threshold (τ) must lie in [-1, 1], got {self.threshold}")
         for name in ("lr", "lr_recognizer"):
@@ -150,6 +153,14 @@ class TrialConfig:
         return dataclasses.replace(self, dataset=self.eval_dataset, n_train=0, n_val=0, n_test=0, data_options="",
                                    eval_dataset="")
 
+    def aux_config(self) -> TrialConfig | None:
+        """The settings of the second auxiliary (`aux_task`): that task with its own λ and the task's default
+        recognizer, everything else as in this trial; None without one."""
+        if not self.aux_task:
+            return None
+        return dataclasses.replace(self, task=self.aux_task, lam=self.lam_aux, aux_task="", recognizer="",
+                                   recognizer_depth=0)
+
     def build_strategy(self) -> Strategy:
         """The configured strategy, given exactly the options it accepts (lam, threshold, …)."""
         from gradprom.strategies import get_strategy, strategy_options
@@ -175,6 +186,14 @@ class TrialConfig:
         if self.task not in tasks:
             raise GradpromError(f"dataset '{self.dataset}' has no task '{self.task}'; its tasks: {', '.join(tasks)}")
         self.dataset_options()
+        if self.aux_task:
+            if self.aux_task == self.task or self.aux_task not in tasks:
+                raise GradpromError(f"aux_task must be another task of dataset '{self.dataset}' than '{self.task}' "
+                                    f"(its tasks: {', '.join(tasks)}), got '{self.aux_task}'")
+            strategy = self.build_strategy()
+            if not strategy.uses_aux_gradient or getattr(strategy, "cheap", False):
+                raise GradpromError(f"aux_task needs a strategy that uses the recognizers' gradients at every step "
+                                    f"(not enhancer_only, no gate_every/gate_on=head); got {strategy.describe()}")
         if self.eval_dataset:
             if self.eval_dataset == self.dataset:
                 raise GradpromError(f"eval_dataset '{self.eval_dataset}' is the training dataset, whose test split is "

@@ -83,6 +83,7 @@ class Trial:
     eval_inputs: Tensor | None = None
     steps_done: int = 0  # training steps so far (the cheap gates measure every gate_every-th)
     batched_vjp: bool = False  # both VJPs in one vmapped call (see `vjps`)
+    aux: Auxiliary | None = None  # a second auxiliary task (multi-auxiliary training)
 
 
 def dataset_options(cfg: TrialConfig, counts: tuple[int, int, int] | None = None,
@@ -145,15 +146,9 @@ def preflight(cfg: TrialConfig) -> TrialConfig:
     return cfg
 
 
-def build_trial(cfg: TrialConfig) -> Trial:
-    """Data, degradation, models, strategy and optimisers for `cfg` (deterministic by cfg.seed)."""
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    strategy = cfg.build_strategy()
-    degradation = parse_degradation(cfg.degradation)
-    data = build_data(cfg).to(device)
-
+def make_recognizers(cfg: TrialConfig, data: TaskData, device: torch.device,
+                     strategy: Strategy) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer | None]:
+    """(recognizer, fixed clean-trained reference, the recognizer's optimiser or None) for cfg.task."""
     reference = pretrained_recognizer(cfg, data, device, reference=True)
     reference.requires_grad_(False)
     if strategy.needs_pretrained_recognizer or cfg.recognizer_init == "pretrained":
@@ -164,14 +159,54 @@ def build_trial(cfg: TrialConfig) -> Trial:
         recognizer = create_model(name, **kwargs).to(device)
     if not strategy.trains_recognizer:
         recognizer.requires_grad_(False).eval()
+    ddp.broadcast_module_(recognizer)
+    opt = torch.optim.Adam(recognizer.parameters(), lr=cfg.lr_recognizer) if strategy.trains_recognizer else None
+    return recognizer, reference, opt
+
+
+@dataclass
+class Auxiliary:
+    """A second recognition task on the same images (`aux_task`), with its own recognizer, λ and gate."""
+
+    data: TaskData  # the same images, this task's targets
+    recognizer: nn.Module
+    reference: nn.Module
+    strategy: Strategy
+    opt: torch.optim.Optimizer | None
+
+
+def build_auxiliary(cfg: TrialConfig, data: TaskData, device: torch.device) -> Auxiliary | None:
+    """The second auxiliary of a multi-auxiliary trial (None without `aux_task`); its dataset must be the
+    trial's images with the other task's targets."""
+    aux_cfg = cfg.aux_config()
+    if aux_cfg is None:
+        return None
+    aux_data = build_data(aux_cfg).to(device)
+    for split in ("train", "val", "test"):
+        if not torch.equal(getattr(aux_data, split).images, getattr(data, split).images):
+            raise GradpromError(f"dataset '{cfg.dataset}' does not give its {cfg.task} and {cfg.aux_task} tasks "
+                                f"the same images ({split} split differs); aux_task needs one image set, both labels")
+    strategy = aux_cfg.build_strategy()
+    recognizer, reference, opt = make_recognizers(aux_cfg, aux_data, device, strategy)
+    return Auxiliary(aux_data, recognizer, reference, strategy, opt)
+
+
+def build_trial(cfg: TrialConfig) -> Trial:
+    """Data, degradation, models, strategy and optimisers for `cfg` (deterministic by cfg.seed)."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    strategy = cfg.build_strategy()
+    degradation = parse_degradation(cfg.degradation)
+    data = build_data(cfg).to(device)
+    recognizer, reference, opt_r = make_recognizers(cfg, data, device, strategy)
+    aux = build_auxiliary(cfg, data, device)
 
     torch.manual_seed(cfg.seed)
     enhancer = create_model(cfg.enhancer, in_channels=data.channels, blocks=cfg.enhancer_blocks,
                             channels=cfg.enhancer_channels, scale=degradation.scale).to(device)
     ddp.broadcast_module_(enhancer)
-    ddp.broadcast_module_(recognizer)
     opt_e = torch.optim.Adam(enhancer.parameters(), lr=cfg.lr)
-    opt_r = torch.optim.Adam(recognizer.parameters(), lr=cfg.lr_recognizer) if strategy.trains_recognizer else None
 
     # Validation and test degradations are drawn once from fixed streams: every epoch and every trial
     # of a search scores the very same degraded images.
@@ -182,6 +217,7 @@ def build_trial(cfg: TrialConfig) -> Trial:
     trial = Trial(cfg, device, data, degradation, enhancer, recognizer, reference, strategy, opt_e, opt_r,
                   val_inputs, test_inputs, calibration)
     trial.batched_vjp = cfg.vjp == "batched"
+    trial.aux = aux
     eval_cfg = cfg.eval_config()
     if eval_cfg is not None:
         trial.eval_data = build_data(eval_cfg).to(device)
@@ -224,7 +260,8 @@ def vjps(x_hat: Tensor, params: list[Tensor], cotangents: list[Tensor], batched:
             for i, u in enumerate(cotangents)]
 
 
-def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor] | None:
+def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator,
+               y_aux: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
     """One step, top to bottom. Returns (loss_ip, loss_vr) as tensors (no host sync but the NaN checks),
     or None when `nan_policy` is skip-step and the step was skipped for a non-finite loss or gradient.
 
@@ -232,10 +269,12 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Te
     ∂L/∂x̂ for each loss (one backward through the recognizer, which also yields ∇φ L_VR) and then
     two vector-Jacobian products through the enhancer: g_ip = ∇θ L_IP and g_vr = ∇θ L_VR. A cheap gate
     (gate_every, gate_on="head") decides the weight w without them and takes one VJP of u_ip + λ·w·u_vr.
+    A second auxiliary (`aux`, labels `y_aux`) adds its own L_AUX, gradient g_aux and gated term.
     """
-    s = t.strategy
+    s, aux = t.strategy, t.aux
     theta = [p for p in t.enhancer.parameters() if p.requires_grad]
     phi = [p for p in t.recognizer.parameters() if p.requires_grad] if s.trains_recognizer else []
+    psi = [p for p in aux.recognizer.parameters() if p.requires_grad] if aux and aux.strategy.trains_recognizer else []
 
     x_in = t.degradation(x, gen)                       # degraded on the fly, on the device
     x_hat = t.enhancer(x_in)                           # enhanced image
@@ -244,24 +283,34 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Te
         loss_vr = task_loss(t.recognizer(x_hat), y)    # recognition loss L_VR, through x̂
     else:
         loss_vr = torch.zeros((), device=x.device)
+    loss_aux = task_loss(aux.recognizer(x_hat), y_aux) if aux else torch.zeros((), device=x.device)  # L_AUX
     skip_bad_steps = t.cfg.nan_policy == "skip-step"
-    if not skip_bad_steps and not torch.isfinite(loss_ip + loss_vr):
+    if not skip_bad_steps and not torch.isfinite(loss_ip + loss_vr + loss_aux):
         raise NonFiniteLossError("non-finite loss")  # (skip-step decides after averaging, the same on every rank)
 
     measure = not getattr(s, "cheap", False) or t.steps_done % s.gate_every == 0
     t.steps_done += 1
     g_phi: list[Tensor] = []
+    g_aux: list[Tensor] = []
+    g_psi: list[Tensor] = []
     if not s.uses_aux_gradient:                        # enhancer_only: ∇θ L_IP is the update
         g_ip, g_vr = list(torch.autograd.grad(loss_ip, theta)), []
     elif s.fixed_weight is not None:                   # joint, frozen: no gate, so plain joint training, one
         w = s.lam * s.fixed_weight                     # backward of L_IP + λ·w·L_VR (∇φ rescaled by 1/λw)
-        s.last_cos, s.last_weight = torch.full((), math.nan), torch.full((), s.fixed_weight)
-        grads = torch.autograd.grad(loss_ip + w * loss_vr, [*theta, *phi])
-        g_ip, g_vr, g_phi = list(grads[:len(theta)]), [], [g / w for g in grads[len(theta):]]
+        w_aux = aux.strategy.lam * s.fixed_weight if aux else 0.0
+        for gate in (s, aux.strategy) if aux else (s,):
+            gate.last_cos, gate.last_weight = torch.full((), math.nan), torch.full((), s.fixed_weight)
+        grads = torch.autograd.grad(loss_ip + w * loss_vr + w_aux * loss_aux, [*theta, *phi, *psi])
+        g_ip, g_vr = list(grads[:len(theta)]), []
+        g_phi = [g / w for g in grads[len(theta):len(theta) + len(phi)]]
+        g_psi = [g / w_aux for g in grads[len(theta) + len(phi):]]
     else:
         # cotangents at x̂ (and the recognizer's own gradient, from the same backward)
         (u_ip,) = torch.autograd.grad(loss_ip, x_hat, retain_graph=True)
         u_vr, *g_phi = torch.autograd.grad(loss_vr, [x_hat, *phi], retain_graph=True)
+        if aux:                                        # the second auxiliary's cotangent, VJP and own gradient
+            u_aux, *g_psi = torch.autograd.grad(loss_aux, [x_hat, *psi], retain_graph=True)
+            g_aux = vjps(x_hat, theta, [u_aux], t.batched_vjp, retain_graph=True)[0]
         if measure and getattr(s, "gate_on", "all") == "head":  # cheap gate: cosine over the last layer only
             head = output_layer(t.enhancer)
             h_ip, h_vr = vjps(x_hat, head, [u_ip, u_vr], t.batched_vjp, retain_graph=True)
@@ -276,12 +325,15 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Te
             g_ip, g_vr = vjps(x_hat, theta, [u_ip, u_vr], t.batched_vjp)
 
     ddp.average_(g_ip, g_vr, g_phi)                    # same vectors on every replica, before the cosine
-    if not torch.isfinite(torch.stack([g.sum() for g in (*g_ip, *g_vr, *g_phi)]).sum()):
+    ddp.average_(g_aux, [], g_psi)
+    if not torch.isfinite(torch.stack([g.sum() for g in (*g_ip, *g_vr, *g_phi, *g_aux, *g_psi)]).sum()):
         if skip_bad_steps:                             # a NaN loss gives NaN gradients: both caught here
             return None
         raise NonFiniteLossError("non-finite gradient")
     # the paper's core: how the two gradients combine (already combined for joint and when a cheap gate decided)
     update = s.combine(g_ip, g_vr) if g_vr else g_ip
+    if g_aux:  # the second auxiliary through its own gate: its contribution is combine(g_ip, g_aux) − g_ip
+        update = [u + c - a for u, c, a in zip(update, aux.strategy.combine(g_ip, g_aux), g_ip, strict=True)]
 
     for p, g in zip(theta, update, strict=True):
         p.grad = g
@@ -290,6 +342,10 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Te
         for p, g in zip(phi, g_phi, strict=True):
             p.grad = g
         t.opt_recognizer.step()
+    if aux and aux.opt is not None:
+        for p, g in zip(psi, g_psi, strict=True):
+            p.grad = g
+        aux.opt.step()
     return loss_ip.detach(), loss_vr.detach()
 
 
@@ -309,13 +365,14 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
     if t.strategy.trains_recognizer:
         t.recognizer.train()
 
-    losses_ip, losses_vr, cosines, weights = [], [], [], []
+    losses_ip, losses_vr, cosines, weights, aux_cosines, aux_weights = [], [], [], [], [], []
     skipped = 0
     start = time.perf_counter()
     for step in range(steps):
         idx = shard[step * per_worker:(step + 1) * per_worker]
         try:
-            losses = train_step(t, t.data.train.images[idx], t.data.train.targets[idx], gen)
+            y_aux = t.aux.data.train.targets[idx] if t.aux else None
+            losses = train_step(t, t.data.train.images[idx], t.data.train.targets[idx], gen, y_aux)
         except NonFiniteLossError as exc:
             raise NonFiniteLossError(f"{exc} at epoch {epoch} step {step + 1}") from exc
         if losses is None:
@@ -326,6 +383,9 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
         losses_vr.append(loss_vr)
         cosines.append(t.strategy.last_cos)
         weights.append(t.strategy.last_weight)
+        if t.aux:
+            aux_cosines.append(t.aux.strategy.last_cos)
+            aux_weights.append(t.aux.strategy.last_weight)
     elapsed = time.perf_counter() - start
     if skipped == steps:
         raise NonFiniteLossError(f"non-finite loss or gradient in every step of epoch {epoch} ({steps} skipped by "
@@ -338,6 +398,8 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
         "loss_vr": torch.stack(losses_vr).mean().item() if measured else math.nan,
         **gate_telemetry(torch.stack(cosines).float().cpu() if measured else torch.zeros(0)),
         "promoted_frac": torch.stack(weights).float().mean().item(),
+        **({"aux_cos_mean": torch.stack(aux_cosines).float().nanmean().item(),
+            "aux_promoted_frac": torch.stack(aux_weights).float().mean().item()} if t.aux else {}),
         "steps": steps,
         "nan_skips": skipped,
         "time_train_s": elapsed,
@@ -370,7 +432,17 @@ def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
     if t.strategy.trains_recognizer:  # the same images on every replica, so the buffers stay identical
         recalibrate_batchnorm(t.recognizer, [t.enhancer(x).clamp(0, 1) for x in t.calibration_inputs.split(EVAL_BATCH)])
     t.recognizer.eval()
-    return score(t, getattr(t.data, split), inputs, {"": t.recognizer, "_ref": t.reference}, t.data.num_classes)
+    out = score(t, getattr(t.data, split), inputs, {"": t.recognizer, "_ref": t.reference}, t.data.num_classes)
+    if t.aux:  # the second auxiliary's task metric, by its own recognizer and its clean-trained reference
+        if t.aux.strategy.trains_recognizer:
+            recalibrate_batchnorm(t.aux.recognizer, [t.enhancer(x).clamp(0, 1)
+                                                     for x in t.calibration_inputs.split(EVAL_BATCH)])
+        t.aux.recognizer.eval()
+        found = score(t, getattr(t.aux.data, split), inputs, {"": t.aux.recognizer, "_ref": t.aux.reference},
+                      t.aux.data.num_classes, task=t.aux.data.task)
+        metric = task_metric_name(t.aux.data.task)
+        out.update({f"aux_{k}": v for k, v in found.items() if k.startswith(metric)})
+    return out
 
 
 @torch.no_grad()
@@ -387,11 +459,12 @@ def evaluate_elsewhere(t: Trial) -> dict[str, float]:
     return {f"eval_{k}": v for k, v in found.items()}
 
 
-def score(t: Trial, clean: Split, inputs: Tensor, models: dict[str, nn.Module], k: int) -> dict[str, float]:
+def score(t: Trial, clean: Split, inputs: Tensor, models: dict[str, nn.Module], k: int,
+          task: str = "") -> dict[str, float]:
     """Image quality of enhancer(inputs) against `clean`, and the task metric of each model (key suffix → model)
     on the enhanced images; sharded over workers and summed, so every worker returns the same figures."""
     rank, world_size = ddp.world()
-    task = t.data.task
+    task = task or t.data.task
     sums = {name: torch.zeros((), dtype=torch.float64, device=t.device) for name in ("psnr", "ssim", "psnr_in", "n")}
     counts = {name: torch.zeros(2 if task == "classification" else k * k, dtype=torch.int64, device=t.device)
               for name in models}
@@ -430,6 +503,8 @@ def trial_state(t: Trial, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]
         "recognizer": t.recognizer.state_dict(),
         "opt_enhancer": t.opt_enhancer.state_dict(),
         "opt_recognizer": t.opt_recognizer.state_dict() if t.opt_recognizer else {},
+        **({"aux_recognizer": t.aux.recognizer.state_dict(),
+            "opt_aux": t.aux.opt.state_dict() if t.aux.opt else {}} if t.aux else {}),
     }
 
 
@@ -440,6 +515,10 @@ def restore_state(t: Trial, state: dict[str, Any]) -> int:
     t.opt_enhancer.load_state_dict(state["opt_enhancer"])
     if t.opt_recognizer is not None and state["opt_recognizer"]:
         t.opt_recognizer.load_state_dict(state["opt_recognizer"])
+    if t.aux is not None:
+        t.aux.recognizer.load_state_dict(state["aux_recognizer"])
+        if t.aux.opt is not None and state["opt_aux"]:
+            t.aux.opt.load_state_dict(state["opt_aux"])
     return int(state["epoch"])
 
 
