@@ -96,7 +96,7 @@ def test_caps_are_seeded_and_only_kept_samples_decoded(tmp_path: Path, monkeypat
     picks = {tuple(centre_values(get_dataset("covid_ct", seed=s, **opts).train.images)) for s in range(6)}
     assert len(picks) > 1  # the seed changes which samples a cap keeps
     decoded = []
-    real = files.read_image  # the loaders decode through files.image_split
+    real = files.read_image  # the loaders decode through files.decode_image_sample
     monkeypatch.setattr(files, "read_image", lambda p, c: decoded.append(p.name) or real(p, c))
     get_dataset("covid_ct", seed=0, **opts)
     assert len(decoded) == 3 + 1 + 2

@@ -150,7 +150,7 @@ def test_caps_are_seeded_and_decode_only_survivors(tmp_path: Path, monkeypatch: 
     assert len(a.train) == 5 and torch.equal(a.train.images, b.train.images)
     assert not torch.equal(a.train.images, c.train.images)
     read = []
-    original = files.read_image  # the loaders decode through files.image_split
+    original = files.read_image  # the loaders decode through files.decode_image_sample
     monkeypatch.setattr(files, "read_image", lambda path, channels: read.append(path) or original(path, channels))
     get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path), n_train=2, n_val=1,
                 n_test=1)

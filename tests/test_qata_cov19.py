@@ -120,7 +120,7 @@ def test_caps_are_seeded_and_only_survivors_decoded(tmp_path: Path, monkeypatch:
     assert (len(a.train), len(a.val), len(a.test)) == (4, 1, 2)
     assert torch.equal(a.train.images, b.train.images) and torch.equal(a.train.targets, b.train.targets)
     decoded: list[str] = []
-    real_image, real_mask = files.read_image, files.read_mask  # the loaders decode through files.image_split
+    real_image, real_mask = files.read_image, files.read_mask  # the loaders decode through files.decode_image_sample
     monkeypatch.setattr(files, "read_image", lambda p, c: decoded.append(p.name) or real_image(p, c))
     monkeypatch.setattr(files, "read_mask", lambda p: decoded.append(p.name) or real_mask(p))
     get_dataset("qata_cov19", seed=3, **kw)

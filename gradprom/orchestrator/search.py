@@ -164,7 +164,7 @@ def prepare_reference(base: dict[str, Any], console: Console) -> None:
     from gradprom.trainables.reference import pretrained_recognizer
 
     cfg = TrialConfig.from_dict(base)
-    for one in filter(None, (cfg, cfg.eval_config())):
+    for one in filter(None, (cfg, cfg.aux_config(), cfg.eval_config())):
         with console.status(f"[bold]{one.dataset}: reading the data, then the reference recognizer for "
                             f"{one.task} (trained once, then cached)…"):
             data = build_data(one)

@@ -6,6 +6,8 @@ itself, before the cosine: every replica then sees the same vectors and takes th
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -34,7 +36,7 @@ def average_(*groups: list[Tensor]) -> None:
         offset += n
 
 
-def sum_(values: dict[str, Tensor]) -> dict[str, Tensor]:
+def sum_(values: dict[Any, Tensor]) -> dict[Any, Tensor]:
     """Sum a dict of tensors across workers (evaluation counters); returns the dict."""
     if world()[1] > 1:
         for v in values.values():

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradprom import SCHEMA_VERSION
-from gradprom.datasets import Degradation, Split, TaskData, dataset_info, get_dataset, parse_degradation
+from gradprom.datasets import Degradation, TaskData, dataset_info, get_dataset, parse_degradation
 from gradprom.errors import GradpromError, NonFiniteLossError
 from gradprom.metrics import accuracy_counts, confusion_matrix, miou_from_confusion, psnr, ssim, task_metric_name
 from gradprom.models import MODELS, create_model
@@ -391,6 +391,8 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
         raise NonFiniteLossError(f"non-finite loss or gradient in every step of epoch {epoch} ({steps} skipped by "
                                  "--nan-policy skip-step); lower the learning rates or λ")
     ddp.average_buffers_(t.recognizer)
+    if t.aux:
+        ddp.average_buffers_(t.aux.recognizer)
 
     measured = t.strategy.uses_aux_gradient
     return {
@@ -425,24 +427,36 @@ def gate_telemetry(cosines: Tensor) -> dict[str, Any]:
     return stats
 
 
+@dataclass(frozen=True)
+class Head:
+    """One task scored on the enhanced images: its labels and class count, and its models by key suffix."""
+
+    prefix: str
+    task: str
+    num_classes: int
+    targets: Tensor
+    models: dict[str, nn.Module]
+
+
 @torch.no_grad()
 def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
-    """PSNR/SSIM of the enhanced images, and the task metric by the trial's and the reference recognizer."""
+    """PSNR/SSIM of the enhanced images, and the task metric by the trial's and the reference recognizer
+    (and, with a second auxiliary, its task metric as `aux_*`), all from one pass of the enhancer."""
     t.enhancer.eval()
-    if t.strategy.trains_recognizer:  # the same images on every replica, so the buffers stay identical
-        recalibrate_batchnorm(t.recognizer, [t.enhancer(x).clamp(0, 1) for x in t.calibration_inputs.split(EVAL_BATCH)])
-    t.recognizer.eval()
-    out = score(t, getattr(t.data, split), inputs, {"": t.recognizer, "_ref": t.reference}, t.data.num_classes)
-    if t.aux:  # the second auxiliary's task metric, by its own recognizer and its clean-trained reference
-        if t.aux.strategy.trains_recognizer:
-            recalibrate_batchnorm(t.aux.recognizer, [t.enhancer(x).clamp(0, 1)
-                                                     for x in t.calibration_inputs.split(EVAL_BATCH)])
-        t.aux.recognizer.eval()
-        found = score(t, getattr(t.aux.data, split), inputs, {"": t.aux.recognizer, "_ref": t.aux.reference},
-                      t.aux.data.num_classes, task=t.aux.data.task)
-        metric = task_metric_name(t.aux.data.task)
-        out.update({f"aux_{k}": v for k, v in found.items() if k.startswith(metric)})
-    return out
+    recognizers = [(t.strategy, t.recognizer)] + ([(t.aux.strategy, t.aux.recognizer)] if t.aux else [])
+    trained = [r for s, r in recognizers if s.trains_recognizer]
+    if trained:  # the same images on every replica, so the buffers stay identical
+        enhanced = [t.enhancer(x).clamp(0, 1) for x in t.calibration_inputs.split(EVAL_BATCH)]
+        for recognizer in trained:
+            recalibrate_batchnorm(recognizer, enhanced)
+    for _, recognizer in recognizers:
+        recognizer.eval()
+    clean = getattr(t.data, split)
+    heads = [Head("", t.data.task, t.data.num_classes, clean.targets, {"": t.recognizer, "_ref": t.reference})]
+    if t.aux:  # the second auxiliary, by its own recognizer and its clean-trained reference
+        heads.append(Head("aux_", t.aux.data.task, t.aux.data.num_classes, getattr(t.aux.data, split).targets,
+                          {"": t.aux.recognizer, "_ref": t.aux.reference}))
+    return score(t, clean.images, inputs, heads)
 
 
 @torch.no_grad()
@@ -455,41 +469,46 @@ def evaluate_elsewhere(t: Trial) -> dict[str, float]:
         models[""] = t.recognizer
     t.enhancer.eval()
     t.recognizer.eval()
-    found = score(t, t.eval_data.test, t.eval_inputs, models, t.eval_data.num_classes)
+    head = Head("", t.data.task, t.eval_data.num_classes, t.eval_data.test.targets, models)
+    found = score(t, t.eval_data.test.images, t.eval_inputs, [head])
     return {f"eval_{k}": v for k, v in found.items()}
 
 
-def score(t: Trial, clean: Split, inputs: Tensor, models: dict[str, nn.Module], k: int,
-          task: str = "") -> dict[str, float]:
-    """Image quality of enhancer(inputs) against `clean`, and the task metric of each model (key suffix → model)
-    on the enhanced images; sharded over workers and summed, so every worker returns the same figures."""
+def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head]) -> dict[str, float]:
+    """Image quality of enhancer(inputs) against the clean `images`, and each head's task metric per model
+    (`prefix + metric + suffix`) on the enhanced images; sharded over workers and summed, so every worker
+    returns the same figures."""
     rank, world_size = ddp.world()
-    task = task or t.data.task
     sums = {name: torch.zeros((), dtype=torch.float64, device=t.device) for name in ("psnr", "ssim", "psnr_in", "n")}
-    counts = {name: torch.zeros(2 if task == "classification" else k * k, dtype=torch.int64, device=t.device)
-              for name in models}
-    for start in range(rank * EVAL_BATCH, len(clean), EVAL_BATCH * world_size):
-        x, y, x_in = clean.images[start:start + EVAL_BATCH], clean.targets[start:start + EVAL_BATCH], \
-            inputs[start:start + EVAL_BATCH]
+    counts = {(h.prefix, suffix): torch.zeros(2 if h.task == "classification" else h.num_classes ** 2,
+                                              dtype=torch.int64, device=t.device)
+              for h in heads for suffix in h.models}
+    for start in range(rank * EVAL_BATCH, len(images), EVAL_BATCH * world_size):
+        x, x_in = images[start:start + EVAL_BATCH], inputs[start:start + EVAL_BATCH]
         x_hat = t.enhancer(x_in).clamp(0, 1)
         baseline = x_in if x_in.shape == x.shape else F.interpolate(x_in, size=x.shape[-2:], mode="bilinear")
         sums["psnr"] += psnr(x_hat, x).double().sum()
         sums["ssim"] += ssim(x_hat, x).double().sum()
         sums["psnr_in"] += psnr(baseline.clamp(0, 1), x).double().sum()
         sums["n"] += len(x)
-        for name, model in models.items():
-            logits = model(x_hat)
-            if task == "classification":
-                counts[name] += torch.tensor(accuracy_counts(logits, y), device=t.device)
-            else:
-                counts[name] += confusion_matrix(logits.argmax(1), y, k).reshape(-1)
+        for h in heads:
+            y = h.targets[start:start + EVAL_BATCH]
+            for suffix, model in h.models.items():
+                logits = model(x_hat)
+                if h.task == "classification":
+                    counts[h.prefix, suffix] += torch.tensor(accuracy_counts(logits, y), device=t.device)
+                else:
+                    counts[h.prefix, suffix] += confusion_matrix(logits.argmax(1), y, h.num_classes).reshape(-1)
     ddp.sum_(sums)
     ddp.sum_(counts)
     n = sums["n"].item()
     out = {"psnr": sums["psnr"].item() / n, "ssim": sums["ssim"].item() / n, "psnr_input": sums["psnr_in"].item() / n}
-    metric = task_metric_name(task)
-    for suffix, c in counts.items():
-        out[metric + suffix] = (c[0] / c[1]).item() if metric == "acc" else miou_from_confusion(c.view(k, k))
+    for h in heads:
+        metric, k = task_metric_name(h.task), h.num_classes
+        for suffix in h.models:
+            c = counts[h.prefix, suffix]
+            out[h.prefix + metric + suffix] = (c[0] / c[1]).item() if metric == "acc" else \
+                miou_from_confusion(c.view(k, k))
     return out
 
 
