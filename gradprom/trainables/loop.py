@@ -308,21 +308,23 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator,
         # cotangents at x̂ (and the recognizer's own gradient, from the same backward)
         (u_ip,) = torch.autograd.grad(loss_ip, x_hat, retain_graph=True)
         u_vr, *g_phi = torch.autograd.grad(loss_vr, [x_hat, *phi], retain_graph=True)
-        if aux:                                        # the second auxiliary's cotangent, VJP and own gradient
-            u_aux, *g_psi = torch.autograd.grad(loss_aux, [x_hat, *psi], retain_graph=True)
-            g_aux = vjps(x_hat, theta, [u_aux], t.batched_vjp, retain_graph=True)[0]
-        if measure and getattr(s, "gate_on", "all") == "head":  # cheap gate: cosine over the last layer only
-            head = output_layer(t.enhancer)
-            h_ip, h_vr = vjps(x_hat, head, [u_ip, u_vr], t.batched_vjp, retain_graph=True)
+        u_aux: list[Tensor] = []                       # the second auxiliary's cotangent (exact gates only)
+        if aux:
+            u, *g_psi = torch.autograd.grad(loss_aux, [x_hat, *psi], retain_graph=True)
+            u_aux = [u]
+        on_head = getattr(s, "gate_on", "all") == "head"
+        if measure and on_head:                        # cheap gate: cosine over the last layer only
+            h_ip, h_vr = vjps(x_hat, output_layer(t.enhancer), [u_ip, u_vr], t.batched_vjp, retain_graph=True)
             ddp.average_(h_ip, h_vr, [])
             s.decide(h_ip, h_vr)
         elif not measure:                              # cheap gate: reuse the last decision
             s.last_cos = torch.full((), math.nan)
-        if not measure or getattr(s, "gate_on", "all") == "head":  # one VJP of the combined cotangent
+        if on_head or not measure:                     # one VJP of the combined cotangent
             combined = u_ip + s.lam * s.last_weight.to(u_vr.dtype) * u_vr
             g_ip, g_vr = vjps(x_hat, theta, [combined], t.batched_vjp)[0], []
-        else:                                          # exact: both gradients over all enhancer parameters
-            g_ip, g_vr = vjps(x_hat, theta, [u_ip, u_vr], t.batched_vjp)
+        else:                                          # exact: every gradient over all enhancer parameters
+            g_ip, g_vr, *rest = vjps(x_hat, theta, [u_ip, u_vr, *u_aux], t.batched_vjp)
+            g_aux = rest[0] if rest else []
 
     ddp.average_(g_ip, g_vr, g_phi)                    # same vectors on every replica, before the cosine
     ddp.average_(g_aux, [], g_psi)
