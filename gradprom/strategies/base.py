@@ -74,10 +74,14 @@ class Strategy:
                 sq_vr.sum().expand(n)
         return global_cos, safe_cos(dots, sq_ip, sq_vr), dots, sq_ip, sq_vr
 
+    def gate_cos(self, cos: Tensor) -> Tensor:
+        """The cosine the gate reads (the cosine itself; a gated strategy may smooth it)."""
+        return cos
+
     def combine(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> list[Tensor]:
         """The enhancer's update direction `g_ip + λ·w(cos)·g_vr`, w per tensor or global."""
         _, cos, *_ = self.pairwise(g_ip, g_vr)
-        w = self.weights(cos)
+        w = self.weights(self.gate_cos(cos))
         self.last_weight = w.float().mean().detach()
         return [a + (self.lam * wi).to(a.dtype) * b for a, b, wi in zip(g_ip, g_vr, w, strict=True)]
 
@@ -122,12 +126,6 @@ class GatedStrategy(Strategy):
         self._ema_cos = cos.detach() if prev is None or prev.shape != cos.shape else \
             self.ema * prev + (1.0 - self.ema) * cos.detach()
         return self._ema_cos
-
-    def combine(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> list[Tensor]:
-        _, cos, *_ = self.pairwise(g_ip, g_vr)
-        w = self.weights(self.gate_cos(cos))
-        self.last_weight = w.float().mean().detach()
-        return [a + (self.lam * wi).to(a.dtype) * b for a, b, wi in zip(g_ip, g_vr, w, strict=True)]
 
     def decide(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> Tensor:
         """The global gate weight w from (possibly partial, e.g. the head's) gradients; kept as `last_weight`."""
