@@ -22,7 +22,15 @@ def machine() -> str:
         mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024**2
     except OSError:
         mem = 0.0
-    return f"{os.cpu_count()}-core {cpu}, {mem:.0f} GiB"
+    found = f"{os.cpu_count()}-core {cpu}, {mem:.0f} GiB"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            found += f", GPU {torch.cuda.get_device_name()}"
+    except ImportError:
+        pass
+    return found
 
 
 def record(benchmark: str, result: dict, note: str = "") -> None:

@@ -61,6 +61,9 @@ def search(
     gpus_per_trial: float = typer.Option(0.0, help="GPUs per trial worker (fractions pack trials on a GPU)."),
     workers_per_trial: int = typer.Option(1, help="Data-parallel workers per trial (>1 runs a Ray Train DDP run)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    precision: str = typer.Option("auto", help="Forward passes: auto (bf16 autocast on a CUDA GPU, fp32 on the "
+                                               "CPU), fp32 or bf16; gradients and the gate stay fp32."),
+    compile_: str = typer.Option("off", "--compile", help="torch.compile the models: off, inductor or aot_eager."),
     max_failures: int = typer.Option(1, help="Retry a trial whose process or node died up to N times, from its "
                                              "last checkpoint (a NaN loss or bad data is not retried)."),
     nan_policy: str = typer.Option("fail", help="fail: a NaN/inf loss or gradient fails the trial; skip-step: "
@@ -73,6 +76,8 @@ def search(
 
     params = list(param) + ([f"degradation={degradation}"] if degradation else []) \
         + ([f"nan_policy={nan_policy}"] if nan_policy != "fail" else []) \
+        + ([f"precision={precision}"] if precision != "auto" else []) \
+        + ([f"compile={compile_}"] if compile_ != "off" else []) \
         + ([f"data_root={Path(data_root).expanduser().resolve()}"] if data_root else [])
     request = SearchRequest(
         space=space, datasets=_split(dataset), task=task, trials=trials, epochs=epochs, out=out, name=name,
@@ -98,6 +103,8 @@ def train(
     skip_bad: bool = typer.Option(False, help="Leave bad data files out instead of stopping at the first."),
     eval_dataset: str = typer.Option("", help="Also score the final enhancer on this dataset's test split."),
     nan_policy: str = typer.Option("fail", help="fail, or skip-step: skip steps with a NaN/inf loss or gradient."),
+    precision: str = typer.Option("auto", help="auto (bf16 autocast on a CUDA GPU, fp32 on the CPU), fp32 or bf16."),
+    compile_: str = typer.Option("off", "--compile", help="torch.compile the models: off, inductor or aot_eager."),
     set_: list[str] = typer.Option([], "--set", help="Any other trial setting, KEY=VALUE (e.g. --set image_size=32)."),
 ) -> None:
     """Train one trial in a plain loop (no Ray) and print its epochs: for debugging and quick checks."""
@@ -112,7 +119,7 @@ def train(
     values: dict[str, object] = {"strategy": strategy, "lam": lam, "threshold": threshold, "dataset": dataset,
                                  "task": task, "epochs": epochs, "seed": seed, "device": device,
                                  "data_root": data_root, "skip_bad": skip_bad, "eval_dataset": eval_dataset,
-                                 "nan_policy": nan_policy}
+                                 "nan_policy": nan_policy, "precision": precision, "compile": compile_}
     if data_option:
         values["data_options"] = json.dumps(parse_dataset_options(dataset, list(data_option)), sort_keys=True)
     for item in set_:

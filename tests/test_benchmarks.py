@@ -28,14 +28,15 @@ def test_strategy_overhead_quick(tmp_path: Path) -> None:
     assert {"joint", "floor", "gradprom", "pcgrad", "gradprom_gate_every_4", "gradprom_gate_on_head"} <= set(by_name)
     assert by_name["joint"]["ratio_vs_joint"] == 1.0
     assert all(r["ratio_vs_joint"] > 0 for r in by_name.values())
-    for cheap in ("gradprom_gate_every_4", "gradprom_gate_on_head"):
+    for cheap in ("gradprom_gate_every_4", "gradprom_gate_on_head", "gradprom_gate_every_4_ema"):
         assert 0.0 <= by_name[cheap]["agreement_with_exact"] <= 1.0
+    assert 0.0 <= by_name["gradprom_gate_every_4"]["exact_gate_persistence"] <= 1.0
     assert "gradprom_vs_floor" in rows[-1]
 
 
 def test_throughput_quick(tmp_path: Path) -> None:
-    rows = run("throughput.py", cache=str(tmp_path))
-    assert [r["strategy"] for r in rows] == ["joint", "gradprom"]
+    rows = run("throughput.py", "--variants", "fp32,amp", cache=str(tmp_path))  # amp: bf16 autocast on the CPU
+    assert [r["strategy"] for r in rows] == ["joint", "gradprom", "joint_amp", "gradprom_amp"]
     for r in rows:
         name = r["strategy"]
         assert r[f"{name}_pipeline_img_s"] > 0 and r[f"{name}_bare_img_s"] > 0 and r[f"{name}_ratio"] > 0

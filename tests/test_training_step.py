@@ -179,9 +179,48 @@ def test_two_auxiliaries_each_through_its_own_gate(tiny: dict) -> None:
     ({"aux_task": "classification"}, "aux_task must be another task"),
     ({"aux_task": "detection"}, "aux_task must be another task"),
     ({"aux_task": "segmentation", "strategy": "enhancer_only"}, "aux_task needs a strategy"),
-    ({"aux_task": "segmentation", "gate_every": 2}, "aux_task needs a strategy"),
     ({"aux_task": "segmentation", "lam_aux": 0.0}, r"lam_aux \(λ\) must be a finite number > 0"),
 ])
 def test_bad_multi_auxiliary_settings(settings: dict, message: str) -> None:
     with pytest.raises(GradpromError, match=message):
         TrialConfig.from_dict(settings).check_names()
+
+
+@pytest.mark.parametrize("gate", [{"gate_on": "head"}, {"gate_every": 2}])
+def test_cheap_gates_with_two_auxiliaries(tiny: dict, gate: dict) -> None:
+    """A cheap gate decides each auxiliary's weight from its own cosine (on the head, or reused between measured
+    steps) and the step takes one VJP of u_ip + λ·w₁·u_cls + λ_aux·w₂·u_seg."""
+    cfg = TrialConfig.from_dict({**tiny, "strategy": "threshold", "threshold": 0.0, "lam": 0.7,
+                                 "aux_task": "segmentation", "lam_aux": 1.3, **gate})
+    trial = build_trial(cfg)
+    trial.opt_enhancer = torch.optim.SGD(trial.enhancer.parameters(), lr=1.0)
+    head = {id(p) for p in output_layer(trial.enhancer)}
+    for step, batch in enumerate((slice(0, 16), slice(16, 32))):
+        x, y, y_seg = (d[batch] for d in (trial.data.train.images, trial.data.train.targets,
+                                          trial.aux.data.train.targets))
+        enhancer = copy.deepcopy(trial.enhancer)
+        x_hat = enhancer(trial.degradation(x, seeded_generator(x.device, 5 + step)))
+        theta = list(enhancer.parameters())
+        g_ip, g_cls, g_seg = (torch.autograd.grad(loss, theta, retain_graph=True) for loss in (
+            F.l1_loss(x_hat, x), F.cross_entropy(copy.deepcopy(trial.recognizer)(x_hat), y),
+            F.cross_entropy(copy.deepcopy(trial.aux.recognizer)(x_hat), y_seg)))
+        before = [p.detach().clone() for p in trial.enhancer.parameters()]
+        weights = (float(trial.strategy.last_weight), float(trial.aux.strategy.last_weight))
+        train_step(trial, x, y, seeded_generator(x.device, 5 + step), y_seg)
+        if "gate_on" in gate or step == 0:  # measured: each gate's own cosine (over the head, or all of θ)
+            keep = [i for i, p in enumerate(trial.enhancer.parameters()) if "gate_on" not in gate or id(p) in head]
+
+            def cos(a, b, keep=keep):  # noqa: ANN001, ANN202
+                return float(safe_cos(sum((a[i] * b[i]).sum() for i in keep), sum((a[i] ** 2).sum() for i in keep),
+                                      sum((b[i] ** 2).sum() for i in keep)))
+
+            weights = (float(cos(g_ip, g_cls) >= 0), float(cos(g_ip, g_seg) >= 0))
+        else:  # not measured: the last decisions, no cosine
+            assert math.isnan(float(trial.strategy.last_cos)) and math.isnan(float(trial.aux.strategy.last_cos))
+        assert (float(trial.strategy.last_weight), float(trial.aux.strategy.last_weight)) == weights
+        for b, p, a, c, s in zip(before, trial.enhancer.parameters(), g_ip, g_cls, g_seg, strict=True):
+            torch.testing.assert_close(b - p.detach(), a + 0.7 * weights[0] * c + 1.3 * weights[1] * s,
+                                       rtol=1e-4, atol=1e-6)
+        with torch.no_grad():  # back to the starting point (an lr-1 step leaves it ill-conditioned); gates keep state
+            for p, b in zip(trial.enhancer.parameters(), before, strict=True):
+                p.copy_(b)

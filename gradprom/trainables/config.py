@@ -23,6 +23,9 @@ IP_LOSSES = ("l1", "mse")
 RECOGNIZER_INITS = ("pretrained", "scratch")
 NAN_POLICIES = ("fail", "skip-step")
 VJP_MODES = ("two", "batched")
+PRECISIONS = ("auto", "fp32", "bf16")
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+COMPILE_MODES = ("off", "inductor", "aot_eager")  # torch.compile backends (aot_eager: traced, no codegen)
 
 
 def default_cache_dir() -> str:
@@ -79,6 +82,9 @@ class TrialConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch threads in this trial; 0 leaves torch's default
+    precision: str = "auto"  # forward passes: auto (bf16 autocast on a CUDA GPU, fp32 on the CPU), fp32 or bf16
+    memory_format: str = "auto"  # auto (channels_last on a CUDA GPU), contiguous or channels_last
+    compile: str = "off"  # torch.compile the models' forward passes: off, inductor or aot_eager
     cache_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -102,9 +108,13 @@ class TrialConfig:
             if not getattr(self, name) > 0:
                 raise GradpromError(f"{name} must be > 0, got {getattr(self, name)}")
         for name, valid in (("device", DEVICES), ("loss_ip", IP_LOSSES), ("recognizer_init", RECOGNIZER_INITS),
-                            ("nan_policy", NAN_POLICIES), ("vjp", VJP_MODES)):
+                            ("nan_policy", NAN_POLICIES), ("vjp", VJP_MODES), ("precision", PRECISIONS),
+                            ("memory_format", MEMORY_FORMATS), ("compile", COMPILE_MODES)):
             if getattr(self, name) not in valid:
                 raise GradpromError(f"{name} must be one of {', '.join(valid)}, got '{getattr(self, name)}'")
+        if self.compile != "off" and self.vjp == "batched":
+            raise GradpromError("vjp=batched cannot run through torch.compile's graphs (vmap over a compiled "
+                                "backward); use vjp=two with compile, or compile=off")
         if not self.cache_dir:
             self.cache_dir = default_cache_dir()
 
@@ -191,9 +201,9 @@ class TrialConfig:
                 raise GradpromError(f"aux_task must be another task of dataset '{self.dataset}' than '{self.task}' "
                                     f"(its tasks: {', '.join(tasks)}), got '{self.aux_task}'")
             strategy = self.build_strategy()
-            if not strategy.uses_aux_gradient or getattr(strategy, "cheap", False):
-                raise GradpromError(f"aux_task needs a strategy that uses the recognizers' gradients at every step "
-                                    f"(not enhancer_only, no gate_every/gate_on=head); got {strategy.describe()}")
+            if not strategy.uses_aux_gradient:
+                raise GradpromError(f"aux_task needs a strategy that uses the recognizers' gradients (not "
+                                    f"enhancer_only); got {strategy.describe()}")
         if self.eval_dataset:
             if self.eval_dataset == self.dataset:
                 raise GradpromError(f"eval_dataset '{self.eval_dataset}' is the training dataset, whose test split is "

@@ -29,6 +29,7 @@ from gradprom.strategies import Strategy
 from gradprom.trainables import distributed as ddp
 from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
 from gradprom.trainables.config import TrialConfig
+from gradprom.trainables.fastpath import FastPath
 from gradprom.trainables.reference import (
     CALIBRATION_IMAGES,
     pretrained_recognizer,
@@ -43,6 +44,9 @@ Reporter = Callable[[dict[str, Any], "str | None"], None]
 FAILED_KEY = "failed"
 
 EVAL_BATCH = 64
+#: with nan_policy "fail", the steps' finite-loss/gradient flags are read on the host every this many steps
+#: (and at the end of an epoch), so the step itself never waits for the device
+NAN_CHECK_STEPS = 16
 
 
 def resolve_device(name: str) -> torch.device:
@@ -84,6 +88,7 @@ class Trial:
     steps_done: int = 0  # training steps so far (the cheap gates measure every gate_every-th)
     batched_vjp: bool = False  # both VJPs in one vmapped call (see `vjps`)
     aux: Auxiliary | None = None  # a second auxiliary task (multi-auxiliary training)
+    fast: FastPath = FastPath()  # precision, memory format and compile of the forward passes
 
 
 def dataset_options(cfg: TrialConfig, counts: tuple[int, int, int] | None = None,
@@ -218,11 +223,17 @@ def build_trial(cfg: TrialConfig) -> Trial:
                   val_inputs, test_inputs, calibration)
     trial.batched_vjp = cfg.vjp == "batched"
     trial.aux = aux
+    trial.fast = FastPath.resolve(cfg.precision, cfg.memory_format, cfg.compile, device)
+    for model in (enhancer, recognizer, *((aux.recognizer,) if aux else ())):
+        trial.fast.prepare(model)
+    for model in (reference, *((aux.reference,) if aux else ())):
+        trial.fast.prepare(model, compile=False)
     eval_cfg = cfg.eval_config()
     if eval_cfg is not None:
         trial.eval_data = build_data(eval_cfg).to(device)
         trial.eval_reference = pretrained_recognizer(eval_cfg, trial.eval_data, device, reference=True)
         trial.eval_reference.requires_grad_(False)
+        trial.fast.prepare(trial.eval_reference, compile=False)
         trial.eval_inputs = degrade_fixed(degradation, trial.eval_data.test.images,
                                           seeded_generator(device, cfg.seed, 404))
     return trial
@@ -261,32 +272,34 @@ def vjps(x_hat: Tensor, params: list[Tensor], cotangents: list[Tensor], batched:
 
 
 def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator,
-               y_aux: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
-    """One step, top to bottom. Returns (loss_ip, loss_vr) as tensors (no host sync but the NaN checks),
-    or None when `nan_policy` is skip-step and the step was skipped for a non-finite loss or gradient.
+               y_aux: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor] | None:
+    """One step, top to bottom. Returns (loss_ip, loss_vr, bad) as device tensors, `bad` flagging a non-finite
+    loss and a non-finite gradient: `train_epoch` reads them every few steps, so the step never waits for the
+    device, except under `nan_policy` skip-step, which must know before updating (it returns None when skipped).
 
     Both losses reach the enhancer's parameters θ only through the enhanced image x̂, so we take
     ∂L/∂x̂ for each loss (one backward through the recognizer, which also yields ∇φ L_VR) and then
     two vector-Jacobian products through the enhancer: g_ip = ∇θ L_IP and g_vr = ∇θ L_VR. A cheap gate
     (gate_every, gate_on="head") decides the weight w without them and takes one VJP of u_ip + λ·w·u_vr.
     A second auxiliary (`aux`, labels `y_aux`) adds its own L_AUX, gradient g_aux and gated term.
+    Forward passes run under the fast path's autocast; losses, gradients, cosines and updates are fp32.
     """
     s, aux = t.strategy, t.aux
+    gates = [s, aux.strategy] if aux else [s]
     theta = [p for p in t.enhancer.parameters() if p.requires_grad]
     phi = [p for p in t.recognizer.parameters() if p.requires_grad] if s.trains_recognizer else []
     psi = [p for p in aux.recognizer.parameters() if p.requires_grad] if aux and aux.strategy.trains_recognizer else []
 
-    x_in = t.degradation(x, gen)                       # degraded on the fly, on the device
-    x_hat = t.enhancer(x_in)                           # enhanced image
+    x_in = t.fast.layout(t.degradation(x, gen))        # degraded on the fly, on the device
+    with t.fast.autocast():
+        x_hat = t.enhancer(x_in).float()               # enhanced image (fp32 from here on)
+        logits = t.recognizer(x_hat) if s.uses_aux_gradient else None
+        logits_aux = aux.recognizer(x_hat) if aux else None
+    zero = torch.zeros((), device=x.device)
     loss_ip = ip_loss(t.cfg.loss_ip, x_hat, x)         # image-quality loss L_IP
-    if s.uses_aux_gradient:
-        loss_vr = task_loss(t.recognizer(x_hat), y)    # recognition loss L_VR, through x̂
-    else:
-        loss_vr = torch.zeros((), device=x.device)
-    loss_aux = task_loss(aux.recognizer(x_hat), y_aux) if aux else torch.zeros((), device=x.device)  # L_AUX
-    skip_bad_steps = t.cfg.nan_policy == "skip-step"
-    if not skip_bad_steps and not torch.isfinite(loss_ip + loss_vr + loss_aux):
-        raise NonFiniteLossError("non-finite loss")  # (skip-step decides after averaging, the same on every rank)
+    loss_vr = task_loss(logits.float(), y) if logits is not None else zero  # recognition loss L_VR, through x̂
+    loss_aux = task_loss(logits_aux.float(), y_aux) if logits_aux is not None else zero  # L_AUX
+    loss_bad = (~torch.isfinite(loss_ip + loss_vr + loss_aux)).float().reshape(1)  # averaged below: any replica
 
     measure = not getattr(s, "cheap", False) or t.steps_done % s.gate_every == 0
     t.steps_done += 1
@@ -298,40 +311,43 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator,
     elif s.fixed_weight is not None:                   # joint, frozen: no gate, so plain joint training, one
         w = s.lam * s.fixed_weight                     # backward of L_IP + λ·w·L_VR (∇φ rescaled by 1/λw)
         w_aux = aux.strategy.lam * s.fixed_weight if aux else 0.0
-        for gate in (s, aux.strategy) if aux else (s,):
-            gate.last_cos, gate.last_weight = torch.full((), math.nan), torch.full((), s.fixed_weight)
+        for gate in gates:
+            gate.last_cos, gate.last_weight = torch.full((), math.nan, device=x.device), \
+                torch.full((), s.fixed_weight, device=x.device)
         grads = torch.autograd.grad(loss_ip + w * loss_vr + w_aux * loss_aux, [*theta, *phi, *psi])
         g_ip, g_vr = list(grads[:len(theta)]), []
         g_phi = [g / w for g in grads[len(theta):len(theta) + len(phi)]]
         g_psi = [g / w_aux for g in grads[len(theta) + len(phi):]]
     else:
-        # cotangents at x̂ (and the recognizer's own gradient, from the same backward)
+        # cotangents at x̂ (and the recognizers' own gradients, from the same backward)
         (u_ip,) = torch.autograd.grad(loss_ip, x_hat, retain_graph=True)
         u_vr, *g_phi = torch.autograd.grad(loss_vr, [x_hat, *phi], retain_graph=True)
-        u_aux: list[Tensor] = []                       # the second auxiliary's cotangent (exact gates only)
+        u_rec = [u_vr]                                 # one cotangent per recognition task
         if aux:
             u, *g_psi = torch.autograd.grad(loss_aux, [x_hat, *psi], retain_graph=True)
-            u_aux = [u]
+            u_rec.append(u)
         on_head = getattr(s, "gate_on", "all") == "head"
-        if measure and on_head:                        # cheap gate: cosine over the last layer only
-            h_ip, h_vr = vjps(x_hat, output_layer(t.enhancer), [u_ip, u_vr], t.batched_vjp, retain_graph=True)
-            ddp.average_(h_ip, h_vr, [])
-            s.decide(h_ip, h_vr)
-        elif not measure:                              # cheap gate: reuse the last decision
-            s.last_cos = torch.full((), math.nan)
+        if measure and on_head:                        # cheap gate: cosines over the last layer only
+            h_ip, *h_rec = vjps(x_hat, output_layer(t.enhancer), [u_ip, *u_rec], t.batched_vjp, retain_graph=True)
+            ddp.average_(h_ip, *h_rec)
+            for gate, h in zip(gates, h_rec, strict=True):
+                gate.decide(h_ip, h)
+        elif not measure:                              # cheap gate: reuse the last decisions
+            for gate in gates:
+                gate.last_cos = torch.full((), math.nan, device=x.device)
         if on_head or not measure:                     # one VJP of the combined cotangent
-            combined = u_ip + s.lam * s.last_weight.to(u_vr.dtype) * u_vr
+            combined = u_ip + sum(g.lam * g.last_weight.to(u.dtype) * u for g, u in zip(gates, u_rec, strict=True))
             g_ip, g_vr = vjps(x_hat, theta, [combined], t.batched_vjp)[0], []
         else:                                          # exact: every gradient over all enhancer parameters
-            g_ip, g_vr, *rest = vjps(x_hat, theta, [u_ip, u_vr, *u_aux], t.batched_vjp)
+            g_ip, g_vr, *rest = vjps(x_hat, theta, [u_ip, *u_rec], t.batched_vjp)
             g_aux = rest[0] if rest else []
 
-    ddp.average_(g_ip, g_vr, g_phi)                    # same vectors on every replica, before the cosine
-    ddp.average_(g_aux, [], g_psi)
-    if not torch.isfinite(torch.stack([g.sum() for g in (*g_ip, *g_vr, *g_phi, *g_aux, *g_psi)]).sum()):
-        if skip_bad_steps:                             # a NaN loss gives NaN gradients: both caught here
-            return None
-        raise NonFiniteLossError("non-finite gradient")
+    ddp.average_(g_ip, g_vr, g_phi, [loss_bad])        # same vectors on every replica, before the cosine
+    ddp.average_(g_aux, g_psi)
+    grad_bad = ~torch.isfinite(torch.stack([g.sum() for g in (*g_ip, *g_vr, *g_phi, *g_aux, *g_psi)]).sum())
+    bad = torch.stack([loss_bad[0] != 0, grad_bad])  # both averaged, so every replica reads the same flags
+    if t.cfg.nan_policy == "skip-step" and bad.any():  # the one host sync: skip-step must know before updating
+        return None
     # the paper's core: how the two gradients combine (already combined for joint and when a cheap gate decided)
     update = s.combine(g_ip, g_vr) if g_vr else g_ip
     if g_aux:  # the second auxiliary through its own gate: its contribution is combine(g_ip, g_aux) − g_ip
@@ -348,7 +364,20 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator,
         for p, g in zip(psi, g_psi, strict=True):
             p.grad = g
         aux.opt.step()
-    return loss_ip.detach(), loss_vr.detach()
+    return loss_ip.detach(), loss_vr.detach(), bad
+
+
+def raise_if_bad(flags: list[Tensor], first_step: int, epoch: int) -> None:
+    """Read the (non-finite loss, non-finite gradient) flags of consecutive steps from `first_step` on, and
+    raise for the first bad one, naming its epoch and step."""
+    if not flags:
+        return
+    bad = torch.stack(flags).cpu()
+    hits = bad.any(dim=1).nonzero()
+    if len(hits):
+        i = int(hits[0])
+        what = "loss" if bad[i, 0] else "gradient"
+        raise NonFiniteLossError(f"non-finite {what} at epoch {epoch} step {first_step + i}")
 
 
 def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
@@ -368,19 +397,22 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
         t.recognizer.train()
 
     losses_ip, losses_vr, cosines, weights, aux_cosines, aux_weights = [], [], [], [], [], []
+    flags: list[Tensor] = []  # unread (loss, gradient) non-finite flags, from step `unread_from` on
+    unread_from = 1
     skipped = 0
     start = time.perf_counter()
-    for step in range(steps):
-        idx = shard[step * per_worker:(step + 1) * per_worker]
-        try:
-            y_aux = t.aux.data.train.targets[idx] if t.aux else None
-            losses = train_step(t, t.data.train.images[idx], t.data.train.targets[idx], gen, y_aux)
-        except NonFiniteLossError as exc:
-            raise NonFiniteLossError(f"{exc} at epoch {epoch} step {step + 1}") from exc
-        if losses is None:
+    for step in range(1, steps + 1):
+        idx = shard[(step - 1) * per_worker:step * per_worker]
+        y_aux = t.aux.data.train.targets[idx] if t.aux else None
+        out = train_step(t, t.data.train.images[idx], t.data.train.targets[idx], gen, y_aux)
+        if out is None:
             skipped += 1
             continue
-        loss_ip, loss_vr = losses
+        loss_ip, loss_vr, bad = out
+        flags.append(bad)
+        if len(flags) == NAN_CHECK_STEPS or step == steps:
+            raise_if_bad(flags, unread_from, epoch)
+            flags, unread_from = [], step + 1
         losses_ip.append(loss_ip)
         losses_vr.append(loss_vr)
         cosines.append(t.strategy.last_cos)
@@ -388,6 +420,9 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
         if t.aux:
             aux_cosines.append(t.aux.strategy.last_cos)
             aux_weights.append(t.aux.strategy.last_weight)
+    raise_if_bad(flags, unread_from, epoch)
+    if t.device.type == "cuda":
+        torch.cuda.synchronize(t.device)  # the step time is the device's, not the host's queueing
     elapsed = time.perf_counter() - start
     if skipped == steps:
         raise NonFiniteLossError(f"non-finite loss or gradient in every step of epoch {epoch} ({steps} skipped by "
@@ -448,7 +483,7 @@ def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
     recognizers = [(t.strategy, t.recognizer)] + ([(t.aux.strategy, t.aux.recognizer)] if t.aux else [])
     trained = [r for s, r in recognizers if s.trains_recognizer]
     if trained:  # the same images on every replica, so the buffers stay identical
-        enhanced = [t.enhancer(x).clamp(0, 1) for x in t.calibration_inputs.split(EVAL_BATCH)]
+        enhanced = [enhance(t, x) for x in t.calibration_inputs.split(EVAL_BATCH)]
         for recognizer in trained:
             recalibrate_batchnorm(recognizer, enhanced)
     for _, recognizer in recognizers:
@@ -476,6 +511,12 @@ def evaluate_elsewhere(t: Trial) -> dict[str, float]:
     return {f"eval_{k}": v for k, v in found.items()}
 
 
+def enhance(t: Trial, x_in: Tensor) -> Tensor:
+    """The enhanced images for evaluation: through the fast path, returned in fp32 and clamped to [0, 1]."""
+    with t.fast.autocast():
+        return t.enhancer(t.fast.layout(x_in)).float().clamp(0, 1)
+
+
 def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head]) -> dict[str, float]:
     """Image quality of enhancer(inputs) against the clean `images`, and each head's task metric per model
     (`prefix + metric + suffix`) on the enhanced images; sharded over workers and summed, so every worker
@@ -487,7 +528,7 @@ def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head]) -> dict[s
               for h in heads for suffix in h.models}
     for start in range(rank * EVAL_BATCH, len(images), EVAL_BATCH * world_size):
         x, x_in = images[start:start + EVAL_BATCH], inputs[start:start + EVAL_BATCH]
-        x_hat = t.enhancer(x_in).clamp(0, 1)
+        x_hat = enhance(t, x_in)
         baseline = x_in if x_in.shape == x.shape else F.interpolate(x_in, size=x.shape[-2:], mode="bilinear")
         sums["psnr"] += psnr(x_hat, x).double().sum()
         sums["ssim"] += ssim(x_hat, x).double().sum()
@@ -496,7 +537,8 @@ def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head]) -> dict[s
         for h in heads:
             y = h.targets[start:start + EVAL_BATCH]
             for suffix, model in h.models.items():
-                logits = model(x_hat)
+                with t.fast.autocast():
+                    logits = model(x_hat).float()
                 if h.task == "classification":
                     counts[h.prefix, suffix] += torch.tensor(accuracy_counts(logits, y), device=t.device)
                 else:
@@ -566,7 +608,7 @@ def train_trial(config: TrialConfig | dict[str, Any], report: Reporter | None = 
     started = time.perf_counter()
     for epoch in range(first_epoch, cfg.epochs + 1):
         metrics: dict[str, Any] = {"epoch": epoch, "schema_version": SCHEMA_VERSION, "n_skipped": len(t.data.skipped),
-                                   "resumed_from": first_epoch - 1}
+                                   "resumed_from": first_epoch - 1, **t.fast.describe()}
         metrics.update(train_epoch(t, epoch))
         tic = time.perf_counter()
         metrics.update(evaluate(t, t.val_inputs, "val"))
