@@ -5,8 +5,10 @@ Bad input ends in one line on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -23,6 +25,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Task-driven medical image enhancement experiments: gradient strategies searched on Ray.")
 datasets_app = typer.Typer(help="List the datasets (built-in and real).", invoke_without_command=True)
 app.add_typer(datasets_app, name="datasets")
+cluster_app = typer.Typer(help="Ray clusters: launch them (Ray's cluster launcher), submit searches as Ray Jobs.",
+                          no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
 console = Console()
 
 
@@ -60,6 +65,8 @@ def search(
     cpus_per_trial: float = typer.Option(1.0, help="CPUs per trial worker (fractions allowed)."),
     gpus_per_trial: float = typer.Option(0.0, help="GPUs per trial worker (fractions pack trials on a GPU)."),
     workers_per_trial: int = typer.Option(1, help="Data-parallel workers per trial (>1 runs a Ray Train DDP run)."),
+    trial_resource: list[str] = typer.Option([], "--trial-resource", help="A custom Ray resource each trial "
+                                             "worker needs, NAME=AMOUNT (repeatable), e.g. a node label A100=1."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", help="Forward passes: auto (bf16 autocast on a CUDA GPU, fp32 on the "
                                                "CPU), fp32 or bf16; gradients and the gate stay fp32."),
@@ -84,7 +91,8 @@ def search(
         seed=seed, address=address, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, scheduler=scheduler, metric=metric,
         sampler=sampler, params=params, data_options=list(data_option), skip_bad=skip_bad, eval_dataset=eval_dataset,
-        device=device, max_failures=max_failures, resume=resume, overwrite=overwrite)
+        device=device, max_failures=max_failures, resume=resume, overwrite=overwrite,
+        trial_resources=list(trial_resource))
     run_search(request, console)
 
 
@@ -155,7 +163,8 @@ def train(
 
 @app.command()
 def pareto(
-    experiment: Path = typer.Argument(..., help="An experiment folder OUT/NAME."),
+    experiment_at: str = typer.Argument(..., metavar="EXPERIMENT", help="An experiment folder OUT/NAME, or its "
+                                        "storage URI (s3://…, gs://…, file://…)."),
     plot: Path | None = typer.Option(None, help="Write the PSNR-vs-task scatter with the front drawn to this PNG."),
     on: str = typer.Option("val", help="Front on the validation (val, what the search optimised) or test split."),
     telemetry: str = typer.Option("", help="Trial ids (comma-separated, or 'front') whose gate telemetry to plot: "
@@ -166,10 +175,12 @@ def pareto(
     from gradprom.orchestrator.pareto import front_rows
     from gradprom.orchestrator.plots import plot_front
     from gradprom.orchestrator.results import TRIALS, read_rows
+    from gradprom.orchestrator.storage import local_folder, publish
     from gradprom.orchestrator.tables import front_table
 
     if on not in ("val", "test"):
         raise GradpromError(f"--on must be val or test, got '{on}'")
+    experiment = local_folder(experiment_at)
     rows = read_rows(experiment / TRIALS)
     if on == "test":
         for r in rows:
@@ -191,7 +202,9 @@ def pareto(
                                 f"{', '.join(r['trial_id'] for r in rows)}")
         path = plot_telemetry(read_rows(experiment / EPOCHS), chosen, experiment / "telemetry.png",
                               title=f"gate telemetry · {experiment.name}")
-        console.print(f"telemetry plot written to {path}")
+        publish(experiment, path.name)
+        console.print(f"telemetry plot written to {path}" + (f" and {experiment_at}/{path.name}"
+                                                              if "://" in experiment_at else ""))
 
 
 @app.command()
@@ -294,6 +307,181 @@ def datasets_check(
         raise GradpromError(f"{name}: {' and '.join(what)} (listed above); re-download or fix them, or search with "
                             "--skip-bad to leave bad files out")
     console.print(f"[green]{name}: all {report.total} samples are good[/green]")
+
+
+# --- gradprom cluster ---------------------------------------------------------------------------------------
+
+_CONFIG_HELP = "Cluster config: a shipped template name (see `gradprom cluster templates`) or your YAML file."
+_SOURCE_HELP = "The gradprom checkout the nodes install; default the one this gradprom runs from."
+
+
+def _launcher_command(verb: list[str], config: str, source: str, dry_run: bool, tail: list[str] = ()) -> None:
+    from gradprom.cluster.launcher import ray_command, rendered_config
+
+    _, path = rendered_config(config, source, create_token=not dry_run and verb[0] == "up")
+    def echo(text: str) -> None:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    if dry_run:
+        echo(f"rendered and validated by Ray: {path}")
+        echo(path.read_text())
+    ray_command([*verb, str(path), *tail], dry_run, echo)
+
+
+@cluster_app.command("up")
+def cluster_up(config: str = typer.Argument(..., help=_CONFIG_HELP),
+               source: str = typer.Option("", help=_SOURCE_HELP),
+               dry_run: bool = typer.Option(False, "--dry-run", help="Render, validate and print; start nothing.")
+               ) -> None:
+    """Start or update a cluster with Ray's launcher (`ray up`), gradprom installed on every node."""
+    _launcher_command(["up", "-y"], config, source, dry_run)
+
+
+@cluster_app.command("down")
+def cluster_down(config: str = typer.Argument(..., help=_CONFIG_HELP),
+                 source: str = typer.Option("", help=_SOURCE_HELP),
+                 dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run.")) -> None:
+    """Tear a cluster down (`ray down`)."""
+    _launcher_command(["down", "-y"], config, source, dry_run)
+
+
+@cluster_app.command("status")
+def cluster_status(config: str = typer.Argument(..., help=_CONFIG_HELP),
+                   source: str = typer.Option("", help=_SOURCE_HELP),
+                   dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run.")) -> None:
+    """Nodes, resources and pending demands of a cluster (`ray status`, run on its head over SSH)."""
+    _launcher_command(["exec"], config, source, dry_run,
+                      ["RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$HOME/.ray/auth_token ray status"])
+
+
+@cluster_app.command("submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def cluster_submit(
+    ctx: typer.Context,
+    address: str = typer.Option("", help="The cluster's Jobs API, http://HEAD:8265 (default $RAY_ADDRESS when "
+                                         "it is an http address); or give a cluster config before `--`."),
+    source: str = typer.Option("", help=_SOURCE_HELP),
+    wait: bool = typer.Option(False, help="Follow the job's log until it ends; exit 0 only if it succeeded."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the job (entrypoint, runtime env); submit nothing."),
+) -> None:
+    """Run a gradprom command on a cluster as a Ray Job: `gradprom cluster submit [CONFIG] -- search …`.
+
+    The gradprom package travels with the job (its runtime env), so the nodes run this very code."""
+    from gradprom.cluster.launcher import (
+        JobFailed,
+        dashboard_tunnel,
+        follow_job,
+        job_entrypoint,
+        job_runtime_env,
+        rendered_config,
+        submit_job,
+    )
+
+    args = list(ctx.args)
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    config = args.pop(0) if args and args[0] not in names | {"datasets", "cluster"} else ""
+    entrypoint = job_entrypoint(args)
+    out = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--out"), "")
+    if args[0] == "search" and not ("://" in out or Path(out).is_absolute()):
+        console.print("[yellow]--out is not an absolute path or a storage URI: results land on the head node's "
+                      "disk, in the job's working folder; use shared storage (s3://…, gs://…, an NFS path)[/yellow]")
+    if config and address:
+        raise GradpromError("give a cluster config or --address, not both")
+    if not config and not address:
+        env = os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS", "")
+        address = env if env.startswith("http") else ""
+        if not address:
+            raise GradpromError("where should the job run? pass --address http://HEAD:8265 or a cluster config "
+                                "before `--` (e.g. gradprom cluster submit aws-gpu -- search …)")
+    if dry_run:
+        console.print(f"would submit to {address or f'{config} (through `ray dashboard`)'}:\n  entrypoint: "
+                      f"{entrypoint}\n  runtime_env: {job_runtime_env()}", highlight=False, markup=False,
+                      soft_wrap=True)
+        return
+
+    def run(at: str) -> None:
+        job_id = submit_job(at, args)
+        console.print(f"submitted job [bold]{job_id}[/bold] to {at}")
+        if not wait:
+            where = f"--address {address}" if address else config
+            console.print(f"follow it: gradprom cluster logs {job_id} {where} --follow · stop it: "
+                          f"gradprom cluster stop {job_id} {where}", highlight=False)
+            return
+        status = follow_job(at, job_id, lambda text: console.print(text, highlight=False, markup=False))
+        if status != "SUCCEEDED":
+            raise JobFailed(f"job {job_id} ended {status} (its log is above)")
+        console.print(f"[green]job {job_id} succeeded[/green]")
+
+    if config:
+        _, path = rendered_config(config, source)
+        with dashboard_tunnel(path) as tunneled:
+            run(tunneled)
+    else:
+        run(address)
+
+
+def _job_address(address: str, config: str, source: str) -> Any:
+    from contextlib import nullcontext
+
+    from gradprom.cluster.launcher import dashboard_tunnel, rendered_config
+
+    if config:
+        return dashboard_tunnel(rendered_config(config, source)[1])
+    env = os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS", "")
+    address = address or (env if env.startswith("http") else "")
+    if not address:
+        raise GradpromError("pass --address http://HEAD:8265 (or a cluster config) to reach the job")
+    return nullcontext(address)
+
+
+@cluster_app.command("logs")
+def cluster_logs(job: str = typer.Argument(..., help="Job id (from `submit`)."),
+                 config: str = typer.Argument("", help=_CONFIG_HELP + " Or --address."),
+                 address: str = typer.Option("", help="The cluster's Jobs API, http://HEAD:8265."),
+                 source: str = typer.Option("", help=_SOURCE_HELP),
+                 follow: bool = typer.Option(False, "--follow", "-f", help="Print until the job ends.")) -> None:
+    """Print a job's log."""
+    from gradprom.cluster.launcher import follow_job, jobs_client
+
+    with _job_address(address, config, source) as at:
+        if follow:
+            status = follow_job(at, job, lambda text: console.print(text, highlight=False, markup=False))
+            console.print(f"job {job}: {status}")
+        else:
+            console.print(jobs_client(at).get_job_logs(job), highlight=False, markup=False)
+
+
+@cluster_app.command("stop")
+def cluster_stop(job: str = typer.Argument(..., help="Job id (from `submit`)."),
+                 config: str = typer.Argument("", help=_CONFIG_HELP + " Or --address."),
+                 address: str = typer.Option("", help="The cluster's Jobs API, http://HEAD:8265."),
+                 source: str = typer.Option("", help=_SOURCE_HELP)) -> None:
+    """Stop a running job (its search ends as interrupted; --resume continues it)."""
+    from gradprom.cluster.launcher import jobs_client
+
+    with _job_address(address, config, source) as at:
+        stopped = jobs_client(at).stop_job(job)
+    console.print(f"job {job}: {'stop requested' if stopped else 'was not running'}")
+
+
+@cluster_app.command("templates")
+def cluster_templates(
+    write: str = typer.Option("", help="Write this template out to edit (see the list)."),
+    dest: Path = typer.Option(Path("."), help="Folder (or file) to write it to."),
+    overwrite: bool = typer.Option(False, help="Replace an existing file."),
+) -> None:
+    """List the shipped cluster configs, or write one out to edit."""
+    from gradprom.cluster.templates import TEMPLATES, write_template
+
+    if write:
+        path = write_template(write, dest, overwrite=overwrite)
+        console.print(f"wrote {path}; edit it, then: gradprom cluster up {path} --dry-run")
+        return
+    table = Table(title="shipped cluster configs")
+    for col in ("name", "kind", "file", "what"):
+        table.add_column(col)
+    for name, (file, what, kind) in TEMPLATES.items():
+        table.add_row(name, kind, file, what)
+    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 from gradprom import SCHEMA_VERSION, __version__
 from gradprom.errors import GradpromError
+from gradprom.orchestrator.storage import publish
 
 MANIFEST = "manifest.json"
 MIN_FREE_BYTES = 200 * 2**20  # checkpoints of small models and a few Parquet files
@@ -49,6 +50,7 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     tmp = folder / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(redact(manifest), indent=2, sort_keys=True, default=str))
     tmp.replace(folder / MANIFEST)
+    publish(folder, MANIFEST)
 
 
 def check_name(name: str) -> str:

@@ -25,10 +25,10 @@ _active: LiveDisplay | None = None
 class LiveDisplay:
     """A progress bar and the front so far, redrawn as results arrive; a context manager."""
 
-    def __init__(self, label: str, total: int, console: Console) -> None:
+    def __init__(self, label: str, total: int, console: Console, status: str = "starting trials…") -> None:
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
-        self.task = self.progress.add_task(label, total=total, status="starting trials…")
+        self.task = self.progress.add_task(label, total=total, status=status)
         self.live = Live(Group(self.progress), console=console, refresh_per_second=4, transient=True)
 
     def __enter__(self) -> LiveDisplay:

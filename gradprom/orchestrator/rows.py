@@ -10,6 +10,7 @@ from typing import Any
 from gradprom import SCHEMA_VERSION
 from gradprom.orchestrator.pareto import front_rows
 from gradprom.orchestrator.results import EPOCHS, PARETO, TRIALS, write_rows
+from gradprom.orchestrator.storage import publish
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.loop import FAILED_KEY
 
@@ -73,4 +74,5 @@ def write_results(folder: Path, trials: list[dict], epochs: list[dict]) -> list[
     write_rows(folder / TRIALS, trials, LEADING)
     write_rows(folder / EPOCHS, unique_epochs(epochs), ("dataset", "trial_id", "epoch"))
     write_rows(folder / PARETO, front, LEADING)
+    publish(folder, TRIALS, EPOCHS, PARETO)
     return front

@@ -27,10 +27,12 @@ from gradprom.orchestrator.experiment import (
     this_driver,
     write_manifest,
 )
+from gradprom.orchestrator.nodes import alive_nodes, capacity_note, check_data_on_nodes
 from gradprom.orchestrator.optuna_search import SAMPLERS, make_sampler
 from gradprom.orchestrator.pareto import OBJECTIVES
 from gradprom.orchestrator.results import error_line
 from gradprom.orchestrator.rows import epoch_row, epochs_done, trial_row, write_results
+from gradprom.orchestrator.storage import local_folder, store_of, tune_storage
 from gradprom.orchestrator.tables import front_table
 from gradprom.plugins import ENV as PLUGINS_ENV
 from gradprom.plugins import plugin_modules
@@ -71,9 +73,11 @@ class SearchRequest:
     resume: bool = False
     overwrite: bool = False
     max_failures: int = 1
+    trial_resources: list[str] = field(default_factory=list)  # NAME=AMOUNT custom resources per trial worker
 
     def folder(self) -> Path:
-        return Path(self.out).expanduser().resolve() / self.name
+        """OUT/NAME, or for a storage URI its local mirror (see `storage`)."""
+        return local_folder(self.out, self.name)
 
 
 @dataclass
@@ -87,6 +91,23 @@ class StudyPlan:
     @property
     def budget(self) -> int:
         return int(self.base["epochs"])
+
+
+def parse_resources(items: list[str]) -> list[tuple[str, float]]:
+    """`--trial-resource NAME=AMOUNT` values as (name, amount) pairs: custom Ray node resources each trial
+    worker holds (e.g. a node label such as `A100=1`, or a share of one: `gradprom_worker=0.5`)."""
+    found = []
+    for item in items:
+        name, sep, amount = item.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if not sep or not name.strip() or not value > 0 or name.strip() in ("CPU", "GPU", "memory"):
+            raise GradpromError(f"--trial-resource '{item}' is not NAME=AMOUNT with a custom resource name and an "
+                                "amount > 0 (CPUs and GPUs have --cpus-per-trial/--gpus-per-trial)")
+        found.append((name.strip(), value))
+    return found
 
 
 def plan(req: SearchRequest) -> list[StudyPlan]:
@@ -106,6 +127,7 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
     if req.cpus_per_trial <= 0 or req.gpus_per_trial < 0 or req.workers_per_trial < 1 or req.concurrency < 0:
         raise GradpromError("--cpus-per-trial must be > 0, --gpus-per-trial ≥ 0, --workers-per-trial ≥ 1, "
                             "--concurrency ≥ 0")
+    parse_resources(req.trial_resources)
     if not req.datasets:
         raise GradpromError("--dataset names no dataset; e.g. --dataset synthetic")
     if len(set(req.datasets)) != len(req.datasets):
@@ -207,10 +229,19 @@ def result_rows(grid: Any, study: StudyPlan, experiment: str, states: dict[str, 
     return trials, epochs
 
 
+def placement_of(req: SearchRequest, storage: Path | str = "") -> Any:
+    """How each trial of the request runs (workers, CPUs, GPUs, custom resources, Ray Train's storage)."""
+    from gradprom.trainables.ray_trial import Placement
+
+    return Placement(workers=req.workers_per_trial, cpus=req.cpus_per_trial, gpus=req.gpus_per_trial,
+                     storage_path=str(storage), custom=tuple(parse_resources(req.trial_resources)))
+
+
 def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Console,
-              earlier: tuple[list, list] = ([], [])) -> tuple[list, list]:
+              earlier: tuple[list, list] = ([], []), waiting: str = "") -> tuple[list, list]:
     """One Optuna study through one Ray Tune Tuner; returns its (trial rows, epoch rows). `earlier` are the
-    rows of the studies before it, rewritten with this one's as its trials end."""
+    rows of the studies before it, rewritten with this one's as its trials end. `waiting` is shown until a
+    trial starts (what the search waits for)."""
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -218,14 +249,13 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     from gradprom.orchestrator.optuna_search import BudgetAwareOptunaSearch
     from gradprom.orchestrator.progress import LiveDisplay, SearchProgress
     from gradprom.orchestrator.recorder import ResultsRecorder
-    from gradprom.trainables.ray_trial import Placement, make_trainable
+    from gradprom.trainables.ray_trial import make_trainable
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = folder / "ray"
-    placement = Placement(workers=req.workers_per_trial, cpus=req.cpus_per_trial, gpus=req.gpus_per_trial,
-                          storage_path=str(storage / "train"))
+    storage = tune_storage(folder)  # the store's ray/ for a storage URI: trials on any node write there
+    placement = placement_of(req, f"{storage}/train")
     trainable = make_trainable(study.base, placement)
-    run_dir = storage / study.dataset
+    run_dir = f"{storage}/{study.dataset}"
     progress = SearchProgress(study.budget, study.base)
     recorder = ResultsRecorder(folder, study.base, study.space.name, study.dataset, req.name, study.budget, earlier)
     # Snapshot Tune's experiment state (trials, searcher) every second, not every 10 s or more, so a driver
@@ -246,11 +276,11 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
                                         max_concurrent_trials=req.concurrency or None, reuse_actors=True,
                                         trial_dirname_creator=lambda trial: trial.trial_id),
             run_config=tune.RunConfig(
-                name=study.dataset, storage_path=str(storage), verbose=0, callbacks=[progress, recorder],
+                name=study.dataset, storage_path=storage, verbose=0, callbacks=[progress, recorder],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=req.max_failures)),
         )
-    with LiveDisplay(f"{study.dataset} · {req.space}", req.trials, console):
+    with LiveDisplay(f"{study.dataset} · {req.space}", req.trials, console, status=waiting or "starting trials…"):
         grid = tuner.fit()
     states = {t.trial_id: t.status for t in grid._experiment_analysis.trials}
     interrupted = len(grid) < req.trials or any(s not in ("TERMINATED", "ERROR") for s in states.values())
@@ -260,7 +290,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
 
 
 #: options that may differ when resuming: where and how wide it runs, not what it searches
-RESUMABLE_CHANGES = {"resume", "overwrite", "address", "concurrency"}
+RESUMABLE_CHANGES = {"resume", "overwrite", "address", "concurrency", "trial_resources"}
 
 
 def resumed_request(req: SearchRequest) -> SearchRequest:
@@ -306,9 +336,15 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
         label = Path(req.space).stem if req.space.endswith(".json") else req.space
         req.name = req.name or f"{label}-{'_'.join(req.datasets)}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_name(req.name)
+    env_address = os.environ.get("RAY_ADDRESS", "")
+    if not req.address and env_address and not env_address.startswith("http"):
+        req.address = env_address  # inside a Ray Job (`gradprom cluster submit`): the job's own cluster
     studies = plan(req)
     folder = req.folder()
     manifest = prepare_folder(folder, req.resume, req.overwrite) or new_manifest(asdict(req))
+    store = store_of(folder)
+    if store is not None and req.overwrite:
+        store.delete()  # the local copy was replaced; so is what the store held
     manifest.update(status="running", driver=this_driver())
     write_manifest(folder, manifest)
 
@@ -319,10 +355,17 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
         req.concurrency = max(1, int(local_cpus // (req.cpus_per_trial * req.workers_per_trial)))
     with ray_runtime(req.address, None if req.address else local_cpus):
         place_on_gpus(req)
+        need = placement_of(req).worker_resources()
+        waiting = capacity_note(need, alive_nodes(), on_cluster=bool(req.address))
+        if waiting:
+            console.print(f"[yellow]{waiting}; trials start as nodes join (Ctrl-C stops the search)[/yellow]")
         for study in studies:
             if not req.address:
                 prepare_reference(study.base, console)
-            t_rows, e_rows = run_study(study, req, folder, console, earlier=(trials, epochs))
+            else:
+                with console.status(f"[bold]{study.dataset}: checking the data on every node that can host a trial…"):
+                    check_data_on_nodes(study.base, need)
+            t_rows, e_rows = run_study(study, req, folder, console, earlier=(trials, epochs), waiting=waiting)
             trials += t_rows
             epochs += e_rows
             write_results(folder, trials, epochs)  # after each study: a later crash keeps this one

@@ -32,6 +32,7 @@ class Placement:
     cpus: float = 1.0
     gpus: float = 0.0
     storage_path: str = ""
+    custom: tuple[tuple[str, float], ...] = ()  # custom node resources each worker needs (--trial-resource)
 
     def trial_resources(self) -> dict[str, float]:
         """Resources of the Tune trial itself: all of them for one worker; for a Train driver, no CPU.
@@ -41,8 +42,12 @@ class Placement:
         asks for the memory it really uses instead (every node advertises `memory`).
         """
         if self.workers == 1:
-            return {"CPU": self.cpus, "GPU": self.gpus}
+            return self.worker_resources()
         return {"CPU": 0, "memory": DRIVER_MEMORY}
+
+    def worker_resources(self) -> dict[str, float]:
+        """What one worker holds: its CPUs, GPU share and custom resources."""
+        return {"CPU": self.cpus, "GPU": self.gpus, **dict(self.custom)}
 
 
 def _run(report_fn: Any, get_checkpoint: Any, config: dict[str, Any]) -> None:
@@ -84,7 +89,7 @@ def tune_trial(sampled: dict[str, Any], base: dict[str, Any], placement: Placeme
         _run(ray.tune.report, ray.tune.get_checkpoint, config)
         return
     trial_id = ray.tune.get_context().get_trial_id()
-    resources = {"CPU": placement.cpus, **({"GPU": placement.gpus} if placement.gpus else {})}
+    resources = {k: v for k, v in placement.worker_resources().items() if v or k == "CPU"}
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config=config,
