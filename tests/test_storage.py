@@ -17,8 +17,9 @@ from gradprom.trainables.checkpoint import CHECKPOINT_FILE
 from tests.test_search_e2e import TINY_PARAMS, gradprom
 
 
-def test_store_round_trip(tmp_path: Path) -> None:
+def test_store_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file:// store: pull fills a fresh local copy (Tune's ray/ tree left in place), publish writes back."""
+    monkeypatch.setenv("GRADPROM_CACHE", str(tmp_path / "cache"))  # the local copy lives in the cache
     remote = tmp_path / "bucket" / "exp"
     (remote / "ray" / "synthetic").mkdir(parents=True)
     (remote / "manifest.json").write_text("{}")
