@@ -455,7 +455,7 @@ def cluster_stop(job: str = typer.Argument(..., help="Job id (from `submit`)."),
                  config: str = typer.Argument("", help=_CONFIG_HELP + " Or --address."),
                  address: str = typer.Option("", help="The cluster's Jobs API, http://HEAD:8265."),
                  source: str = typer.Option("", help=_SOURCE_HELP)) -> None:
-    """Stop a running job (its search ends as interrupted; --resume continues it)."""
+    """Stop a running job; the trials it finished stay saved, and `search --resume` continues it."""
     from gradprom.cluster.launcher import jobs_client
 
     with _job_address(address, config, source) as at:
