@@ -183,10 +183,9 @@ class TrialConfig:
         degradation) so a typo fails before Ray starts, not inside a trial."""
         from gradprom.datasets import dataset_info, parse_degradation
         from gradprom.models import MODELS
-
-        self.build_strategy()
         from gradprom.strategies import strategy_options
 
+        strategy = self.build_strategy()
         unused = [k for k, off in (("ema", 0.0), ("gate_every", 1), ("gate_on", "all"))
                   if getattr(self, k) != off and k not in strategy_options(self.strategy)]
         if unused:
@@ -200,7 +199,6 @@ class TrialConfig:
             if self.aux_task == self.task or self.aux_task not in tasks:
                 raise GradpromError(f"aux_task must be another task of dataset '{self.dataset}' than '{self.task}' "
                                     f"(its tasks: {', '.join(tasks)}), got '{self.aux_task}'")
-            strategy = self.build_strategy()
             if not strategy.uses_aux_gradient:
                 raise GradpromError(f"aux_task needs a strategy that uses the recognizers' gradients (not "
                                     f"enhancer_only); got {strategy.describe()}")

@@ -86,7 +86,6 @@ class Trial:
     eval_reference: nn.Module | None = None  # and its fixed degraded test inputs
     eval_inputs: Tensor | None = None
     steps_done: int = 0  # training steps so far (the cheap gates measure every gate_every-th)
-    batched_vjp: bool = False  # both VJPs in one vmapped call (see `vjps`)
     aux: Auxiliary | None = None  # a second auxiliary task (multi-auxiliary training)
     fast: FastPath = FastPath()  # precision, memory format and compile of the forward passes
 
@@ -219,15 +218,13 @@ def build_trial(cfg: TrialConfig) -> Trial:
     test_inputs = degrade_fixed(degradation, data.test.images, seeded_generator(device, cfg.seed, 202))
     calibration = degrade_fixed(degradation, data.train.images[:CALIBRATION_IMAGES],
                                 seeded_generator(device, cfg.seed, 303))
-    trial = Trial(cfg, device, data, degradation, enhancer, recognizer, reference, strategy, opt_e, opt_r,
-                  val_inputs, test_inputs, calibration)
-    trial.batched_vjp = cfg.vjp == "batched"
-    trial.aux = aux
-    trial.fast = FastPath.resolve(cfg.precision, cfg.memory_format, cfg.compile, device)
+    fast = FastPath.resolve(cfg.precision, cfg.memory_format, cfg.compile, device)
     for model in (enhancer, recognizer, *((aux.recognizer,) if aux else ())):
-        trial.fast.prepare(model)
+        fast.prepare(model)
     for model in (reference, *((aux.reference,) if aux else ())):
-        trial.fast.prepare(model, compile=False)
+        fast.prepare(model, compile=False)
+    trial = Trial(cfg, device, data, degradation, enhancer, recognizer, reference, strategy, opt_e, opt_r,
+                  val_inputs, test_inputs, calibration, aux=aux, fast=fast)
     eval_cfg = cfg.eval_config()
     if eval_cfg is not None:
         trial.eval_data = build_data(eval_cfg).to(device)
@@ -286,6 +283,7 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator,
     """
     s, aux = t.strategy, t.aux
     gates = [s, aux.strategy] if aux else [s]
+    batched = t.cfg.vjp == "batched"  # the VJPs through the enhancer in one vmapped call (see `vjps`)
     theta = [p for p in t.enhancer.parameters() if p.requires_grad]
     phi = [p for p in t.recognizer.parameters() if p.requires_grad] if s.trains_recognizer else []
     psi = [p for p in aux.recognizer.parameters() if p.requires_grad] if aux and aux.strategy.trains_recognizer else []
@@ -328,7 +326,7 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator,
             u_rec.append(u)
         on_head = getattr(s, "gate_on", "all") == "head"
         if measure and on_head:                        # cheap gate: cosines over the last layer only
-            h_ip, *h_rec = vjps(x_hat, output_layer(t.enhancer), [u_ip, *u_rec], t.batched_vjp, retain_graph=True)
+            h_ip, *h_rec = vjps(x_hat, output_layer(t.enhancer), [u_ip, *u_rec], batched, retain_graph=True)
             ddp.average_(h_ip, *h_rec)
             for gate, h in zip(gates, h_rec, strict=True):
                 gate.decide(h_ip, h)
@@ -337,9 +335,9 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator,
                 gate.last_cos = torch.full((), math.nan, device=x.device)
         if on_head or not measure:                     # one VJP of the combined cotangent
             combined = u_ip + sum(g.lam * g.last_weight.to(u.dtype) * u for g, u in zip(gates, u_rec, strict=True))
-            g_ip, g_vr = vjps(x_hat, theta, [combined], t.batched_vjp)[0], []
+            g_ip, g_vr = vjps(x_hat, theta, [combined], batched)[0], []
         else:                                          # exact: every gradient over all enhancer parameters
-            g_ip, g_vr, *rest = vjps(x_hat, theta, [u_ip, *u_rec], t.batched_vjp)
+            g_ip, g_vr, *rest = vjps(x_hat, theta, [u_ip, *u_rec], batched)
             g_aux = rest[0] if rest else []
 
     ddp.average_(g_ip, g_vr, g_phi, [loss_bad])        # same vectors on every replica, before the cosine
@@ -410,7 +408,7 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
             continue
         loss_ip, loss_vr, bad = out
         flags.append(bad)
-        if len(flags) == NAN_CHECK_STEPS or step == steps:
+        if len(flags) == NAN_CHECK_STEPS:
             raise_if_bad(flags, unread_from, epoch)
             flags, unread_from = [], step + 1
         losses_ip.append(loss_ip)
@@ -420,7 +418,7 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
         if t.aux:
             aux_cosines.append(t.aux.strategy.last_cos)
             aux_weights.append(t.aux.strategy.last_weight)
-    raise_if_bad(flags, unread_from, epoch)
+    raise_if_bad(flags, unread_from, epoch)  # the epoch's last unread steps
     if t.device.type == "cuda":
         torch.cuda.synchronize(t.device)  # the step time is the device's, not the host's queueing
     elapsed = time.perf_counter() - start
