@@ -26,3 +26,16 @@ def tiny(tmp_path: Path) -> dict:
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One recognizer cache for the session's end-to-end runs (the cache is part of what they exercise)."""
     return str(tmp_path_factory.mktemp("gradprom-cache"))
+
+
+def record_decodes(monkeypatch: pytest.MonkeyPatch, masks: bool = False) -> list[Path]:
+    """From now on, every image file decoded through `files.read_image` (and with `masks`, every mask through
+    `files.read_mask`) is appended to the returned list: the real-dataset loaders all decode through them."""
+    from gradprom.datasets import files
+
+    seen: list[Path] = []
+    read_image, read_mask = files.read_image, files.read_mask
+    monkeypatch.setattr(files, "read_image", lambda path, channels: seen.append(path) or read_image(path, channels))
+    if masks:
+        monkeypatch.setattr(files, "read_mask", lambda path: seen.append(path) or read_mask(path))
+    return seen

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-import gradprom.datasets.files as files
 from gradprom.datasets import get_dataset
 from gradprom.errors import GradpromError
+from tests.conftest import record_decodes
 
 # name -> (class folder, split, PIL mode, pixel value); grey level PIL gives it: 299R + 587G + 114B / 1000
 IMAGES = {
@@ -95,9 +95,7 @@ def test_caps_are_seeded_and_only_kept_samples_decoded(tmp_path: Path, monkeypat
     assert torch.equal(a.train.images, b.train.images) and torch.equal(a.train.targets, b.train.targets)
     picks = {tuple(centre_values(get_dataset("covid_ct", seed=s, **opts).train.images)) for s in range(6)}
     assert len(picks) > 1  # the seed changes which samples a cap keeps
-    decoded = []
-    real = files.read_image  # the loaders decode through files.decode_image_sample
-    monkeypatch.setattr(files, "read_image", lambda p, c: decoded.append(p.name) or real(p, c))
+    decoded = record_decodes(monkeypatch)
     get_dataset("covid_ct", seed=0, **opts)
     assert len(decoded) == 3 + 1 + 2
 

@@ -23,6 +23,7 @@ import gradprom.datasets.lizard as lizard
 from gradprom.datasets import TaskData, get_dataset
 from gradprom.datasets.files import carve
 from gradprom.errors import GradpromError
+from tests.conftest import record_decodes
 from tests.test_camus import make_2019, make_2023
 from tests.test_isic2018 import make_task1, make_task3, write_jpeg
 from tests.test_lizard import image_index, make_lizard
@@ -81,10 +82,7 @@ def isic(tmp_path: Path) -> tuple[Path, list[str]]:
 @pytest.fixture()
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every image file decoded through files.read_image (ISIC, QaTa, COVID-CT read pixels this way)."""
-    seen: list[Path] = []
-    original = files.read_image
-    monkeypatch.setattr(files, "read_image", lambda path, channels: seen.append(path) or original(path, channels))
-    return seen
+    return record_decodes(monkeypatch)
 
 
 # --- 1. reuse ---------------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-import gradprom.datasets.files as files
 from gradprom.datasets import get_dataset
 from gradprom.errors import GradpromError
+from tests.conftest import record_decodes
 
 SIZES = ((24, 32), (32, 24), (32, 32), (16, 32))  # (H, W); the longest side is 32, so image_size 32 is no resize
 HEADER = "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC"
@@ -149,9 +149,7 @@ def test_caps_are_seeded_and_decode_only_survivors(tmp_path: Path, monkeypatch: 
     c = get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path), n_train=5, seed=4)
     assert len(a.train) == 5 and torch.equal(a.train.images, b.train.images)
     assert not torch.equal(a.train.images, c.train.images)
-    read = []
-    original = files.read_image  # the loaders decode through files.decode_image_sample
-    monkeypatch.setattr(files, "read_image", lambda path, channels: read.append(path) or original(path, channels))
+    read = record_decodes(monkeypatch)
     get_dataset("isic2018", task="classification", image_size=32, data_root=str(tmp_path), n_train=2, n_val=1,
                 n_test=1)
     assert len(read) == 4

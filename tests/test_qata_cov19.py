@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-import gradprom.datasets.files as files
 from gradprom.datasets import get_dataset
 from gradprom.errors import GradpromError
+from tests.conftest import record_decodes
 
 SIZES = ((24, 32), (32, 20), (32, 32))  # (H, W); the longer side is 32 = image_size, so no interpolation
 CONTROL_VALUE = 77  # every control pixel; COVID pixels are 10 (background) or 210 (infection)
@@ -119,10 +119,7 @@ def test_caps_are_seeded_and_only_survivors_decoded(tmp_path: Path, monkeypatch:
     a, b = get_dataset("qata_cov19", seed=3, **kw), get_dataset("qata_cov19", seed=3, **kw)
     assert (len(a.train), len(a.val), len(a.test)) == (4, 1, 2)
     assert torch.equal(a.train.images, b.train.images) and torch.equal(a.train.targets, b.train.targets)
-    decoded: list[str] = []
-    real_image, real_mask = files.read_image, files.read_mask  # the loaders decode through files.decode_image_sample
-    monkeypatch.setattr(files, "read_image", lambda p, c: decoded.append(p.name) or real_image(p, c))
-    monkeypatch.setattr(files, "read_mask", lambda p: decoded.append(p.name) or real_mask(p))
+    decoded = record_decodes(monkeypatch, masks=True)
     get_dataset("qata_cov19", seed=3, **kw)
     assert len(decoded) == 2 * (4 + 1 + 2)  # one image + one mask per kept sample, nothing else
     decoded.clear()
