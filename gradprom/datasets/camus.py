@@ -71,9 +71,9 @@ def read_metaimage(path: Path) -> np.ndarray:
                             "expected DimSize, ElementType and ElementDataFile") from exc
     if header.get("BinaryDataByteOrderMSB", "False").lower() == "true":
         dtype = dtype.newbyteorder(">")
-    raw = data_file.read_bytes() if data_file.is_file() else None
-    if raw is None:
+    if not data_file.is_file():
         raise GradpromError(f"{path}: its data file {data_file.name} is missing")
+    raw = data_file.read_bytes()
     if header.get("CompressedData", "False").lower() == "true":
         raw = zlib.decompress(raw)
     count = int(np.prod(dims))
@@ -118,8 +118,8 @@ def _patient_samples(folder: Path, patient: str, views: list[str], phases: list[
     return out
 
 
-def list_samples(root: Path, views: list[str], phases: list[str], seed: int) -> tuple[str, list[list[Sample]]]:
-    """(release, [train, val, test] samples), by patient: a patient's frames stay in one split."""
+def list_samples(root: Path, views: list[str], phases: list[str], seed: int) -> list[list[Sample]]:
+    """[train, val, test] samples of either release, by patient: a patient's frames stay in one split."""
     nifti = next((p for p in (root / "database_nifti", root / "CAMUS_public" / "database_nifti") if p.is_dir()),
                  None)
     if nifti is not None:
@@ -128,11 +128,11 @@ def list_samples(root: Path, views: list[str], phases: list[str], seed: int) -> 
             groups = [read_text_lines(split_dir / f"subgroup_{s}.txt") for s in SPLITS]
         else:
             groups = carve(sorted(p.name for p in nifti.iterdir() if p.is_dir()), seed)
-        return "2023", [[s for p in g for s in _patient_samples(nifti, p, views, phases, ".nii.gz")] for g in groups]
+        return [[s for p in g for s in _patient_samples(nifti, p, views, phases, ".nii.gz")] for g in groups]
     training = root / "training"
     patients = sorted(p.name for p in training.iterdir() if p.is_dir())
-    return "2019", [[s for p in g for s in _patient_samples(training, p, views, phases, ".mhd")]
-                    for g in carve(patients, seed)]
+    return [[s for p in g for s in _patient_samples(training, p, views, phases, ".mhd")]
+            for g in carve(patients, seed)]
 
 
 def decode(s: Sample, task: str, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,7 +157,7 @@ def samples_for(root: Path, task: str, seed: int, image_size: int, views: str = 
     view_list, phase_list = [v.strip() for v in views.split(",")], [p.strip() for p in phases.split(",")]
     if not set(view_list) <= {"2CH", "4CH"} or not set(phase_list) <= {"ED", "ES"}:
         raise GradpromError(f"camus: views must be from 2CH,4CH and phases from ED,ES; got '{views}' / '{phases}'")
-    return list_samples(root, view_list, phase_list, seed)[1]
+    return list_samples(root, view_list, phase_list, seed)
 
 
 LOADER = disk.DiskLoader(

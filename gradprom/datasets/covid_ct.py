@@ -51,11 +51,6 @@ def class_folder(root: Path, label: int) -> Path:
     return folder
 
 
-def split_names(path: Path) -> list[str]:
-    """File names listed in one split file: outer whitespace stripped (inner spaces kept), de-duplicated."""
-    return list(dict.fromkeys(name.lstrip("\ufeff") for name in read_text_lines(path)))
-
-
 def official_split(root: Path, folders: list[Path]) -> list[list[Sample]]:
     """[train, val, test] from Data-split/; a listed name missing on disk is a bad file (decode names it)."""
     groups: list[list[Sample]] = []
@@ -63,7 +58,7 @@ def official_split(root: Path, folders: list[Path]) -> list[list[Sample]]:
         group = []
         for label, folder in enumerate(folders):
             listing = root / "Data-split" / SPLIT_DIRS[label] / f"{split}CT_{SPLIT_DIRS[label]}.txt"
-            group.extend(Sample(folder / name, label) for name in split_names(listing))
+            group.extend(Sample(folder / name, label) for name in read_text_lines(listing))
         groups.append(group)
     return groups
 

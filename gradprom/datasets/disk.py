@@ -114,16 +114,19 @@ def decode_groups(loader: DiskLoader, groups: list[list[Any]], task: str, image_
 def stamps(groups: list[list[Any]]) -> str:
     """A hash of every sample (paths, labels) and the size and mtime of every file it reads."""
     digest = hashlib.sha256()
+    seen: dict[Any, bytes] = {}  # each file stat'ed once (a Lizard image backs hundreds of patch samples)
     for group in groups:
         digest.update(b"|split|")
         for sample in group:
             digest.update(repr(sample).encode())
             for path in sample.files:
-                try:
-                    st = os.stat(path)
-                    digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-                except OSError:
-                    digest.update(b"missing")
+                if path not in seen:
+                    try:
+                        st = os.stat(path)
+                        seen[path] = f"{st.st_size}:{st.st_mtime_ns}".encode()
+                    except OSError:
+                        seen[path] = b"missing"
+                digest.update(seen[path])
     return digest.hexdigest()
 
 
@@ -133,8 +136,11 @@ def cached(folder: Path, identity: dict[str, Any], stamp: str,
     """The decoded splits from the cache entry for `identity`, rebuilt when the sources' `stamp` changed."""
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     entry = folder / f"{identity['dataset']}-{key}"
+    hit = read_entry(entry, stamp)  # entries are swapped in whole (write_entry), so a hit needs no lock
+    if hit is not None:
+        return hit
     with file_lock(folder / f"{entry.name}.lock"):
-        hit = read_entry(entry, stamp)
+        hit = read_entry(entry, stamp)  # built by another process while this one waited for the lock
         if hit is not None:
             return hit
         arrays, skipped = build()
@@ -148,9 +154,8 @@ def read_entry(entry: Path, stamp: str) -> tuple[list[tuple[np.ndarray, np.ndarr
         meta = json.loads((entry / "meta.json").read_text())
         if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT or meta.get("stamp") != stamp:
             return None
-        arrays = [(np.load(entry / f"{s}_images.npy", mmap_mode="r"), np.load(entry / f"{s}_targets.npy"))
-                  for s in SPLIT_NAMES]
-        return [(np.array(images), targets) for images, targets in arrays], list(meta.get("skipped", []))
+        arrays = [(np.load(entry / f"{s}_images.npy"), np.load(entry / f"{s}_targets.npy")) for s in SPLIT_NAMES]
+        return arrays, list(meta.get("skipped", []))
     except Exception:  # a missing or damaged entry (truncated, empty, not our format) is decoded again
         return None
 

@@ -60,9 +60,10 @@ def pad_resize(array: np.ndarray, size: int, is_mask: bool) -> torch.Tensor:
 
 
 def read_text_lines(path: Path) -> list[str]:
-    """Non-empty stripped lines of a text file (split lists), de-duplicated in order."""
+    """Non-empty stripped lines of a text file (split lists), de-duplicated in order; a leading byte-order
+    mark (files saved by Windows tools) is dropped."""
     try:
-        lines = [line.strip() for line in path.read_text().splitlines()]
+        lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
     except OSError as exc:
         raise GradpromError(f"cannot read {path} ({exc.strerror}); check the dataset folder") from exc
     return list(dict.fromkeys(line for line in lines if line))

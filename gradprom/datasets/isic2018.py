@@ -85,7 +85,7 @@ def find_csv(root: Path, name: str) -> Path | None:
 def read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) pairs of a CSV whose header must hold `columns`."""
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # a byte-order mark (Excel) is dropped
             reader = csv.DictReader(f)
             header = [c.strip() for c in reader.fieldnames or []]
             missing = [c for c in columns if c not in header]

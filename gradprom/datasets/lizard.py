@@ -19,6 +19,8 @@ patches at its native resolution (0: `image_size`), the border remainder dropped
 from __future__ import annotations
 
 import csv
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,10 +152,19 @@ def read_label(path: Path, shape: tuple[int, int]) -> np.ndarray:
 _decoded: dict[tuple, np.ndarray | tuple[np.ndarray, np.ndarray] | GradpromError] = {}
 
 
+def _stamp(path: Path) -> tuple:
+    """(path, mtime, size) of a regular file, (path,) otherwise: one stat."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (str(path),)
+    return (str(path), st.st_mtime_ns, st.st_size) if stat.S_ISREG(st.st_mode) else (str(path),)
+
+
 def read_pair(image: Path, label: Path) -> tuple[np.ndarray, np.ndarray]:
     """(RGB uint8, semantic mask) of a whole image, memoised for the last image (patches come in image order)
     by path and file stamps; a failure is memoised too, so a bad image is read once, not once per patch."""
-    key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else (str(p),) for p in (image, label))
+    key = tuple(_stamp(p) for p in (image, label))
     if key not in _decoded:
         _decoded.clear()
         try:
