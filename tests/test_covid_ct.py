@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gradprom.datasets import get_dataset
+from gradprom.datasets import files, get_dataset
 from gradprom.errors import GradpromError
 from tests.conftest import record_decodes
 
@@ -123,3 +123,10 @@ def test_missing_dataset_and_zipped_folder(tmp_path: Path) -> None:
         get_dataset("covid_ct", task="classification", image_size=16, data_root=str(tmp_path))
     with pytest.raises(GradpromError, match="does not support task 'segmentation'"):
         get_dataset("covid_ct", task="segmentation", image_size=16, data_root=str(tmp_path))
+
+
+def test_split_lists_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Windows tools start text files with a BOM; the shared reader drops it, so the first name still matches."""
+    listing = tmp_path / "list.txt"
+    listing.write_bytes("\ufeffa.png\r\nb c.png \n\na.png\n".encode())
+    assert files.read_text_lines(listing) == ["a.png", "b c.png"]
