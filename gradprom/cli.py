@@ -35,6 +35,17 @@ def _split(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+def command_names() -> set[str]:
+    """The gradprom commands and command groups (what may follow `gradprom`)."""
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    return names | {g.name for g in app.registered_groups if g.name}
+
+
+def _echo(text: str) -> None:
+    """Text that is not ours (logs, rendered configs): printed as is, never wrapped or styled."""
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
 @app.command()
 def search(
     space: str = typer.Option("", help="Search space name (see `gradprom spaces`); default lambda_threshold."),
@@ -116,9 +127,8 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Any other trial setting, KEY=VALUE (e.g. --set image_size=32)."),
 ) -> None:
     """Train one trial in a plain loop (no Ray) and print its epochs: for debugging and quick checks."""
-    import json
 
-    from gradprom.datasets import parse_dataset_options
+    from gradprom.datasets import dataset_options_json
     from gradprom.metrics import task_metric_name
     from gradprom.search_spaces import parse_value
     from gradprom.trainables.config import TrialConfig
@@ -129,7 +139,7 @@ def train(
                                  "data_root": data_root, "skip_bad": skip_bad, "eval_dataset": eval_dataset,
                                  "nan_policy": nan_policy, "precision": precision, "compile": compile_}
     if data_option:
-        values["data_options"] = json.dumps(parse_dataset_options(dataset, list(data_option)), sort_keys=True)
+        values["data_options"] = dataset_options_json(dataset, list(data_option))
     for item in set_:
         key, sep, text = item.partition("=")
         if not sep:
@@ -175,7 +185,7 @@ def pareto(
     from gradprom.orchestrator.pareto import front_rows
     from gradprom.orchestrator.plots import plot_front
     from gradprom.orchestrator.results import TRIALS, read_rows
-    from gradprom.orchestrator.storage import local_folder, publish
+    from gradprom.orchestrator.storage import is_uri, local_folder, publish
     from gradprom.orchestrator.tables import front_table
 
     if on not in ("val", "test"):
@@ -204,7 +214,7 @@ def pareto(
                               title=f"gate telemetry · {experiment.name}")
         publish(experiment, path.name)
         console.print(f"telemetry plot written to {path}" + (f" and {experiment_at}/{path.name}"
-                                                              if "://" in experiment_at else ""))
+                                                              if is_uri(experiment_at) else ""))
 
 
 @app.command()
@@ -319,13 +329,10 @@ def _launcher_command(verb: list[str], config: str, source: str, dry_run: bool, 
     from gradprom.cluster.launcher import ray_command, rendered_config
 
     _, path = rendered_config(config, source, create_token=not dry_run and verb[0] == "up")
-    def echo(text: str) -> None:
-        console.print(text, highlight=False, markup=False, soft_wrap=True)
-
     if dry_run:
-        echo(f"rendered and validated by Ray: {path}")
-        echo(path.read_text())
-    ray_command([*verb, str(path), *tail], dry_run, echo)
+        _echo(f"rendered and validated by Ray: {path}")
+        _echo(path.read_text())
+    ray_command([*verb, str(path), *tail], dry_run, _echo)
 
 
 @cluster_app.command("up")
@@ -366,68 +373,57 @@ def cluster_submit(
     """Run a gradprom command on a cluster as a Ray Job: `gradprom cluster submit [CONFIG] -- search …`.
 
     The gradprom package travels with the job (its runtime env), so the nodes run this very code."""
-    from gradprom.cluster.launcher import (
-        JobFailed,
-        dashboard_tunnel,
-        follow_job,
-        job_entrypoint,
-        job_runtime_env,
-        rendered_config,
-        submit_job,
-    )
+    from gradprom.cluster.launcher import JobFailed, follow_job, job_entrypoint, job_runtime_env, submit_job
+    from gradprom.orchestrator.storage import is_uri
 
     args = list(ctx.args)
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    config = args.pop(0) if args and args[0] not in names | {"datasets", "cluster"} else ""
+    config = args.pop(0) if args and args[0] not in command_names() else ""
     entrypoint = job_entrypoint(args)
     out = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--out"), "")
-    if args[0] == "search" and not ("://" in out or Path(out).is_absolute()):
+    if args[0] == "search" and not (is_uri(out) or Path(out).is_absolute()):
         console.print("[yellow]--out is not an absolute path or a storage URI: results land on the head node's "
                       "disk, in the job's working folder; use shared storage (s3://…, gs://…, an NFS path)[/yellow]")
     if config and address:
         raise GradpromError("give a cluster config or --address, not both")
+    address = address or ("" if config else _env_jobs_address())
     if not config and not address:
-        env = os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS", "")
-        address = env if env.startswith("http") else ""
-        if not address:
-            raise GradpromError("where should the job run? pass --address http://HEAD:8265 or a cluster config "
-                                "before `--` (e.g. gradprom cluster submit aws-gpu -- search …)")
+        raise GradpromError("where should the job run? pass --address http://HEAD:8265 or a cluster config "
+                            "before `--` (e.g. gradprom cluster submit aws-gpu -- search …)")
     if dry_run:
-        console.print(f"would submit to {address or f'{config} (through `ray dashboard`)'}:\n  entrypoint: "
-                      f"{entrypoint}\n  runtime_env: {job_runtime_env()}", highlight=False, markup=False,
-                      soft_wrap=True)
+        _echo(f"would submit to {address or f'{config} (through `ray dashboard`)'}:\n  entrypoint: {entrypoint}\n"
+              f"  runtime_env: {job_runtime_env()}")
         return
 
-    def run(at: str) -> None:
-        job_id = submit_job(at, args)
+    with _job_address(address, config, source) as at:
+        job_id = submit_job(at, entrypoint)
         console.print(f"submitted job [bold]{job_id}[/bold] to {at}")
         if not wait:
             where = f"--address {address}" if address else config
             console.print(f"follow it: gradprom cluster logs {job_id} {where} --follow · stop it: "
                           f"gradprom cluster stop {job_id} {where}", highlight=False)
             return
-        status = follow_job(at, job_id, lambda text: console.print(text, highlight=False, markup=False))
-        if status != "SUCCEEDED":
-            raise JobFailed(f"job {job_id} ended {status} (its log is above)")
-        console.print(f"[green]job {job_id} succeeded[/green]")
+        status = follow_job(at, job_id, _echo)
+    if status != "SUCCEEDED":
+        raise JobFailed(f"job {job_id} ended {status} (its log is above)")
+    console.print(f"[green]job {job_id} succeeded[/green]")
 
-    if config:
-        _, path = rendered_config(config, source)
-        with dashboard_tunnel(path) as tunneled:
-            run(tunneled)
-    else:
-        run(address)
+
+def _env_jobs_address() -> str:
+    """$RAY_API_SERVER_ADDRESS or $RAY_ADDRESS when it is a Jobs API (http) address, else ''."""
+    env = os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS", "")
+    return env if env.startswith("http") else ""
 
 
 def _job_address(address: str, config: str, source: str) -> Any:
+    """The Jobs API address for the block: through the SSH tunnel for a cluster config, else `address` (or the
+    environment's)."""
     from contextlib import nullcontext
 
     from gradprom.cluster.launcher import dashboard_tunnel, rendered_config
 
     if config:
         return dashboard_tunnel(rendered_config(config, source)[1])
-    env = os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS", "")
-    address = address or (env if env.startswith("http") else "")
+    address = address or _env_jobs_address()
     if not address:
         raise GradpromError("pass --address http://HEAD:8265 (or a cluster config) to reach the job")
     return nullcontext(address)
@@ -444,10 +440,10 @@ def cluster_logs(job: str = typer.Argument(..., help="Job id (from `submit`)."),
 
     with _job_address(address, config, source) as at:
         if follow:
-            status = follow_job(at, job, lambda text: console.print(text, highlight=False, markup=False))
+            status = follow_job(at, job, _echo)
             console.print(f"job {job}: {status}")
         else:
-            console.print(jobs_client(at).get_job_logs(job), highlight=False, markup=False)
+            _echo(jobs_client(at).get_job_logs(job))
 
 
 @cluster_app.command("stop")

@@ -21,6 +21,12 @@ def plugin_modules() -> list[str]:
     return [name.strip() for name in os.environ.get(ENV, "").split(",") if name.strip()]
 
 
+def runtime_env_vars() -> dict[str, str]:
+    """What a Ray runtime environment carries so its workers import the plugins too ({} without plugins)."""
+    names = plugin_modules()
+    return {ENV: ",".join(names)} if names else {}
+
+
 def load_plugins() -> list[str]:
     """Import each plugin module once per process; a broken one gives one line naming it."""
     names = plugin_modules()

@@ -41,6 +41,8 @@ SCRUBBED = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PA
 #: nothing leaves the machine
 QUIET = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/"}
 MARKER = "GRADPROM_TEST_RAY_NODE"
+#: the `ray` CLI beside this interpreter (a venv's), else the one on PATH
+RAY_CLI = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").is_file() else "ray"
 OBJECT_STORE = 500 * 1024 * 1024
 
 # Ports: outside the kernel's ephemeral range (32768-60999 here; outgoing connections take those, so a port
@@ -268,8 +270,7 @@ class LocalRayCluster:
                 "--min-worker-port", str(low), "--max-worker-port", str(high)]
 
     def _launch(self, node: Node, args: list[str], extra_env: dict[str, str]) -> None:
-        ray = Path(sys.executable).with_name("ray")
-        command = [str(ray) if ray.is_file() else "ray", "start", "--block", *args, "--num-gpus", "0",
+        command = [RAY_CLI, "start", "--block", *args, "--num-gpus", "0",
                    "--object-store-memory", str(OBJECT_STORE), "--temp-dir", str(node.temp_dir),
                    "--node-name", node.name, "--disable-usage-stats"]
         with open(node.log, "wb") as log:

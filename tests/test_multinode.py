@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gradprom.orchestrator.results import read_rows
-from tests.ray_cluster import LocalRayCluster
+from tests.ray_cluster import RAY_CLI, LocalRayCluster
 from tests.test_search_e2e import TINY_PARAMS
 
 pytestmark = pytest.mark.slow  # no skip: Ray's CLI, dashboard and Jobs API are project dependencies
@@ -37,8 +37,7 @@ def gradprom_on(cluster: LocalRayCluster, *args: str, cache: Path, timeout: int 
 
 def ray_cli(cluster: LocalRayCluster, *args: str, env: dict[str, str] | None = None,
             timeout: int = 180) -> subprocess.CompletedProcess:
-    ray = Path(sys.executable).with_name("ray")
-    return subprocess.run([str(ray) if ray.is_file() else "ray", *args], capture_output=True, text=True,
+    return subprocess.run([RAY_CLI, *args], capture_output=True, text=True,
                           timeout=timeout, env=env or cluster.client_environ(), cwd=cluster.tmp_path)
 
 

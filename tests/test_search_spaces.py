@@ -81,6 +81,8 @@ def test_a_users_space_file_loads_like_a_shipped_one(tmp_path) -> None:  # noqa:
     ('{"parms": {}}', "Did you mean 'params'"),
     ('{"params": []}', "'params' must be a JSON object"),
     ('{"params": {"lam": 3}}', "param 'lam' must be an object"),
+    ('{"task_params": {"classification": {"threshold": 3}}}', "param 'threshold' must be an object"),
+    ('{"task_params": {"classification": [1]}}', "task_params 'classification' must be a JSON object"),
     ('{"params": {"lam": {"type": "float", "low": "a", "high": 1}}}', "needs a number for 'low'"),
     ('{"params": {"lam": {"type": "categorical", "choices": "ab"}}}', "needs a non-empty 'choices' list"),
     ('{"params": {"lamda": {"type": "float", "low": 0.1, "high": 1}}}', "Did you mean 'lam'"),

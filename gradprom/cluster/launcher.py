@@ -64,11 +64,11 @@ def rendered_config(config: str, source: str = "", create_token: bool = False) -
     write the rendered copy Ray's CLI will read under the gradprom cache; returns (config, its path)."""
     import yaml
 
-    from gradprom.cluster.templates import kind_of, render, validate
+    from gradprom.cluster.templates import LAUNCHER, kind_of, render, validate
     from gradprom.trainables.config import default_cache_dir
 
     config_dict = render(config, source_dir(source), token_file(create_token))
-    if kind_of(config_dict) != "launcher":
+    if kind_of(config_dict) != LAUNCHER:
         raise GradpromError(f"{config} is a KubeRay manifest, which kubectl applies (kubectl apply -f FILE after "
                             "gradprom cluster templates --write kuberay-rayjob); up/down/status take launcher configs")
     validate(config_dict)
@@ -95,10 +95,9 @@ def ray_command(args: list[str], dry_run: bool, echo: Callable[[str], None]) -> 
 
 def job_entrypoint(command: list[str]) -> str:
     """The job's shell command: this gradprom command, run by the nodes' Python."""
-    from gradprom.cli import app
+    from gradprom.cli import command_names
 
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    names |= {g.name for g in app.registered_groups if g.name}
+    names = command_names()
     if not command or command[0] not in names:
         raise GradpromError(f"after `--` comes the gradprom command the job runs, e.g. `-- search --dataset camus`; "
                             f"got {shlex.join(command) or 'nothing'} (commands: {', '.join(sorted(names))})")
@@ -109,12 +108,12 @@ def job_runtime_env() -> dict[str, Any]:
     """The project shipped with the job: the gradprom package as a py_module (on the entrypoint's PYTHONPATH
     and every trial's), plus the plugin modules the user registered."""
     import gradprom
-    from gradprom.plugins import ENV as PLUGINS_ENV
+    from gradprom.plugins import runtime_env_vars
 
     env: dict[str, Any] = {"py_modules": [str(Path(gradprom.__file__).resolve().parent)],
                            "excludes": ["__pycache__", "*.pyc"]}
-    if os.environ.get(PLUGINS_ENV):
-        env["env_vars"] = {PLUGINS_ENV: os.environ[PLUGINS_ENV]}
+    if plugins := runtime_env_vars():
+        env["env_vars"] = plugins
     return env
 
 
@@ -146,9 +145,9 @@ def jobs_client(address: str) -> Any:
                             "--address (http://HEAD:8265), or pass the cluster config to tunnel to it") from None
 
 
-def submit_job(address: str, command: list[str]) -> str:
-    """Submit `gradprom COMMAND` as a Ray Job on the cluster at `address`; returns the job id."""
-    return jobs_client(address).submit_job(entrypoint=job_entrypoint(command), runtime_env=job_runtime_env())
+def submit_job(address: str, entrypoint: str) -> str:
+    """Submit `entrypoint` (from `job_entrypoint`) as a Ray Job on the cluster at `address`; returns the job id."""
+    return jobs_client(address).submit_job(entrypoint=entrypoint, runtime_env=job_runtime_env())
 
 
 def follow_job(address: str, job_id: str, echo: Callable[[str], None]) -> str:

@@ -8,6 +8,7 @@ image stays the enhancement target and one dataset serves every noise level of a
 from __future__ import annotations
 
 import inspect
+import json
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,3 +192,9 @@ def parse_dataset_options(name: str, pairs: list[str]) -> dict[str, Any]:
             raise GradpromError(f"--data-option '{item}' is not KEY=VALUE (e.g. --data-option views=4CH)")
         raw[key.strip()] = value.strip()
     return dataset_options_of(name, raw)
+
+
+
+def dataset_options_json(name: str, pairs: list[str]) -> str:
+    """`--data-option KEY=VALUE` texts as the `data_options` trial setting: the typed options as sorted JSON."""
+    return json.dumps(parse_dataset_options(name, pairs), sort_keys=True)

@@ -51,15 +51,11 @@ def _probe_data(values: dict[str, Any]) -> str:
     """On one node: read one sample per split of the trial's dataset(s) as a trial would ('' = fine)."""
     import socket
 
-    from gradprom.datasets import get_dataset
     from gradprom.trainables.config import TrialConfig
-    from gradprom.trainables.loop import dataset_options
+    from gradprom.trainables.loop import read_samples
 
     try:
-        cfg = TrialConfig.from_dict(values)
-        for one in filter(None, (cfg, cfg.eval_config())):
-            get_dataset(one.dataset, task=one.task, image_size=one.image_size, seed=one.seed,
-                        **dataset_options(one, counts=(1, 1, 1), cache=False))
+        read_samples(TrialConfig.from_dict(values))
     except GradpromError as exc:
         return f"{str(exc)} [on host {socket.gethostname()}]"
     return ""

@@ -15,9 +15,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gradprom.orchestrator.pareto import front_rows
-from gradprom.orchestrator.rows import epochs_done
+from gradprom.orchestrator.rows import end_status
 from gradprom.orchestrator.tables import front_table
-from gradprom.trainables.loop import FAILED_KEY
 
 _active: LiveDisplay | None = None
 
@@ -79,8 +78,7 @@ class SearchProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
         last = self.last.get(trial.trial_id, {})
-        self.done[trial.trial_id] = ("failed" if last.get(FAILED_KEY) else
-                                     "completed" if epochs_done(last) >= self.budget else "stopped")
+        self.done[trial.trial_id] = end_status(last, self.budget)
         self._push()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

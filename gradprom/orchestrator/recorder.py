@@ -17,7 +17,7 @@ from ray.tune import Callback
 
 from gradprom.errors import GradpromError
 from gradprom.orchestrator.results import error_line
-from gradprom.orchestrator.rows import epoch_row, epochs_done, trial_row, write_results
+from gradprom.orchestrator.rows import end_status, epoch_row, trial_row, write_results
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ class ResultsRecorder(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         final = self._final(trial)
-        status = "completed" if epochs_done(final) >= self.budget else "stopped_early"  # trial_row: failed
-        self._record(trial, final, status, "")
+        self._record(trial, final, end_status(final, self.budget), "")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error = ""

@@ -32,6 +32,14 @@ def metrics_only(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in TUNE_KEYS and not k.startswith("config/")}
 
 
+def end_status(final: dict[str, Any], budget: int) -> str:
+    """How a trial that Tune saw complete ended, from its last result: failed (a NaN loss or bad data; the
+    result says why), completed (its whole budget) or stopped_early (a scheduler stopped it)."""
+    if final.get(FAILED_KEY):
+        return "failed"
+    return "completed" if epochs_done(final) >= budget else "stopped_early"
+
+
 def trial_row(base: dict[str, Any], space: str, dataset: str, experiment: str, budget: int, trial_id: str,
               sampled: dict[str, Any], final: dict[str, Any], status: str, error: str) -> dict[str, Any]:
     """The trials.parquet row: every setting (base overridden by the sampled ones), the final metrics, tags."""

@@ -5,7 +5,6 @@ Everything is validated before Ray starts. Results land in OUT/NAME as trials/ep
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from gradprom.datasets import parse_dataset_options
+from gradprom.datasets import dataset_options_json
 from gradprom.errors import GradpromError, SearchInterrupted
 from gradprom.orchestrator.experiment import (
     check_name,
@@ -34,8 +33,7 @@ from gradprom.orchestrator.results import error_line
 from gradprom.orchestrator.rows import epoch_row, epochs_done, trial_row, write_results
 from gradprom.orchestrator.storage import local_folder, store_of, tune_storage
 from gradprom.orchestrator.tables import front_table
-from gradprom.plugins import ENV as PLUGINS_ENV
-from gradprom.plugins import plugin_modules
+from gradprom.plugins import runtime_env_vars
 from gradprom.search_spaces import SearchSpace, apply_overrides, load_space
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.loop import preflight
@@ -145,7 +143,7 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
                 "device": req.device, "threads": threads, "skip_bad": req.skip_bad, "eval_dataset": req.eval_dataset,
                 **space.fixed}
         if req.data_options:
-            base["data_options"] = json.dumps(parse_dataset_options(dataset, list(req.data_options)), sort_keys=True)
+            base["data_options"] = dataset_options_json(dataset, list(req.data_options))
         for endpoint in space.endpoints():
             preflight(TrialConfig.from_dict({**base, **endpoint}))
         plans.append(StudyPlan(dataset, space, base))
@@ -163,8 +161,8 @@ def ray_runtime(address: str, num_cpus: int | None = None) -> Iterator[None]:
         yield
         return
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-    if plugin_modules():  # users' registrations must reach the trial processes
-        kwargs["runtime_env"] = {"env_vars": {PLUGINS_ENV: ",".join(plugin_modules())}}
+    if plugins := runtime_env_vars():  # users' registrations must reach the trial processes
+        kwargs["runtime_env"] = {"env_vars": plugins}
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -368,7 +366,7 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
             t_rows, e_rows = run_study(study, req, folder, console, earlier=(trials, epochs), waiting=waiting)
             trials += t_rows
             epochs += e_rows
-            write_results(folder, trials, epochs)  # after each study: a later crash keeps this one
+            front = write_results(folder, trials, epochs)  # after each study: a later crash keeps this one
             unfinished = sum(t["status"] == "interrupted" for t in t_rows) + max(0, req.trials - len(t_rows))
             if unfinished:
                 manifest.update(status="interrupted")
@@ -377,7 +375,6 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
                     f"search interrupted with {unfinished} of {req.trials} trials of {study.dataset} unfinished; "
                     f"finished trials are saved in {folder}; continue with: gradprom search --out {req.out} "
                     f"--name {req.name} --resume")
-    front = write_results(folder, trials, epochs)
     manifest.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=len(trials))
     write_manifest(folder, manifest)
     summarize(trials, front, folder, console)

@@ -65,7 +65,9 @@ def space_names() -> list[str]:
     return sorted(_files())
 
 
-def _check_spec(space: str, key: str, spec: dict[str, Any]) -> None:
+def _check_spec(space: str, key: str, spec: Any) -> None:
+    if not isinstance(spec, dict):
+        raise GradpromError(f"space '{space}': param '{key}' must be an object with type and low/high or choices")
     kind = spec.get("type")
     if kind not in PARAM_TYPES:
         raise GradpromError(f"space '{space}': param '{key}' has type {kind!r}; use one of {', '.join(PARAM_TYPES)}")
@@ -77,7 +79,7 @@ def _check_spec(space: str, key: str, spec: dict[str, Any]) -> None:
         value = spec.get(bound)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             raise GradpromError(f"space '{space}': param '{key}' needs a number for '{bound}', got {value!r}")
-    if not ("low" in spec and "high" in spec) or not spec["low"] <= spec["high"]:
+    if not spec["low"] <= spec["high"]:  # both are numbers here
         bounds = f"{spec.get('low')}..{spec.get('high')}"
         raise GradpromError(f"space '{space}': param '{key}' needs low ≤ high, got {bounds}")
     if spec.get("log") and not spec["low"] > 0:
@@ -109,9 +111,10 @@ def read_space_file(path: Path) -> dict[str, Any]:
     for key in ("fixed", "params", "task_params"):
         if not isinstance(raw.get(key, {}), dict):
             raise GradpromError(f"{path}: '{key}' must be a JSON object, got {type(raw[key]).__name__}")
-    for key, spec in raw.get("params", {}).items():
-        if not isinstance(spec, dict):
-            raise GradpromError(f"{path}: param '{key}' must be an object with type and low/high or choices")
+    for task, params in raw.get("task_params", {}).items():
+        if not isinstance(params, dict):
+            raise GradpromError(f"{path}: task_params '{task}' must be a JSON object of params, got "
+                                f"{type(params).__name__}")
     return raw
 
 

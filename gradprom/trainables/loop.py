@@ -114,6 +114,17 @@ def build_data(cfg: TrialConfig) -> TaskData:
     return _cached_data(cfg.dataset, cfg.task, cfg.image_size, cfg.seed, tuple(sorted(dataset_options(cfg).items())))
 
 
+def read_samples(cfg: TrialConfig) -> tuple[TaskData, TaskData | None]:
+    """One sample per split of the trial's dataset (and of its `eval_dataset`, else None), read as a trial
+    reads them: what `preflight` runs through the pipeline, and what every cluster node is checked with."""
+    def one_per_split(one: TrialConfig) -> TaskData:
+        return get_dataset(one.dataset, task=one.task, image_size=one.image_size, seed=one.seed,
+                           **dataset_options(one, counts=(1, 1, 1), cache=False))
+
+    eval_cfg = cfg.eval_config()
+    return one_per_split(cfg), (one_per_split(eval_cfg) if eval_cfg is not None else None)
+
+
 @torch.no_grad()
 def preflight(cfg: TrialConfig) -> TrialConfig:
     """Run one image through this config's exact pipeline (data, degradation, enhancer, recognizers).
@@ -126,16 +137,11 @@ def preflight(cfg: TrialConfig) -> TrialConfig:
         name = getattr(cfg, field)
         if name and MODELS.meta(name).get("role") != role:
             raise GradpromError(f"{field} '{name}' is not a {role}; {role}s: {', '.join(MODELS.names(role=role))}")
-    data = get_dataset(cfg.dataset, task=cfg.task, image_size=cfg.image_size, seed=cfg.seed,
-                       **dataset_options(cfg, counts=(1, 1, 1), cache=False))
-    eval_cfg = cfg.eval_config()
-    if eval_cfg is not None:
-        other = get_dataset(eval_cfg.dataset, task=cfg.task, image_size=cfg.image_size, seed=cfg.seed,
-                            **dataset_options(eval_cfg, counts=(1, 1, 1), cache=False))
-        if other.channels != data.channels:
-            raise GradpromError(f"eval dataset '{other.name}' has {other.channels}-channel images but '{data.name}' "
-                                f"has {data.channels}; the enhancer cannot take them, pick a dataset with "
-                                f"{data.channels} channel(s)")
+    data, other = read_samples(cfg)
+    if other is not None and other.channels != data.channels:
+        raise GradpromError(f"eval dataset '{other.name}' has {other.channels}-channel images but '{data.name}' "
+                            f"has {data.channels}; the enhancer cannot take them, pick a dataset with "
+                            f"{data.channels} channel(s)")
     degradation = parse_degradation(cfg.degradation)
     x = degradation(data.train.images, torch.Generator().manual_seed(0))
     enhancer = create_model(cfg.enhancer, in_channels=data.channels, blocks=cfg.enhancer_blocks,
