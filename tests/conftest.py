@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import queue
+import signal
+import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +46,48 @@ def record_decodes(monkeypatch: pytest.MonkeyPatch, masks: bool = False) -> list
     if masks:
         monkeypatch.setattr(files, "read_mask", lambda path: seen.append(path) or read_mask(path))
     return seen
+
+
+def _run_child(func: Callable[..., object], args: tuple, results: Any) -> None:
+    try:
+        results.put(("ok", func(*args)))
+    except BaseException:  # noqa: BLE001 - everything the child raised goes back to the test, as text
+        results.put(("raised", traceback.format_exc()))
+
+
+def run_isolated(func: Callable[..., object], *args: object, timeout: float = 240.0) -> object:
+    """Run `func(*args)` (a module-level function) in a fresh spawned process and return its result.
+
+    For kernels that may hang or abort the interpreter on some CPUs (the fast path): a hang becomes a failed
+    test after `timeout` seconds and a crash a failed test naming the signal, instead of a dead test run.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    child = ctx.Process(target=_run_child, args=(func, args, results), daemon=True)
+    child.start()
+    deadline = time.monotonic() + timeout
+    kind, value = "hung", None
+    while time.monotonic() < deadline:
+        try:
+            kind, value = results.get(timeout=0.2)
+            break
+        except queue.Empty:
+            if not child.is_alive():  # gone without a result (its last put is flushed before it exits)
+                try:
+                    kind, value = results.get(timeout=1)
+                except queue.Empty:
+                    kind = "died"
+                break
+    child.join(timeout=0 if kind == "hung" else 30)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    if kind == "hung":
+        pytest.fail(f"{func.__name__} hung: no result after {timeout:.0f} s (killed)", pytrace=False)
+    if kind == "died":
+        code = child.exitcode or 0
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        pytest.fail(f"{func.__name__} killed its process with {how}", pytrace=False)
+    if kind == "raised":
+        pytest.fail(f"{func.__name__} raised in its isolated process:\n{value}", pytrace=False)
+    return value

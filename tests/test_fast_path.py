@@ -8,10 +8,13 @@ generation). The one CUDA-only property (no host sync inside a step) is tested w
 from __future__ import annotations
 
 import math
+import os
+import time
 
 import pytest
 import torch
 
+from gradprom.cli import main
 from gradprom.errors import GradpromError, NonFiniteLossError
 from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
 from gradprom.trainables.config import TrialConfig
@@ -25,6 +28,7 @@ from gradprom.trainables.loop import (
     train_trial,
     trial_state,
 )
+from tests.conftest import run_isolated
 
 
 def step_update(tiny: dict, **settings: object) -> tuple[list[torch.Tensor], object]:
@@ -37,17 +41,10 @@ def step_update(tiny: dict, **settings: object) -> tuple[list[torch.Tensor], obj
     return [b - p.detach() for b, p in zip(before, trial.enhancer.parameters(), strict=True)], trial
 
 
-def test_auto_is_plain_fp32_on_the_cpu() -> None:
-    fast = FastPath.resolve("auto", "auto", "off", torch.device("cpu"))
-    assert fast == FastPath("cpu", None, False, "off")
-    assert fast.describe() == {"run_precision": "fp32", "run_memory_format": "contiguous", "run_compile": "off"}
-    assert FastPath.resolve("bf16", "channels_last", "inductor", torch.device("cpu")).describe() == {
-        "run_precision": "bf16", "run_memory_format": "channels_last", "run_compile": "inductor"}
+# The checks below run fast-path kernels in their own process (conftest.run_isolated): a kernel that hangs or
+# aborts on some CPU fails its test with the reason instead of taking the test run down.
 
-
-@pytest.mark.parametrize("settings", [{"memory_format": "channels_last"}, {"compile": "aot_eager"},
-                                      {"memory_format": "channels_last", "compile": "aot_eager"}])
-def test_layout_and_compile_do_not_change_the_update(tiny: dict, settings: dict) -> None:
+def layout_and_compile_match_plain(tiny: dict, settings: dict) -> bool:
     """Channels-last weights and a compiled forward give the plain fp32 update (to rounding)."""
     plain, _ = step_update(tiny)
     fast, trial = step_update(tiny, **settings)
@@ -56,9 +53,10 @@ def test_layout_and_compile_do_not_change_the_update(tiny: dict, settings: dict)
         assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     for a, b in zip(plain, fast, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    return True
 
 
-def test_bf16_forward_keeps_gradients_and_the_cosine_fp32(tiny: dict) -> None:
+def bf16_keeps_gradients_and_the_cosine_fp32(tiny: dict) -> bool:
     """Under bf16 autocast the forward runs in bf16 (so the update differs from fp32 by bf16 rounding, not
     more), while the parameters, their update and the gate's cosine stay fp32."""
     plain, ref = step_update(tiny)
@@ -79,22 +77,64 @@ def test_bf16_forward_keeps_gradients_and_the_cosine_fp32(tiny: dict) -> None:
     flat_plain, flat_fast = torch.cat([u.flatten() for u in plain]), torch.cat([u.flatten() for u in fast])
     assert not torch.equal(flat_plain, flat_fast)  # bf16 really ran
     assert torch.nn.functional.cosine_similarity(flat_plain, flat_fast, dim=0) > 0.98
+    return True
 
 
-def test_a_fast_trial_trains_reports_and_checkpoints(tiny: dict, tmp_path) -> None:  # noqa: ANN001
-    """bf16 + channels-last + compile end to end: finite figures, the resolved settings as columns, and a
-    checkpoint with the plain module's keys that a plain trial loads."""
-    cfg = {**tiny, "strategy": "gradprom", "epochs": 1, "precision": "bf16", "memory_format": "channels_last",
-           "compile": "aot_eager"}
+def fast_trial_trains_reports_and_checkpoints(cfg: dict, tiny: dict, folder: str) -> bool:
+    """A fast trial end to end: finite figures, the resolved settings as columns, and a checkpoint with the
+    plain module's keys that a plain trial loads."""
     final = train_trial(cfg)
     assert (final["run_precision"], final["run_memory_format"], final["run_compile"]) == \
-        ("bf16", "channels_last", "aot_eager")
+        (cfg["precision"], cfg["memory_format"], cfg["compile"])
     assert all(math.isfinite(final[k]) for k in ("psnr", "ssim", "acc", "test_psnr", "loss_ip", "cos_mean"))
     trial = build_trial(TrialConfig.from_dict(cfg))
-    path = save_checkpoint(tmp_path, trial_state(trial, 1, {}))
+    path = save_checkpoint(folder, trial_state(trial, 1, {}))
     assert all(not k.startswith("_orig_mod") for k in trial_state(trial, 1, {})["enhancer"])
     plain = build_trial(TrialConfig.from_dict(tiny))
     assert restore_state(plain, load_checkpoint(path.parent)) == 1
+    return True
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="channels-last runs on CUDA only; no GPU here")
+
+
+@pytest.mark.parametrize("settings", [
+    {"compile": "aot_eager"},
+    pytest.param({"memory_format": "channels_last", "device": "cuda"}, marks=needs_cuda),
+    pytest.param({"memory_format": "channels_last", "compile": "aot_eager", "device": "cuda"}, marks=needs_cuda)])
+def test_layout_and_compile_do_not_change_the_update(tiny: dict, settings: dict) -> None:
+    device = {"device": settings["device"]} if "device" in settings else {}
+    assert run_isolated(layout_and_compile_match_plain, {**tiny, **device}, settings)
+
+
+def test_bf16_forward_keeps_gradients_and_the_cosine_fp32(tiny: dict) -> None:
+    assert run_isolated(bf16_keeps_gradients_and_the_cosine_fp32, tiny)
+
+
+@pytest.mark.parametrize("fast", [
+    {"precision": "bf16", "memory_format": "contiguous", "compile": "aot_eager"},
+    pytest.param({"precision": "bf16", "memory_format": "channels_last", "compile": "aot_eager", "device": "cuda"},
+                 marks=needs_cuda)])
+def test_a_fast_trial_trains_reports_and_checkpoints(tiny: dict, fast: dict, tmp_path) -> None:  # noqa: ANN001
+    cfg = {**tiny, "strategy": "gradprom", "epochs": 1, **fast}
+    assert run_isolated(fast_trial_trains_reports_and_checkpoints, cfg, tiny, str(tmp_path))
+
+
+def test_channels_last_is_refused_on_the_cpu_in_one_line(tiny: dict) -> None:
+    """The CPU's channels-last backward can hang or abort the process: refused before any kernel runs."""
+    with pytest.raises(GradpromError, match="channels_last runs on a CUDA GPU only"):
+        TrialConfig.from_dict({**tiny, "memory_format": "channels_last"})  # device=cpu: refused with the config
+    with pytest.raises(GradpromError, match="channels_last runs on a CUDA GPU only"):
+        FastPath.resolve("bf16", "channels_last", "off", torch.device("cpu"))
+    assert main(["train", "--device", "cpu", "--set", "memory_format=channels_last", "--epochs", "1"]) == 2
+
+
+def test_a_crash_or_hang_in_isolation_is_one_failed_test() -> None:
+    """What the isolation promises: an abort is reported with its signal, a hang after the timeout."""
+    with pytest.raises(pytest.fail.Exception, match="killed its process with signal SIGABRT"):
+        run_isolated(os.abort)
+    with pytest.raises(pytest.fail.Exception, match="sleep hung: no result after 3 s"):
+        run_isolated(time.sleep, 600, timeout=3)
 
 
 def test_compile_refuses_batched_vjps() -> None:

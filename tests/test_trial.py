@@ -84,6 +84,15 @@ def test_cheap_gate_telemetry_marks_unmeasured_steps(tiny: dict) -> None:
     assert len(measured) == (r["steps"] + 1) // 2 and sum(r[f"cos_hist_{i}"] for i in range(10)) == len(measured)
 
 
+def test_a_head_gate_records_its_cosine_under_its_own_name(tiny: dict) -> None:
+    """gate_on=head measures the last layer's cosine: it goes to head_cos_*, and cos_* (the full gradients'
+    cosine, never measured) stays NaN, so no front or plot reads one as the other."""
+    (r,) = collect({**tiny, "strategy": "gradprom", "gate_on": "head"})
+    assert math.isnan(r["cos_mean"]) and "cos_steps" not in r and "cos_hist_0" not in r
+    assert len(r["head_cos_steps"]) == r["steps"] and -1 <= r["head_cos_mean"] <= 1
+    assert r["promoted_frac"] == pytest.approx(sum(c >= 0 for c in r["head_cos_steps"]) / r["steps"])
+
+
 def test_multi_auxiliary_trial_reports_both_tasks_and_resumes(tiny: dict, tmp_path: Path) -> None:
     settings = {**tiny, "epochs": 2, "strategy": "gradprom", "aux_task": "segmentation", "lam_aux": 0.5}
     full = collect(settings, keep=tmp_path)
@@ -109,3 +118,28 @@ def test_multi_auxiliary_needs_one_image_set(tiny: dict) -> None:
 
     with pytest.raises(GradpromError, match="does not give its classification and segmentation tasks the same images"):
         collect({**tiny, "dataset": "two_image_sets", "aux_task": "segmentation"})
+
+
+@pytest.mark.parametrize("gate", [
+    {"strategy": "threshold", "threshold": 0.1}, {"strategy": "gradprom", "ema": 0.9},
+    {"strategy": "gradprom", "gate_every": 3}, {"strategy": "gradprom", "gate_on": "head"},
+    {"strategy": "gradprom", "gate_on": "head", "gate_every": 3},
+    {"strategy": "gradprom", "gate_every": 3, "ema": 0.9, "aux_task": "segmentation"}])
+def test_a_resumed_trial_is_the_trial_it_was(tiny: dict, tmp_path: Path, gate: dict) -> None:
+    """Resumed from epoch 1, every later figure is bit-identical to the trial that was never interrupted,
+    including the gates' state kept between steps (EMA of the cosine, gate_every's counter, last decisions)."""
+    settings = {**tiny, "epochs": 3, "max_steps_per_epoch": 4, **gate}  # 4 steps: gate_every=3 straddles epochs
+    full = collect(settings, keep=tmp_path)
+    resumed = collect(settings, resume_from=str(tmp_path / "epoch1"))
+    assert [r["epoch"] for r in resumed] == [2, 3]
+    timing = {"time_train_s", "time_eval_s", "wall_s", "step_ms", "images_per_s", "resumed_from"}
+    for before, after in zip(full[1:], resumed, strict=True):
+        differ = {k for k in before if k not in timing and not _same(before[k], after[k])}
+        assert not differ, {k: (before[k], after[k]) for k in differ}
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, with NaN equal to NaN (unmeasured steps), element-wise for lists."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))

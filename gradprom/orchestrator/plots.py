@@ -77,9 +77,11 @@ def plot_telemetry(epochs: list[dict[str, Any]], trials: list[dict[str, Any]], p
     for i, trial in enumerate(trials):
         colour = plt.get_cmap("tab10")(i % 10)
         mine = sorted((e for e in epochs if e.get("trial_id") == trial["trial_id"]), key=lambda e: e["epoch"])
-        steps = [c for e in mine for c in (json.loads(e["cos_steps"]) if isinstance(e.get("cos_steps"), str)
-                                           else e.get("cos_steps") or [])]
-        label = f"{trial['trial_id']} {trial.get('strategy')} λ={trial.get('lam', math.nan):.3g}"
+        # a gate on the enhancer's last layer measured the head cosine (head_cos_steps), marked as such
+        key = "head_cos_steps" if any(e.get("head_cos_steps") is not None for e in mine) else "cos_steps"
+        steps = [c for e in mine for c in (json.loads(e[key]) if isinstance(e.get(key), str) else e.get(key) or [])]
+        label = f"{trial['trial_id']} {trial.get('strategy')} λ={trial.get('lam', math.nan):.3g}" + \
+            (" (head cos)" if key == "head_cos_steps" else "")
         points = [(k, c) for k, c in enumerate(steps, start=1) if c is not None and math.isfinite(c)]
         if points:
             top.plot(*zip(*points, strict=True), ".", markersize=3, color=colour, label=label)

@@ -44,6 +44,8 @@ class Strategy:
     #: a weight on λ·g_vr that never depends on the cosine (joint: 1). The step then takes one VJP of the
     #: combined cotangent u_ip + λ·w·u_vr, plain joint training's cost, and records no cosine.
     fixed_weight: ClassVar[float | None] = None
+    #: telemetry name of the cosine in `last_cos` (the full enhancer gradients' cosine)
+    cos_name: str = "cos"
 
     def __init__(self, lam: float = 1.0, granularity: str = "global") -> None:
         if not 0 < lam < float("inf"):
@@ -85,6 +87,14 @@ class Strategy:
         self.last_weight = w.float().mean().detach()
         return [a + (self.lam * wi).to(a.dtype) * b for a, b, wi in zip(g_ip, g_vr, w, strict=True)]
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """What the strategy keeps between steps, for checkpoints: a resumed trial must gate as it would have.
+        The base keeps the last cosine and gate weight (a cheap gate reuses its last decision)."""
+        return {"last_cos": self.last_cos, "last_weight": self.last_weight}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.last_cos, self.last_weight = state["last_cos"], state["last_weight"]
+
     def describe(self) -> str:
         return f"{self.name}(lam={self.lam:g}, granularity={self.granularity})"
 
@@ -114,6 +124,12 @@ class GatedStrategy(Strategy):
         self._ema_cos: Tensor | None = None
 
     @property
+    def cos_name(self) -> str:
+        """Telemetry name of the cosine the gate measures: `head_cos` over the last layer (gate_on='head'),
+        never to be read as the full gradients' `cos`."""
+        return "head_cos" if self.gate_on == "head" else "cos"
+
+    @property
     def cheap(self) -> bool:
         """Whether some steps skip the two full VJPs (gate_every > 1 or gate_on='head')."""
         return self.gate_every > 1 or self.gate_on == "head"
@@ -126,6 +142,14 @@ class GatedStrategy(Strategy):
         self._ema_cos = cos.detach() if prev is None or prev.shape != cos.shape else \
             self.ema * prev + (1.0 - self.ema) * cos.detach()
         return self._ema_cos
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The base state plus the EMA of the cosine (when started)."""
+        return {**super().state_dict(), **({"ema_cos": self._ema_cos} if self._ema_cos is not None else {})}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        super().load_state_dict(state)
+        self._ema_cos = state.get("ema_cos")
 
     def decide(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> Tensor:
         """The global gate weight w from (possibly partial, e.g. the head's) gradients; kept as `last_weight`."""

@@ -10,7 +10,7 @@ import torch
 from gradprom.errors import GradpromError
 
 CHECKPOINT_FILE = "trial.pt"
-FORMAT = "gradprom-trial-v1"
+FORMAT = "gradprom-trial-v2"  # v2: with the gates' state (v1 resumed would gate differently)
 
 
 def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradprom.errors import GradpromError
+from gradprom.trainables.fastpath import CPU_CHANNELS_LAST
 
 if TYPE_CHECKING:
     from gradprom.strategies import Strategy
@@ -112,6 +113,8 @@ class TrialConfig:
                             ("memory_format", MEMORY_FORMATS), ("compile", COMPILE_MODES)):
             if getattr(self, name) not in valid:
                 raise GradpromError(f"{name} must be one of {', '.join(valid)}, got '{getattr(self, name)}'")
+        if self.memory_format == "channels_last" and self.device == "cpu":
+            raise GradpromError(CPU_CHANNELS_LAST)
         if self.compile != "off" and self.vjp == "batched":
             raise GradpromError("vjp=batched cannot run through torch.compile's graphs (vmap over a compiled "
                                 "backward); use vjp=two with compile, or compile=off")

@@ -2,6 +2,8 @@
 
 `auto` means bf16 autocast and channels-last on a CUDA GPU with bf16, and fp32 in the default layout on the
 CPU (whether bf16 pays there depends on the CPU's bf16 units; `benchmarks/throughput.py --variants` measures it).
+Channels-last runs on CUDA only: on the CPU, torch 2.13's channels-last convolution backward hangs or aborts the
+process on some CPUs (seen on AVX2 machines without AVX-512, at small channel counts), so it is refused there.
 Autocast covers the forward passes only; the parameters, their gradients, the cosine and the update stay
 fp32, and the losses are taken on fp32 outputs, so the gate compares full-precision gradients.
 """
@@ -16,6 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from gradprom.errors import GradpromError
+
+CPU_CHANNELS_LAST = ("memory_format=channels_last runs on a CUDA GPU only (on the CPU its convolution backward "
+                     "hangs or aborts on some CPUs); use memory_format=auto or contiguous there")
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class FastPath:
         if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
             raise GradpromError(f"precision bf16 was asked for but {torch.cuda.get_device_name(device)} has no bf16; "
                                 "use --precision fp32")
+        if memory_format == "channels_last" and not cuda:
+            raise GradpromError(CPU_CHANNELS_LAST)
         bf16 = precision == "bf16" or (precision == "auto" and cuda and torch.cuda.is_bf16_supported())
         channels_last = memory_format == "channels_last" or (memory_format == "auto" and cuda)
         return cls(device.type, torch.bfloat16 if bf16 else None, channels_last, compile_mode)

@@ -439,9 +439,10 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
     return {
         "loss_ip": torch.stack(losses_ip).mean().item(),
         "loss_vr": torch.stack(losses_vr).mean().item() if measured else math.nan,
-        **gate_telemetry(torch.stack(cosines).float().cpu() if measured else torch.zeros(0)),
+        **gate_telemetry(torch.stack(cosines).float().cpu() if measured else torch.zeros(0), t.strategy.cos_name),
         "promoted_frac": torch.stack(weights).float().mean().item(),
-        **({"aux_cos_mean": torch.stack(aux_cosines).float().nanmean().item(),
+        **({"aux_cos_mean": math.nan, f"aux_{t.aux.strategy.cos_name}_mean":
+            torch.stack(aux_cosines).float().nanmean().item(),
             "aux_promoted_frac": torch.stack(aux_weights).float().mean().item()} if t.aux else {}),
         "steps": steps,
         "nan_skips": skipped,
@@ -455,16 +456,18 @@ def train_epoch(t: Trial, epoch: int) -> dict[str, float]:
 COS_BINS = 10  # histogram of the cosine over [-1, 1]: cos_hist_0 counts [-1, -0.8), …, cos_hist_9 [0.8, 1]
 
 
-def gate_telemetry(cosines: Tensor) -> dict[str, Any]:
+def gate_telemetry(cosines: Tensor, name: str = "cos") -> dict[str, Any]:
     """What the gate saw in one epoch: the cosine's mean, quantiles and histogram, and every step's cosine
-    (`cos_steps`, NaN on steps a cheap gate did not measure), as flat epochs.parquet columns."""
+    (`cos_steps`, NaN on steps a cheap gate did not measure), as flat epochs.parquet columns. A gate on the
+    enhancer's last layer records its cosine as `head_cos_*` (`name`), and `cos_mean` is then NaN: the full
+    gradients' cosine was never measured."""
     seen = cosines[~torch.isnan(cosines)]
-    stats: dict[str, Any] = {"cos_mean": seen.mean().item() if len(seen) else math.nan,
-                             "cos_steps": [round(c, 6) for c in cosines.tolist()]}
+    stats: dict[str, Any] = {"cos_mean": math.nan, f"{name}_mean": seen.mean().item() if len(seen) else math.nan,
+                             f"{name}_steps": [round(c, 6) for c in cosines.tolist()]}
     for q in (0.1, 0.5, 0.9):
-        stats[f"cos_q{int(q * 100)}"] = torch.quantile(seen, q).item() if len(seen) else math.nan
+        stats[f"{name}_q{int(q * 100)}"] = torch.quantile(seen, q).item() if len(seen) else math.nan
     counts = torch.histc(seen, bins=COS_BINS, min=-1.0, max=1.0) if len(seen) else torch.zeros(COS_BINS)
-    stats.update({f"cos_hist_{i}": int(c) for i, c in enumerate(counts.tolist())})
+    stats.update({f"{name}_hist_{i}": int(c) for i, c in enumerate(counts.tolist())})
     return stats
 
 
@@ -570,7 +573,10 @@ def trial_state(t: Trial, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]
         "recognizer": t.recognizer.state_dict(),
         "opt_enhancer": t.opt_enhancer.state_dict(),
         "opt_recognizer": t.opt_recognizer.state_dict() if t.opt_recognizer else {},
-        **({"aux_recognizer": t.aux.recognizer.state_dict(),
+        # the gates' state between steps (EMA, last decisions) and the step counter gate_every counts by
+        "strategy": t.strategy.state_dict(),
+        "steps_done": t.steps_done,
+        **({"aux_recognizer": t.aux.recognizer.state_dict(), "aux_strategy": t.aux.strategy.state_dict(),
             "opt_aux": t.aux.opt.state_dict() if t.aux.opt else {}} if t.aux else {}),
     }
 
@@ -582,11 +588,19 @@ def restore_state(t: Trial, state: dict[str, Any]) -> int:
     t.opt_enhancer.load_state_dict(state["opt_enhancer"])
     if t.opt_recognizer is not None and state["opt_recognizer"]:
         t.opt_recognizer.load_state_dict(state["opt_recognizer"])
+    t.strategy.load_state_dict(_on(state["strategy"], t.device))
+    t.steps_done = int(state["steps_done"])
     if t.aux is not None:
         t.aux.recognizer.load_state_dict(state["aux_recognizer"])
+        t.aux.strategy.load_state_dict(_on(state["aux_strategy"], t.device))
         if t.aux.opt is not None and state["opt_aux"]:
             t.aux.opt.load_state_dict(state["opt_aux"])
     return int(state["epoch"])
+
+
+def _on(state: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    """A strategy's checkpointed tensors (loaded on the CPU) on the trial's device."""
+    return {k: v.to(device) for k, v in state.items()}
 
 
 def train_trial(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
