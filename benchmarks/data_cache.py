@@ -3,7 +3,8 @@
 Writes an ISIC 2018 Task 1 folder of N dermoscopy-sized JPEGs (600×450, textured from scikit-image's
 retina photograph, with 0/255 masks) to a temporary folder, then times three loads of
 `get_dataset("isic2018", task="segmentation")`: without the cache, the first cached load (decodes and
-writes the entry) and a second cached load (reads it). Run: `python benchmarks/data_cache.py [--images N]`.
+writes the entry) and a second cached load (reads it). Prints one JSON line; `--record` also adds it as a row
+to benchmarks/README.md (or `--readme PATH`). Run: `python benchmarks/data_cache.py [--images N] [--record]`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import record  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
+from benchmarks.record import add_arguments, check_arguments, record  # noqa: E402
 from gradprom.datasets import get_dataset  # noqa: E402
 
 
@@ -46,7 +46,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--image-size", type=int, default=64)
+    add_arguments(parser)
     args = parser.parse_args()
+    check_arguments(parser, args)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_isic(root, args.images)
@@ -62,7 +64,7 @@ def main() -> None:
         warm = timed(str(root / "cache"))
     record("data_cache", {"images": args.images, "image_size": args.image_size, "uncached_s": round(uncached, 2),
                           "first_cached_s": round(first, 2), "warm_cached_s": round(warm, 3),
-                          "speedup": round(uncached / warm, 1)})
+                          "speedup": round(uncached / warm, 1)}, args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ joint step plus one more VJP through the enhancer: the least an exact GradProm s
 Agreement: a cheap-gated trial trains for a few steps while the exact gate (from both full gradients,
 computed aside) is evaluated on the same batch; the share of equal decisions is reported.
 
-Run: `python benchmarks/strategy_overhead.py [--quick] [--device cpu|cuda]`.
+Prints one JSON object per line: one per variant, then the summary (`"benchmark": ...`); `--record` also adds
+the summary as a row to benchmarks/README.md (or `--readme PATH`).
+Run: `python benchmarks/strategy_overhead.py [--quick] [--device cpu|cuda] [--record]`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import record  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
+from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
 from gradprom.strategies import Strategy  # noqa: E402
 from gradprom.trainables.config import TrialConfig  # noqa: E402
 from gradprom.trainables.loop import (  # noqa: E402
@@ -117,17 +118,23 @@ def agreement(base: dict, variant: str, steps: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small models and few rounds (under 2 min on 2 CPUs)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small models (SRResNet 2×16, ResNet-10 w8, 32 px), 24 agreement steps")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=0)
-    parser.add_argument("--no-record", action="store_true", help="print only; do not add rows to the README")
+    parser.add_argument("--rounds", type=int, default=40, help="timed rounds, after three warm-up rounds")
+    parser.add_argument("--agreement-steps", type=int, default=0,
+                        help="training steps per cheap gate's agreement run (default 24 with --quick, else 60)")
+    add_arguments(parser)
     args = parser.parse_args()
+    check_arguments(parser, args)
+    if args.rounds < 1 or args.agreement_steps < 0:
+        parser.error("--rounds must be at least 1 and --agreement-steps at least 0")
     quick = args.quick
     base = {"dataset": "synthetic", "image_size": 32 if quick else 64, "n_train": 128 if quick else 256,
             "n_val": 16, "n_test": 16, "enhancer_blocks": 2 if quick else 8, "enhancer_channels": 16 if quick else 32,
             "recognizer_width": 8 if quick else 16, "batch_size": 16, "pretrain_epochs": 1, "device": args.device,
             "threads": 0, "lam": 1.0, "cache_dir": str(Path.home() / ".cache" / "gradprom-bench")}
-    rounds = args.rounds or 40
+    rounds = args.rounds
     torch.manual_seed(0)
     trials = {name: build_trial(TrialConfig.from_dict({**base, **settings})) for name, settings in VARIANTS.items()}
     device = next(iter(trials.values())).device
@@ -147,7 +154,8 @@ def main() -> None:
             if r >= 3:
                 times[name].append(time.perf_counter() - tic)
     joint = statistics.median(times["joint"])
-    found = {name: agreement(base, name, 24 if quick else 60) for name in CHEAP}
+    steps = args.agreement_steps or (24 if quick else 60)
+    found = {name: agreement(base, name, steps) for name in CHEAP}
     agreements = {name: a for name, (a, _) in found.items()}
     floor_ratio = statistics.median(times["floor"]) / joint
     figures = {}
@@ -159,18 +167,16 @@ def main() -> None:
             row["agreement_with_exact"] = round(agreements[name], 3)
             if "every" in name:
                 row["exact_gate_persistence"] = round(found[name][1], 3)
-        print(row)
+        emit(row)
         figures[name] = round(ratio, 3)
     figures["gradprom_vs_floor"] = round(figures["gradprom"] / floor_ratio, 3)
     figures.update({f"{k}_agreement": round(v, 3) for k, v in agreements.items()})
     figures.update({f"{k}_persistence": round(p, 3) for k, (_, p) in found.items() if "every" in k})
     figures["joint_ms"] = round(1000 * joint, 2)
     shape = (f"{'quick: ' if quick else ''}SRResNet {base['enhancer_blocks']}×{base['enhancer_channels']}, ResNet-10 "
-             f"w{base['recognizer_width']}, {base['image_size']}px, batch 16, {rounds} rounds, {device.type}")
-    if not args.no_record:
-        record("strategy_overhead_quick" if quick else "strategy_overhead", figures, note=shape)
-    else:
-        print(figures)
+             f"w{base['recognizer_width']}, {base['image_size']}px, batch 16, {rounds} rounds, {device.type}"
+             f"{f', {steps} agreement steps' if args.agreement_steps else ''}")
+    record("strategy_overhead_quick" if quick else "strategy_overhead", figures, args, note=shape)
 
 
 if __name__ == "__main__":

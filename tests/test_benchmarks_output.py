@@ -1,0 +1,105 @@
+"""Every benchmark script, in its quickest form: stdout is one JSON object per line (valid JSON, no NaN), the
+figures it promises are there, and benchmarks/README.md is written only with `--record` (into `--readme PATH`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.throughput import memory_format
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "benchmarks" / "README.md"
+pytestmark = pytest.mark.slow
+
+#: each script's quickest form (seconds on a 2-core CPU; main_job mostly waits for Ray to start)
+QUICKEST = {
+    "data_cache.py": ["--images", "4", "--image-size", "16"],
+    "strategy_overhead.py": ["--quick", "--rounds", "1", "--agreement-steps", "2"],
+    "throughput.py": ["--quick", "--n-train", "32", "--epochs", "1"],
+    "main_job.py": ["--trials", "1", "--epochs", "1", *(a for p in (
+        "image_size=16", "n_train=32", "n_val=16", "n_test=16", "enhancer_blocks=1", "enhancer_channels=8",
+        "recognizer_width=4", "batch_size=16") for a in ("-p", p))],
+}
+
+
+def reject_constant(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A HOME for the scripts: they cache their reference recognizer under ~/.cache."""
+    return str(tmp_path_factory.mktemp("home"))
+
+
+def run(script: str, home: str, *extra: str) -> list[dict]:
+    """Run the script's quickest form; check that every stdout line is a JSON object, the last one the summary
+    (its table exists in the README), and that the tracked README is byte for byte unchanged."""
+    before = README.read_bytes()
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *QUICKEST[script], *extra],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": home}, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert README.read_bytes() == before, f"{script} {' '.join(extra)} changed benchmarks/README.md"
+    lines = done.stdout.splitlines()
+    assert lines, f"{script} printed nothing on stdout"
+    rows = [json.loads(line, parse_constant=reject_constant) for line in lines]
+    assert all(isinstance(r, dict) for r in rows), done.stdout
+    summary = rows[-1]
+    assert {"benchmark", "date", "machine"} <= set(summary)
+    assert f"<!-- rows:{summary['benchmark']} -->" in README.read_text()
+    return rows
+
+
+def test_data_cache_records_only_when_asked(home: str, tmp_path: Path) -> None:
+    (row,) = run("data_cache.py", home)
+    assert row["benchmark"] == "data_cache" and row["images"] == 4 and row["speedup"] > 0
+    copy = tmp_path / "README.md"
+    shutil.copy(README, copy)
+    run("data_cache.py", home, "--record", "--readme", str(copy))
+    added = [line for line in copy.read_text().splitlines() if line not in README.read_text().splitlines()]
+    assert len(added) == 1 and "images=4; image_size=16;" in added[0]
+    lines = copy.read_text().splitlines()
+    assert lines[lines.index("<!-- rows:data_cache -->") + 1] == added[0]  # the newest row first
+
+
+def test_strategy_overhead(home: str) -> None:
+    rows = run("strategy_overhead.py", home)
+    by_name = {r["strategy"]: r for r in rows[:-1]}
+    assert {"joint", "floor", "gradprom", "pcgrad", "gradprom_gate_every_4", "gradprom_gate_on_head"} <= set(by_name)
+    assert by_name["joint"]["ratio_vs_joint"] == 1.0
+    assert all(r["ratio_vs_joint"] > 0 for r in by_name.values())
+    for cheap in ("gradprom_gate_every_4", "gradprom_gate_on_head", "gradprom_gate_every_4_ema"):
+        assert 0.0 <= by_name[cheap]["agreement_with_exact"] <= 1.0
+    assert 0.0 <= by_name["gradprom_gate_every_4"]["exact_gate_persistence"] <= 1.0
+    assert rows[-1]["benchmark"] == "strategy_overhead_quick" and "gradprom_vs_floor" in rows[-1]
+
+
+def test_throughput(home: str) -> None:
+    rows = run("throughput.py", home)
+    assert [r["strategy"] for r in rows[:-1]] == ["joint", "gradprom"]
+    for r in rows[:-1]:
+        name = r["strategy"]
+        assert r["memory_format"] == "contiguous"
+        assert r[f"{name}_pipeline_img_s"] > 0 and r[f"{name}_bare_img_s"] > 0 and r[f"{name}_ratio"] > 0
+        assert r[f"{name}_ratio"] == rows[-1][f"{name}_ratio"]
+    assert rows[-1]["benchmark"] == "throughput_quick"
+
+
+def test_throughput_channels_last_on_cuda_only() -> None:
+    """The amp variants' layout: channels-last on CUDA, contiguous on the CPU (the trainer refuses it there)."""
+    assert memory_format("amp", "cuda") == memory_format("amp_compile", "cuda:1") == "channels_last"
+    assert memory_format("amp", "cpu") == memory_format("amp_compile", "cpu") == "contiguous"
+    assert memory_format("fp32", "cuda") == "contiguous"
+
+
+def test_main_job(home: str) -> None:
+    (row,) = run("main_job.py", home)
+    assert row["benchmark"] == "main_job" and row["trials"] == 1 and row["completed"] == 1
+    assert row["front_size"] >= 1 and len(row["psnr_range_db"]) == 2 and row["note"].startswith("changed: trials=1")
