@@ -30,6 +30,15 @@ def value_range(rows: list[dict], key: str, digits: int) -> list[float] | None:
     return [round(min(t[key] for t in rows), digits), round(max(t[key] for t in rows), digits)] if rows else None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of one process so far (Linux /proc), None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 trials × 2 epochs instead of the defaults")
@@ -49,12 +58,19 @@ def main() -> None:
                    "synthetic", "--out", tmp, "--name", "bench", "--trials", str(trials_n), "--epochs", str(epochs),
                    *(a for p in args.param for a in ("-p", p))]
         start = time.perf_counter()
-        subprocess.run(command, check=True, env=env, stdout=sys.stderr)  # its progress is not a result line
+        driver = subprocess.Popen(command, env=env, stdout=sys.stderr)  # its progress is not a result line
+        driver_cpu = 0.0
+        while driver.poll() is None:  # the driver's own CPU time (not its Ray workers'), read until it exits
+            driver_cpu = cpu_seconds(driver.pid) or driver_cpu
+            time.sleep(0.5)
         wall = time.perf_counter() - start
+        if driver.returncode:
+            raise SystemExit(f"gradprom search exited {driver.returncode}")
         trials = read_rows(Path(tmp) / "bench" / "trials.parquet")
         front = read_rows(Path(tmp) / "bench" / "pareto.parquet")
     done = [t for t in trials if t["status"] == "completed"]
     result = {"trials": len(trials), "completed": len(done), "wall_s": round(wall, 1), "front_size": len(front),
+              "driver_cpu_s": round(driver_cpu, 1), "driver_cpu_share": round(driver_cpu / wall, 3),
               "psnr_range_db": value_range(done, "psnr", 2), "acc_range": value_range(done, "acc", 3)}
     changed = [f"{k}={v}" for k, v in (("trials", args.trials), ("epochs", args.epochs)) if v] + args.param
     record("main_job_quick" if args.quick else "main_job", result, args,

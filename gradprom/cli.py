@@ -57,7 +57,9 @@ def search(
     out: str = typer.Option("results", help="Folder that holds experiments (OUT/NAME)."),
     name: str = typer.Option("", help="Experiment name; default SPACE-DATASET-TIMESTAMP."),
     seed: int = typer.Option(0, help="Seed of data, models and the Optuna sampler."),
-    address: str = typer.Option("", help="Ray cluster address (ray://… or HOST:PORT); empty starts Ray locally."),
+    address: str = typer.Option("", help="Ray cluster: the head's GCS address HEAD:6379, ray://HEAD:10001 (Ray "
+                                         "Client) or auto; checked first, with bounded waits. Empty starts Ray "
+                                         "locally."),
     degradation: str = typer.Option("", help="Degradation, e.g. gaussian:sigma=0.15 (default of the trial)."),
     data_root: str = typer.Option("", help="Folder holding the real datasets (one folder each); default "
                                            "$GRADPROM_DATA."),
@@ -373,18 +375,24 @@ def cluster_submit(
     """Run a gradprom command on a cluster as a Ray Job: `gradprom cluster submit [CONFIG] -- search …`.
 
     The gradprom package travels with the job (its runtime env), so the nodes run this very code."""
-    from gradprom.cluster.launcher import JobFailed, follow_job, job_entrypoint, job_runtime_env, submit_job
+    from gradprom.cluster.launcher import (
+        JobFailed,
+        follow_job,
+        job_entrypoint,
+        job_runtime_env,
+        submit_job,
+        submit_target,
+    )
     from gradprom.orchestrator.storage import is_uri
 
-    args = list(ctx.args)
-    config = args.pop(0) if args and args[0] not in command_names() else ""
+    config, args = submit_target(list(ctx.args), address or _env_jobs_address())
+    if config and address:
+        raise GradpromError(f"give a cluster config ({config}) or --address, not both")
     entrypoint = job_entrypoint(args)
     out = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--out"), "")
     if args[0] == "search" and not (is_uri(out) or Path(out).is_absolute()):
         console.print("[yellow]--out is not an absolute path or a storage URI: results land on the head node's "
                       "disk, in the job's working folder; use shared storage (s3://…, gs://…, an NFS path)[/yellow]")
-    if config and address:
-        raise GradpromError("give a cluster config or --address, not both")
     address = address or ("" if config else _env_jobs_address())
     if not config and not address:
         raise GradpromError("where should the job run? pass --address http://HEAD:8265 or a cluster config "
@@ -486,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         load_plugins()
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="gradprom", standalone_mode=False)  # `gradprom …` however it was started
     except GradpromError as exc:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         return getattr(exc, "exit_code", 2)
@@ -494,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print(exc.ctx.get_help() if exc.ctx else str(exc))
         return 2
     except ClickException as exc:  # bad option, missing value, wrong type: one line, not a usage box
-        where = f"gradprom {exc.ctx.info_name} --help" if getattr(exc, "ctx", None) else "gradprom --help"
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path if ctx is not None else 'gradprom'} --help"  # the (sub)command that refused
         message = " ".join(exc.format_message().split())
         Console(stderr=True).print(f"[bold red]error:[/bold red] {message} (see `{where}`)", highlight=False,
                                    soft_wrap=True)

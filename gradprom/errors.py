@@ -1,6 +1,7 @@
 """User-facing errors: one line that says what is wrong and what to do.
 
-The CLI prints these as a single line and exits with code 2; everything else is a bug.
+The CLI prints these as a single line and exits with their `exit_code` (2, a usage error, unless a subclass
+says otherwise); everything else is a bug.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ class SearchInterrupted(GradpromError):
     """The search was stopped (Ctrl-C) before every trial ended; what finished is saved."""
 
     exit_code = 130
+
+
+class SearchFailed(GradpromError):
+    """The search ran, but some dataset's study ended without one trial that finished (every trial failed):
+    its results are saved; exit code 1 (not a usage error), so scripts notice."""
+
+    exit_code = 1
 
 
 class NonFiniteLossError(RuntimeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,75 @@ def test_train_runs_one_trial_without_ray(capsys: pytest.CaptureFixture, tmp_pat
     assert code == 0, err
     assert "epoch 2/2" in out and "test: psnr" in out and "acc_ref" in out
     assert "gradprom_soft(lam=0.3" in out
+
+
+@pytest.mark.parametrize(("argv", "where"), [
+    (["nosuch"], "gradprom --help"),
+    (["search", "--nosuch"], "gradprom search --help"),
+    (["cluster", "nosuch"], "gradprom cluster --help"),
+    (["cluster", "up", "--bad"], "gradprom cluster up --help"),
+    (["datasets", "check", "synthetic", "--bad"], "gradprom datasets check --help"),
+])
+def test_usage_errors_point_at_the_right_help(capsys: pytest.CaptureFixture, argv: list[str], where: str) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.strip().endswith(f"(see `{where}`)"), err
+    assert "gradprom gradprom" not in err
+
+
+# --- a batch larger than the training split: one line before Ray starts ------------------------------------
+
+def search_argv(tmp_path: Path, *extra: str) -> list[str]:
+    return ["search", "--out", str(tmp_path), "--name", "b", "--device", "cpu", "-p", "image_size=32", *extra]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["-p", "n_train=8", "-p", "batch_size=16"],
+     "batch_size 16 is larger than the training split of synthetic (8 samples); lower it (--param batch_size=8"),
+    (["--space", "gradprom_lambda", "-p", "n_train=8", "-p", "batch_size=4:64"],
+     "the top of the searched batch_size 64 is larger than the training split of synthetic (8 samples)"),
+    (["-p", "n_train=8", "-p", "batch_size=2,4,12"], "batch_size 12 is larger"),
+    # 7 samples over 4 workers: 1 each, but a batch of 8 asks 2 of each worker
+    (["--workers-per-trial", "4", "-p", "n_train=7", "-p", "batch_size=8"],
+     "batch_size 8 over 4 workers (2 each) is larger than each worker's share of the training split of synthetic "
+     "(7 samples, 1 each); lower it (--param batch_size=4"),
+    (["--workers-per-trial", "4", "-p", "n_train=3", "-p", "batch_size=4"], "3 sample(s), fewer than the 4 workers"),
+])
+def test_batch_larger_than_the_training_split_is_one_line(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                          extra: list[str], message: str) -> None:
+    started = time.monotonic()
+    code, _, err = run(capsys, *search_argv(tmp_path, *extra))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert message in err and "n_train" in err, err
+    assert not (tmp_path / "b").exists()  # refused before the experiment folder (and Ray) exist
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize(("extra", "fits"), [
+    (["-p", "n_train=8", "-p", "batch_size=8"], True),  # one step per epoch
+    (["--workers-per-trial", "2", "-p", "n_train=9", "-p", "batch_size=9"], True),  # 4 each of 4: one step
+    (["--workers-per-trial", "2", "-p", "n_train=9", "-p", "batch_size=10"], False),  # 5 each of 4
+])
+def test_batch_that_fits_passes_the_check(capsys: pytest.CaptureFixture, tmp_path: Path, extra: list[str],
+                                          fits: bool) -> None:
+    """A finished experiment of that name stops the search right after the checks: a fitting batch gets that far."""
+    write_manifest(tmp_path / "b", {"status": "finished"})
+    code, _, err = run(capsys, *search_argv(tmp_path, *extra))
+    assert code == 2
+    assert ("already holds an experiment" in err) == fits and ("is larger than" in err) != fits, err
+
+
+def test_batch_larger_than_a_small_camus_folder(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case: a CAMUS folder with few patients. 4 training patients, one view, two phases: 8 frames."""
+    from tests.test_camus import make_2023
+
+    monkeypatch.setenv("GRADPROM_CACHE", str(tmp_path / "cache"))
+    make_2023(tmp_path / "data", splits=(4, 1, 1))
+    argv = search_argv(tmp_path, "--dataset", "camus", "--task", "segmentation", "--data-root",
+                       str(tmp_path / "data"), "-o", "views=4CH", "-p", "batch_size=32", "-p", "n_train=64")
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "batch_size 32 is larger than the training split of camus (8 samples)" in err, err
+    assert "--param batch_size=8 or less" in err and "--data-root" in err, err
+    assert not (tmp_path / "b").exists()

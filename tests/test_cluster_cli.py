@@ -97,3 +97,46 @@ def test_capacity_local_fails_cluster_waits() -> None:
     assert "waiting for the autoscaler" in capacity_note({"CPU": 1.0, "GPU": 1.0}, nodes, on_cluster=True)
     with pytest.raises(GradpromError, match="no node of this local Ray runtime has what one trial needs"):
         capacity_note({"CPU": 1.0, "A100": 1.0}, nodes, on_cluster=False)
+
+
+@pytest.fixture()
+def no_env_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+
+
+@pytest.mark.parametrize("target", [["--address", "http://127.0.0.1:8265"], ["aws-gpu"], ["FILE"]],
+                         ids=["address", "template", "config-file"])
+def test_submit_takes_the_command_with_its_program_name(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                        no_env_address: None, target: list[str]) -> None:
+    """`-- gradprom search …` (as one would type it) submits `search …`, whatever the target."""
+    config = tmp_path / "my-cluster.yaml"
+    config.write_text("cluster_name: mine\n")
+    target = [str(config) if t == "FILE" else t for t in target]
+    code, out, err = run(capsys, "cluster", "submit", *target, "--dry-run", "--", "gradprom", "search",
+                         "--dataset", "camus", "--out", "/shared/results")
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "entrypoint: python -m gradprom search --dataset camus --out /shared/results" in text, text
+    where = "http://127.0.0.1:8265" if target[0] == "--address" else f"{target[0]} (through `ray dashboard`)"
+    assert f"would submit to {where}" in text, text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--address", "http://127.0.0.1:8265", "--", "rm", "-rf", "/"],
+     "`rm` is not a gradprom command (commands: cluster, datasets, pareto, search, spaces, strategies, train); "
+     "after `--` comes the command the job runs"),
+    (["--", "nosuch", "search"], "`nosuch` is neither a cluster config (no such file, and no shipped template of "
+                                 "that name: aws-gpu, gcp-gpu, onprem, kuberay-rayjob) nor a gradprom command"),
+    (["--bad", "--", "search"], "`gradprom cluster submit` has no option --bad"),
+    (["--address", "http://127.0.0.1:8265", "--", "gradprom"], "after `--` comes the gradprom command the job runs, "
+                                                               "e.g. `-- search --dataset camus`; got nothing"),
+    (["--address", "http://127.0.0.1:8265", "aws-gpu", "--", "gradprom", "search"],
+     "give a cluster config (aws-gpu) or --address, not both"),
+])
+def test_submit_says_what_the_words_before_the_command_are_not(capsys: pytest.CaptureFixture, no_env_address: None,
+                                                                args: list[str], message: str) -> None:
+    code, out, err = run(capsys, "cluster", "submit", "--dry-run", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert message in " ".join(err.split()), err
+    assert "would submit" not in out

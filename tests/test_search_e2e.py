@@ -71,7 +71,7 @@ def test_search_asha_writes_results_and_exact_front(tmp_path: Path, shared_cache
     expected = {t["trial_id"] for t in finished if not any(dominated(t, o) for o in finished)}
     assert {f["trial_id"] for f in front} == expected
     assert all(f["status"] == "completed" for f in front)
-    assert int(pq.read_schema(folder / "trials.parquet").metadata[b"gradprom.schema_version"]) == 1
+    assert int(pq.read_schema(folder / "trials.parquet").metadata[b"gradprom.schema_version"]) == 2
     for e in epochs:  # gate telemetry per epoch: every step's cosine, explaining promoted_frac (τ of its trial)
         steps, tau = json.loads(e["cos_steps"]), next(t["threshold"] for t in trials if t["trial_id"] == e["trial_id"])
         assert len(steps) == e["steps"]
@@ -119,6 +119,23 @@ def test_segmentation_search_where_a_trial_diverges(tmp_path: Path, shared_cache
     assert "failed" in run.stdout and "non-finite loss" in run.stdout
     front = read_rows(tmp_path / "seg" / "pareto.parquet")
     assert front and {f["trial_id"] for f in front} <= {t["trial_id"] for t in by_status["completed"]}
+
+
+def test_search_whose_every_trial_fails_exits_1(tmp_path: Path, shared_cache: str) -> None:
+    """lr 1e30 passes every check before Ray (it is a finite number > 0) and turns the loss non-finite in the
+    first epoch: both trials fail, the summary is printed, the rows are written, and the exit code is 1."""
+    args = ["search", "--space", "gradprom_lambda", "--trials", "2", "--epochs", "1", "--sampler", "random",
+            "--out", str(tmp_path), "--name", "allfail", "--device", "cpu", *TINY_PARAMS, "-p", "lr=1e30"]
+    run = gradprom(*args, cache=shared_cache)
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "2 trials: 0 completed, 0 stopped early, 2 failed" in " ".join(run.stdout.split()), run.stdout[-2000:]
+    err = " ".join(run.stderr.split())
+    assert err.startswith("error: all 2 trial(s) of synthetic failed (the first: non-finite loss at epoch 1"), err
+    assert str(tmp_path / "allfail" / "trials.parquet") in err and "Traceback" not in run.stderr
+    trials = read_rows(tmp_path / "allfail" / "trials.parquet")
+    assert len(trials) == 2 and all(t["status"] == "failed" and t["lr"] == 1e30 for t in trials), trials
+    assert all(t["error"].startswith("non-finite loss at epoch 1 step") for t in trials)
+    assert json.loads((tmp_path / "allfail" / "manifest.json").read_text())["status"] == "finished"
 
 
 def test_trial_with_two_ray_train_workers(tmp_path: Path, shared_cache: str) -> None:

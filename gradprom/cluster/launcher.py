@@ -104,6 +104,44 @@ def job_entrypoint(command: list[str]) -> str:
     return "python -m gradprom " + shlex.join(command)
 
 
+SUBMIT_OPTIONS = ("--address", "--source", "--wait", "--dry-run")
+
+
+def submit_target(args: list[str], address: str) -> tuple[str, list[str]]:
+    """Split what follows `cluster submit`'s options into (cluster config or '', the gradprom command).
+
+    The command may be written with its program name (`-- gradprom search …`): a leading `gradprom` is
+    dropped. The first word is a config only if it names a shipped template or a file; anything else that
+    is not a gradprom command is refused here, saying which of the two it was taken for."""
+    from gradprom.cli import command_names
+    from gradprom.cluster.templates import DOCKER, TEMPLATES
+
+    names, rest = command_names(), list(args)
+    shipped = ", ".join(n for n, t in TEMPLATES.items() if t.kind != DOCKER)
+    if rest and rest[0].startswith("-"):
+        raise GradpromError(f"`gradprom cluster submit` has no option {rest[0]} (its options: "
+                            f"{', '.join(SUBMIT_OPTIONS)}); the job's command comes after `--`, e.g. "
+                            "`gradprom cluster submit --address http://HEAD:8265 -- search …`")
+    config = ""
+    if rest and rest[0] == "gradprom":
+        rest.pop(0)
+    elif rest and rest[0] not in names:
+        first = rest[0]
+        if first in TEMPLATES or Path(first).expanduser().is_file():
+            config = rest.pop(0)
+            if rest and rest[0] == "gradprom":
+                rest.pop(0)
+        elif address:
+            raise GradpromError(f"`{first}` is not a gradprom command (commands: {', '.join(sorted(names))}); "
+                                "after `--` comes the command the job runs, e.g. `-- search --dataset camus`")
+        else:
+            raise GradpromError(f"`{first}` is neither a cluster config (no such file, and no shipped template of "
+                                f"that name: {shipped}) nor a gradprom command ({', '.join(sorted(names))}); "
+                                "write `gradprom cluster submit CONFIG -- search …` or `--address http://HEAD:8265 "
+                                "-- search …`")
+    return config, rest
+
+
 def job_runtime_env() -> dict[str, Any]:
     """The project shipped with the job: the gradprom package as a py_module (on the entrypoint's PYTHONPATH
     and every trial's), plus the plugin modules the user registered."""

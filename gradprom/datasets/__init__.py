@@ -23,6 +23,7 @@ from gradprom.datasets.base import (
     get_dataset,
     parse_dataset_options,
     register_dataset,
+    split_sizes,
 )
 from gradprom.datasets.degradations import (
     DEGRADATIONS,
@@ -49,4 +50,5 @@ __all__ = [
     "parse_dataset_options",
     "parse_degradation",
     "register_dataset",
+    "split_sizes",
 ]

@@ -60,10 +60,7 @@ class DiskLoader:
 def load(loader: DiskLoader, task: str, image_size: int, seed: int, data_root: str,
          counts: tuple[int, int, int], skip_bad: bool, cache_dir: str, **options: Any) -> TaskData:
     """Build `loader`'s dataset: list, cap, then decode (or read from the cache) every kept sample."""
-    caps = [0 if n == 0 else check_count(loader.name, f"n_{s}", n) for n, s in zip(counts, SPLIT_NAMES, strict=True)]
-    root = loader.locate(data_root, task)
-    listed = loader.list_samples(root, task, seed, image_size, **options)
-    groups = [cap(g, n, seed + i) for i, (g, n) in enumerate(zip(listed, caps, strict=True))]
+    root, caps, groups = kept_samples(loader, task, image_size, seed, data_root, counts, **options)
 
     def build() -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
         return decode_groups(loader, groups, task, image_size, skip_bad)
@@ -78,6 +75,15 @@ def load(loader: DiskLoader, task: str, image_size: int, seed: int, data_root: s
     return TaskData(name=loader.name, task=task, num_classes=len(loader.class_names[task]),
                     channels=loader.channels, image_size=image_size, class_names=list(loader.class_names[task]),
                     train=splits[0], val=splits[1], test=splits[2], skipped=skipped, fingerprint=stamp[:20])
+
+
+def kept_samples(loader: DiskLoader, task: str, image_size: int, seed: int, data_root: str,
+                 counts: tuple[int, int, int], **options: Any) -> tuple[Path, list[int], list[list[Any]]]:
+    """(root, caps, [train, val, test] samples kept after the `n_*` caps): listed, nothing decoded."""
+    caps = [0 if n == 0 else check_count(loader.name, f"n_{s}", n) for n, s in zip(counts, SPLIT_NAMES, strict=True)]
+    root = loader.locate(data_root, task)
+    listed = loader.list_samples(root, task, seed, image_size, **options)
+    return root, caps, [cap(g, n, seed + i) for i, (g, n) in enumerate(zip(listed, caps, strict=True))]
 
 
 def to_uint8(image: Tensor) -> np.ndarray:

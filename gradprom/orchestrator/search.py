@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from gradprom.datasets import dataset_options_json
-from gradprom.errors import GradpromError, SearchInterrupted
+from gradprom.errors import GradpromError, SearchFailed, SearchInterrupted
 from gradprom.orchestrator.experiment import (
     check_name,
     new_manifest,
@@ -26,7 +26,7 @@ from gradprom.orchestrator.experiment import (
     this_driver,
     write_manifest,
 )
-from gradprom.orchestrator.nodes import alive_nodes, capacity_note, check_data_on_nodes
+from gradprom.orchestrator.nodes import alive_nodes, capacity_note, check_address, check_data_on_nodes
 from gradprom.orchestrator.optuna_search import SAMPLERS, make_sampler
 from gradprom.orchestrator.pareto import OBJECTIVES
 from gradprom.orchestrator.results import error_line
@@ -146,8 +146,54 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
             base["data_options"] = dataset_options_json(dataset, list(req.data_options))
         for endpoint in space.endpoints():
             preflight(TrialConfig.from_dict({**base, **endpoint}))
+        check_batch_fits(space, base, req.workers_per_trial)
         plans.append(StudyPlan(dataset, space, base))
     return plans
+
+
+def check_batch_fits(space: SearchSpace, base: dict[str, Any], workers: int) -> None:
+    """A batch larger than each worker's share of the training split leaves an epoch no step, so every trial
+    drawing it would fail in its first epoch: say so before Ray starts, for the largest batch the space can
+    draw on the smallest training split. Split sizes come from listing the samples (cheap, nothing decoded)."""
+    from gradprom.datasets import split_sizes
+    from gradprom.trainables.loop import dataset_options
+
+    worst = dict(base)  # the shared settings, the space's fixed ones included
+    for key, pick in (("batch_size", max), ("n_train", min)):
+        if (spec := space.params.get(key)) is not None:
+            worst[key] = pick(spec["choices"] if spec["type"] == "categorical" else (spec["low"], spec["high"]))
+    cfg = TrialConfig.from_dict(worst)
+    options = dataset_options(cfg, cache=False)
+    listed = split_sizes(cfg.dataset, task=cfg.task, image_size=cfg.image_size, seed=cfg.seed, **options)
+    if listed is None:  # a dataset that cannot say: the trial itself reports it
+        return
+    n, batch = listed[0], cfg.batch_size
+    per_worker = max(1, batch // workers)
+    if n // workers >= per_worker:  # then loop.train_epoch has at least one step per epoch
+        return
+    which = "the top of the searched batch_size" if "batch_size" in space.params else "batch_size"
+    if cfg.n_train and n == cfg.n_train:  # the cap binds: more of the data is there
+        more = f"or use more of the data (-p n_train, now {n})"
+    else:
+        more = "or put more training data under --data-root" if "data_root" in options else \
+            "or make more data (-p n_train=N)"
+    if n < workers:
+        raise GradpromError(f"the training split of {cfg.dataset} has {n} sample(s), fewer than the {workers} workers "
+                            f"of a trial; use --workers-per-trial {n} or fewer, {more}")
+    if workers == 1:
+        raise GradpromError(f"{which} {batch} is larger than the training split of {cfg.dataset} ({n} samples); "
+                            f"lower it (--param batch_size={n} or less) {more}")
+    top = (n // workers) * workers
+    raise GradpromError(f"{which} {batch} over {workers} workers ({per_worker} each) is larger than each worker's "
+                        f"share of the training split of {cfg.dataset} ({n} samples, {n // workers} each); lower it "
+                        f"(--param batch_size={top} or less) {more}")
+
+
+def ray_initialized() -> bool:
+    """Whether this process is already connected to Ray (a caller's own session, which ray_runtime reuses)."""
+    import ray
+
+    return ray.is_initialized()
 
 
 @contextmanager
@@ -337,6 +383,8 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     env_address = os.environ.get("RAY_ADDRESS", "")
     if not req.address and env_address and not env_address.startswith("http"):
         req.address = env_address  # inside a Ray Job (`gradprom cluster submit`): the job's own cluster
+    if req.address and not ray_initialized():
+        req.address = check_address(req.address)  # first: an unreachable cluster must not wait forever
     studies = plan(req)
     folder = req.folder()
     manifest = prepare_folder(folder, req.resume, req.overwrite) or new_manifest(asdict(req))
@@ -378,7 +426,19 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     manifest.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=len(trials))
     write_manifest(folder, manifest)
     summarize(trials, front, folder, console)
+    check_some_finished(trials, req.datasets, folder)
     return folder
+
+
+def check_some_finished(trials: list[dict], datasets: list[str], folder: Path) -> None:
+    """Raise SearchFailed (exit 1) when a dataset's study has no trial that finished (completed or stopped early
+    by the scheduler): a search whose every trial failed must not look like a success to a script."""
+    for dataset in datasets:
+        mine = [t for t in trials if t["dataset"] == dataset]
+        if mine and not any(t["status"] in ("completed", "stopped_early") for t in mine):
+            raise SearchFailed(f"all {len(mine)} trial(s) of {dataset} failed (the first: {mine[0]['error']}); "
+                               f"nothing to rank: fix what the error says and search again (their rows are in "
+                               f"{folder / 'trials.parquet'})")
 
 
 def place_on_gpus(req: SearchRequest) -> None:
