@@ -74,6 +74,10 @@ def search(
     sampler: str = typer.Option("tpe", help="Optuna sampler: tpe, nsga2 or random."),
     scheduler: str = typer.Option("fifo", help="fifo, or asha to stop weak trials early."),
     metric: str = typer.Option("psnr", help="Metric the ASHA scheduler stops on: psnr, ssim or task_metric."),
+    objectives: str = typer.Option("psnr,task_metric", help="What Optuna, the front, the table and the plot "
+                                   "optimise: two or more result columns, each NAME or NAME:max/NAME:min, e.g. "
+                                   "psnr,acc_ref (the fixed clean-trained reference) or psnr,task_metric (the "
+                                   "trial's own recognizer, the paper's protocol)."),
     concurrency: int = typer.Option(0, help="Trials at once; 0 fills the local CPUs (or lets Ray decide)."),
     cpus_per_trial: float = typer.Option(1.0, help="CPUs per trial worker (fractions allowed)."),
     gpus_per_trial: float = typer.Option(0.0, help="GPUs per trial worker (fractions pack trials on a GPU)."),
@@ -105,8 +109,57 @@ def search(
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, scheduler=scheduler, metric=metric,
         sampler=sampler, params=params, data_options=list(data_option), skip_bad=skip_bad, eval_dataset=eval_dataset,
         device=device, max_failures=max_failures, resume=resume, overwrite=overwrite,
-        trial_resources=list(trial_resource))
+        trial_resources=list(trial_resource), objectives=objectives)
     run_search(request, console)
+
+
+@app.command()
+def protocol(
+    name: str = typer.Argument(..., help="Protocol name (see `gradprom protocols`) or your protocol file (.json)."),
+    dataset: str = typer.Option("synthetic", help="Dataset name."),
+    seeds: int = typer.Option(0, help="Seeds per cell, 0…K−1 (default: the protocol's own, 5 for the shipped "
+                                      "ones)."),
+    quick: bool = typer.Option(False, help="The protocol's small form (2 strategies, 2 seeds, tiny models)."),
+    epochs: int = typer.Option(6, help="Epochs per trial (the quick forms fix their own)."),
+    out: str = typer.Option("results", help="Folder that holds experiments (OUT/NAME)."),
+    name_: str = typer.Option("", "--name", help="Experiment name; default protocol-NAME-DATASET-TIMESTAMP."),
+    eval_dataset: str = typer.Option("", help="The second dataset a cross-domain protocol scores (eval_*)."),
+    data_root: str = typer.Option("", help="Folder holding the real datasets; default $GRADPROM_DATA."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Fix a setting the grid leaves alone, KEY=VALUE."),
+    address: str = typer.Option("", help="Ray cluster address (as for search); empty starts Ray locally."),
+    concurrency: int = typer.Option(0, help="Trials at once; 0 fills the local CPUs (or lets Ray decide)."),
+    cpus_per_trial: float = typer.Option(1.0, help="CPUs per trial worker."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, help="Continue the protocol run OUT/NAME."),
+    overwrite: bool = typer.Option(False, help="Replace the experiment OUT/NAME."),
+) -> None:
+    """Run a fixed grid (strategies × degradations × auxiliaries × seeds) and read it as evidence: mean ± std
+    and 95 % CI over seeds, paired t and Wilcoxon tests against the baselines, one verdict per comparison."""
+    from gradprom.orchestrator.protocols import run_protocol
+    from gradprom.orchestrator.search import SearchRequest
+
+    if seeds < 0:
+        raise GradpromError(f"--seeds must be ≥ 1 (or 0 for the protocol's own), got {seeds}")
+    params = list(param) + ([f"data_root={Path(data_root).expanduser().resolve()}"] if data_root else [])
+    request = SearchRequest(datasets=_split(dataset), epochs=epochs, out=out, name=name_, address=address,
+                            concurrency=concurrency, cpus_per_trial=cpus_per_trial, eval_dataset=eval_dataset,
+                            device=device, resume=resume, overwrite=overwrite, params=params)
+    run_protocol(name, request, console, quick=quick, seeds=seeds)
+
+
+@app.command()
+def protocols() -> None:
+    """List the shipped protocols: their grids, seeds and baselines."""
+    from gradprom.search_spaces.protocol import load_protocol, protocol_names
+
+    table = Table(title="protocols (gradprom protocol NAME)")
+    for col in ("name", "trials", "grid", "seeds", "baselines", "description"):
+        table.add_column(col)
+    for n in protocol_names():
+        p = load_protocol(n)
+        grid = "; ".join(f"{axis}: {len(values)}" for axis, values in p.grid.items())
+        table.add_row(n, str(len(p.cells())), grid, str(p.seeds), ", ".join(p.baselines), p.description)
+    console.print(table)
 
 
 @app.command()

@@ -6,6 +6,8 @@ import multiprocessing
 import os
 import queue
 import signal
+import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -21,6 +23,18 @@ TINY = {
     "image_size": 32, "n_train": 64, "n_val": 32, "n_test": 32, "enhancer_blocks": 1, "enhancer_channels": 8,
     "recognizer_width": 4, "batch_size": 16, "pretrain_epochs": 1, "epochs": 1, "device": "cpu", "threads": 1,
 }
+
+
+#: TINY as `gradprom search -p KEY=VALUE` arguments (epochs and device are options of their own)
+TINY_PARAMS = [arg for key, value in TINY.items() if key not in ("epochs", "device")
+               for arg in ("-p", f"{key}={value}")]
+
+
+def gradprom(*args: str, cache: str, timeout: int = 400, **env_vars: str) -> subprocess.CompletedProcess:
+    """The real CLI in a child process (`python -m gradprom.cli ARGS`), with its own recognizer cache."""
+    env = {**os.environ, "GRADPROM_CACHE": cache, "COLUMNS": "120", **env_vars}
+    return subprocess.run([sys.executable, "-m", "gradprom.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
 
 
 @pytest.fixture()

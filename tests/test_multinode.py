@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from gradprom.orchestrator.results import read_rows
+from tests.conftest import TINY_PARAMS
 from tests.ray_cluster import RAY_CLI, LocalRayCluster
-from tests.test_search_e2e import TINY_PARAMS
 
 pytestmark = pytest.mark.slow  # no skip: Ray's CLI, dashboard and Jobs API are project dependencies
 

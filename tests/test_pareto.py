@@ -6,6 +6,7 @@ import math
 import random
 
 import numpy as np
+import pytest
 
 from gradprom.orchestrator.pareto import front_rows, non_dominated
 
@@ -43,3 +44,26 @@ def test_front_rows_only_full_budget_and_finite_per_dataset() -> None:
         row("f", 10.0, 0.1, dataset="other"),           # alone on its dataset: on its front
     ]
     assert {r["trial_id"] for r in front_rows(rows)} == {"a", "b", "f"}
+
+
+def test_objectives_parse_with_directions() -> None:
+    from gradprom.errors import GradpromError
+    from gradprom.orchestrator.pareto import parse_objectives
+
+    assert parse_objectives("psnr,acc_ref") == (("psnr", "max"), ("acc_ref", "max"))
+    assert parse_objectives("psnr, loss_ip, step_ms:max") == (("psnr", "max"), ("loss_ip", "min"), ("step_ms", "max"))
+    for bad, message in (("psnr", "two or more"), ("psnr,psnr", "named twice"), ("psnr,acc:up", "max or min")):
+        with pytest.raises(GradpromError, match=message):
+            parse_objectives(bad)
+    with pytest.raises(GradpromError, match="unknown objective 'acc_rf'. Did you mean 'acc_ref'"):
+        parse_objectives("psnr,acc_rf", known=["psnr", "acc_ref"])
+
+
+def test_a_minimised_objective_flips_dominance() -> None:
+    """With step_ms minimised, the front is brute force over (psnr, −step_ms)."""
+    rng = random.Random(1)
+    rows = [{"trial_id": str(i), "psnr": rng.choice([20.0, 21.0, rng.random() * 30]), "step_ms": rng.random() * 100,
+             "status": "completed", "dataset": "d", "task": "classification"} for i in range(30)]
+    expected = brute_force([(r["psnr"], -r["step_ms"]) for r in rows])
+    found = {r["trial_id"] for r in front_rows(rows, [("psnr", "max"), ("step_ms", "min")])}
+    assert found == {r["trial_id"] for r, keep in zip(rows, expected, strict=True) if keep}

@@ -15,12 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from gradprom.orchestrator.results import read_rows
-from tests.conftest import TINY
+from tests.conftest import TINY_PARAMS, gradprom
 
 pytestmark = pytest.mark.slow
 
-TINY_PARAMS = [arg for key, value in TINY.items() if key not in ("epochs", "device")
-               for arg in ("-p", f"{key}={value}")]
 TRIAL_COLUMNS = {"schema_version", "experiment", "dataset", "task", "trial_id", "status", "error", "epochs_done",
                  "budget", "strategy", "lam", "threshold", "psnr", "ssim", "task_metric", "acc", "acc_ref",
                  "test_psnr", "test_acc", "test_acc_ref", "promoted_frac", "cos_mean", "seed", "degradation"}
@@ -29,12 +27,6 @@ EPOCH_COLUMNS = {"dataset", "trial_id", "epoch", "psnr", "ssim", "acc", "acc_ref
 
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def gradprom(*args: str, cache: str, timeout: int = 400, **env_vars: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GRADPROM_CACHE": cache, "COLUMNS": "120", **env_vars}
-    return subprocess.run([sys.executable, "-m", "gradprom.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
 
 
 def dominated(a: dict, b: dict) -> bool:

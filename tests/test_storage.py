@@ -14,7 +14,7 @@ from gradprom.errors import GradpromError
 from gradprom.orchestrator.results import read_rows
 from gradprom.orchestrator.storage import Store, local_folder, publish, store_of
 from gradprom.trainables.checkpoint import CHECKPOINT_FILE
-from tests.test_search_e2e import TINY_PARAMS, gradprom
+from tests.conftest import TINY_PARAMS, gradprom
 
 
 def test_store_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

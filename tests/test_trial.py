@@ -6,10 +6,12 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from gradprom.errors import GradpromError, NonFiniteLossError
 from gradprom.trainables.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from gradprom.trainables.loop import train_trial
+from gradprom.trainables.config import TrialConfig
+from gradprom.trainables.loop import build_trial, train_trial
 
 METRICS = {"epoch", "psnr", "ssim", "acc", "acc_ref", "promoted_frac", "cos_mean", "loss_ip", "loss_vr",
            "time_train_s", "time_eval_s", "images_per_s", "psnr_input", "task_metric", "schema_version"}
@@ -39,9 +41,28 @@ def test_reports_every_epoch_with_metrics_and_test_figures(tiny: dict) -> None:
     assert "test_psnr" in reports[-1] and "test_acc_ref" in reports[-1] and "test_psnr" not in reports[0]
 
 
+def test_reference_levels_on_clean_and_degraded_images(tiny: dict) -> None:
+    """acc_ref_clean / acc_ref_input are the fixed reference's accuracy on the clean and on the degraded images,
+    computed here by calling the model directly; they are the same every epoch (constants of the data)."""
+    settings = {**tiny, "epochs": 2, "strategy": "gradprom"}
+    reports = collect(settings)
+    trial = build_trial(TrialConfig.from_dict(settings))
+    trial.reference.eval()
+    with torch.no_grad():
+        for split, inputs, prefix in (("val", trial.val_inputs, ""), ("test", trial.test_inputs, "test_")):
+            y = getattr(trial.data, split).targets
+            clean = (trial.reference(getattr(trial.data, split).images).argmax(1) == y).float().mean().item()
+            degraded = (trial.reference(inputs).argmax(1) == y).float().mean().item()
+            assert reports[-1][f"{prefix}acc_ref_clean"] == pytest.approx(clean, abs=1e-6)
+            assert reports[-1][f"{prefix}acc_ref_input"] == pytest.approx(degraded, abs=1e-6)
+    assert reports[0]["acc_ref_clean"] == reports[1]["acc_ref_clean"]
+    assert reports[0]["acc_ref_input"] == reports[1]["acc_ref_input"]
+
+
 def test_segmentation_reports_miou(tiny: dict) -> None:
     r = collect({**tiny, "task": "segmentation", "strategy": "pcgrad"})[-1]
     assert 0 <= r["miou"] <= 1 and 0 <= r["miou_ref"] <= 1 and r["task_metric"] == r["miou"]
+    assert 0 <= r["miou_ref_clean"] <= 1 and 0 <= r["test_miou_ref_input"] <= 1
 
 
 def test_deterministic_and_resumes_where_it_stopped(tiny: dict, tmp_path: Path) -> None:

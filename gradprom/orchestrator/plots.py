@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gradprom.orchestrator.pareto import front_rows
+from gradprom.orchestrator.pareto import OBJECTIVES, Objective, as_objectives, front_rows
 
 
-def plot_front(rows: list[dict[str, Any]], path: Path, objectives: tuple[str, str] = ("psnr", "task_metric"),
+def plot_front(rows: list[dict[str, Any]], path: Path, objectives: Sequence[str | Objective] = OBJECTIVES,
                title: str = "") -> Path:
-    """Scatter every finished trial (colour = strategy), stopped/failed ones hollow, the front as a line."""
+    """Scatter every finished trial (colour = strategy), stopped/failed ones hollow, the front as a line: the
+    first two objectives on the axes, the front over all of them (so with three or more, front points need not
+    look non-dominated in the picture)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,9 +24,10 @@ def plot_front(rows: list[dict[str, Any]], path: Path, objectives: tuple[str, st
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.4 * len(datasets), 4.8), squeeze=False)
     strategies = sorted({str(r.get("strategy")) for r in rows})
     colours = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(strategies)}
-    x_key, y_key = objectives
+    pairs = as_objectives(objectives)
+    (x_key, x_dir), (y_key, y_dir) = pairs[:2]
     for ax, dataset in zip(axes[0], datasets, strict=True):
-        mine = [r for r in rows if str(r.get("dataset")) == dataset and _finite(r, objectives)]
+        mine = [r for r in rows if str(r.get("dataset")) == dataset and _finite(r, (x_key, y_key))]
         for strategy in strategies:
             done = [r for r in mine if r.get("strategy") == strategy and r.get("status") == "completed"]
             partial = [r for r in mine if r.get("strategy") == strategy and r.get("status") != "completed"]
@@ -34,18 +38,32 @@ def plot_front(rows: list[dict[str, Any]], path: Path, objectives: tuple[str, st
                 ax.scatter([r[x_key] for r in partial], [r[y_key] for r in partial], facecolors="none",
                            edgecolors=colours[strategy], s=36, zorder=2,
                            label=f"{strategy} (not full budget)")
-        front = sorted(front_rows(mine, objectives), key=lambda r: r[x_key])
+        front = sorted(front_rows(mine, pairs), key=lambda r: r[x_key])
         if front:
-            ax.step([r[x_key] for r in front], [r[y_key] for r in front], where="pre", color="black",
-                    linewidth=1.2, label="Pareto front", zorder=4)
-        task = next((r.get("task") for r in mine), "")
-        metric = {"classification": "accuracy", "segmentation": "mIoU"}.get(str(task), y_key)
-        ax.set_xlabel(f"{x_key.upper().replace('_', ' ')} (dB)" if "psnr" in x_key else x_key)
-        ax.set_ylabel(f"{metric}" + (" (test)" if y_key.startswith("test_") else ""))
+            step = "pre" if x_dir == "max" else "post"  # the front holds the next (max) or last (min) point
+            ax.plot([r[x_key] for r in front], [r[y_key] for r in front], drawstyle=f"steps-{step}",
+                    color="black", linewidth=1.2, label="Pareto front" + (f" (over {len(pairs)} objectives)"
+                                                                          if len(pairs) > 2 else ""), zorder=4)
+        task = str(next((r.get("task") for r in mine), ""))
+        ax.set_xlabel(axis_label(x_key, x_dir, task))
+        ax.set_ylabel(axis_label(y_key, y_dir, task))
         ax.set_title(f"{title or 'image quality vs task quality'} · {dataset}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
+
+
+def axis_label(name: str, direction: str, task: str) -> str:
+    """An axis title with its unit and direction: 'PSNR (dB, higher is better)', 'accuracy of the fixed
+    clean-trained reference (test)'."""
+    split = " (test)" if name.startswith("test_") else " (eval)" if name.startswith("eval_") else ""
+    bare = name.removeprefix("test_").removeprefix("eval_")
+    task_word = {"classification": "accuracy", "segmentation": "mIoU"}.get(task, "task metric")
+    words = {"psnr": "PSNR (dB)", "ssim": "SSIM", "task_metric": f"{task_word}, trial's recognizer",
+             "acc": "accuracy, trial's recognizer", "miou": "mIoU, trial's recognizer",
+             "acc_ref": "accuracy, fixed clean-trained reference", "miou_ref": "mIoU, fixed clean-trained reference"}
+    better = "higher" if direction == "max" else "lower"
+    return f"{words.get(bare, bare)}{split} · {better} is better"
 
 
 def _save(fig: Any, path: Path) -> Path:

@@ -14,7 +14,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gradprom.orchestrator.pareto import front_rows
+from gradprom.orchestrator.pareto import OBJECTIVES, as_objectives, front_rows
 from gradprom.orchestrator.rows import end_status
 from gradprom.orchestrator.tables import front_table
 
@@ -28,7 +28,8 @@ class LiveDisplay:
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
         self.task = self.progress.add_task(label, total=total, status=status)
-        self.live = Live(Group(self.progress), console=console, refresh_per_second=4, transient=True)
+        # once a second is enough for trials that take minutes (the elapsed clock); results redraw on arrival
+        self.live = Live(Group(self.progress), console=console, refresh_per_second=1, transient=True)
 
     def __enter__(self) -> LiveDisplay:
         global _active
@@ -47,18 +48,19 @@ class LiveDisplay:
                              status=f"running {len(state.running)} · failed {failed}")
         rows = [{**r, "status": "completed" if state.done.get(t) == "completed" else "partial"}
                 for t, r in state.last.items()]
-        front = front_rows(rows)
+        front = front_rows(rows, state.objectives)
         parts: list[Any] = [self.progress]
         if front:
-            parts.append(front_table(front, f"front so far ({len(front)} trials)", limit=8))
+            parts.append(front_table(front, f"front so far ({len(front)} trials)", state.objectives, limit=8))
         self.live.update(Group(*parts))
 
 
 class SearchProgress(Callback):
     """A Tune callback that only reads results (never changes the search) and keeps plain state."""
 
-    def __init__(self, budget: int, base: dict[str, Any]) -> None:
-        self.budget, self.base = budget, dict(base)
+    def __init__(self, budget: int, base: dict[str, Any],
+                 objectives: tuple[tuple[str, str], ...] = as_objectives(OBJECTIVES)) -> None:
+        self.budget, self.base, self.objectives = budget, dict(base), tuple(objectives)
         self.last: dict[str, dict[str, Any]] = {}
         self.done: dict[str, str] = {}
         self.running: set[str] = set()

@@ -16,6 +16,7 @@ from typing import Any
 from ray.tune import Callback
 
 from gradprom.errors import GradpromError
+from gradprom.orchestrator.pareto import OBJECTIVES, as_objectives
 from gradprom.orchestrator.results import error_line
 from gradprom.orchestrator.rows import end_status, epoch_row, trial_row, write_results
 
@@ -26,9 +27,10 @@ class ResultsRecorder(Callback):
     """Keeps plain rows (Tune pickles its callbacks with the experiment state) and writes them as trials end."""
 
     def __init__(self, folder: Path, base: dict[str, Any], space: str, dataset: str, experiment: str, budget: int,
-                 earlier: tuple[list[dict], list[dict]] = ([], [])) -> None:
+                 earlier: tuple[list[dict], list[dict]] = ([], []),
+                 objectives: tuple[tuple[str, str], ...] = as_objectives(OBJECTIVES)) -> None:
         self.folder, self.base, self.space, self.dataset = Path(folder), dict(base), space, dataset
-        self.experiment, self.budget = experiment, budget
+        self.experiment, self.budget, self.objectives = experiment, budget, tuple(objectives)
         self.earlier = (list(earlier[0]), list(earlier[1]))
         self.results: dict[str, list[dict[str, Any]]] = {}  # trial id -> its reported results, in order
         self.ended: dict[str, dict[str, Any]] = {}  # trial id -> its trials.parquet row
@@ -58,7 +60,8 @@ class ResultsRecorder(Callback):
         epochs = [e for tid, ended in self.ended.items() for e in
                   (epoch_row(ended, r) for r in self.results.get(tid, [])) if e is not None]
         try:
-            write_results(self.folder, self.earlier[0] + list(self.ended.values()), self.earlier[1] + epochs)
+            write_results(self.folder, self.earlier[0] + list(self.ended.values()), self.earlier[1] + epochs,
+                          self.objectives)
         except GradpromError as exc:  # the search goes on; the write after the study reports it if it persists
             if not self.warned:
                 logger.warning("%s", exc)

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gradprom import SCHEMA_VERSION
-from gradprom.orchestrator.pareto import front_rows
+from gradprom.orchestrator.pareto import OBJECTIVES, Objective, front_rows
 from gradprom.orchestrator.results import EPOCHS, PARETO, TRIALS, write_rows
 from gradprom.orchestrator.storage import publish
 from gradprom.trainables.config import TrialConfig
@@ -22,9 +23,10 @@ TUNE_KEYS = {
 }
 #: column order of trials.parquet (the rest follows alphabetically)
 LEADING = ("schema_version", "experiment", "dataset", "task", "trial_id", "status", "error", "epochs_done",
-           "budget", "strategy", "lam", "threshold", "psnr", "ssim", "task_metric", "acc", "acc_ref", "miou",
-           "miou_ref", "test_psnr", "test_ssim", "test_acc", "test_acc_ref", "test_miou", "test_miou_ref",
-           "promoted_frac", "cos_mean")
+           "budget", "strategy", "lam", "threshold", "psnr", "ssim", "task_metric", "acc", "acc_ref", "acc_ref_clean",
+           "acc_ref_input", "miou", "miou_ref", "miou_ref_clean", "miou_ref_input", "test_psnr", "test_ssim",
+           "test_acc", "test_acc_ref", "test_acc_ref_clean", "test_acc_ref_input", "test_miou", "test_miou_ref",
+           "test_miou_ref_clean", "test_miou_ref_input", "promoted_frac", "cos_mean")
 
 
 def metrics_only(result: dict[str, Any]) -> dict[str, Any]:
@@ -76,9 +78,10 @@ def unique_epochs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(keyed.values())
 
 
-def write_results(folder: Path, trials: list[dict], epochs: list[dict]) -> list[dict]:
-    """Write the three Parquet files (each atomically); returns the front rows."""
-    front = front_rows(trials)
+def write_results(folder: Path, trials: list[dict], epochs: list[dict],
+                  objectives: Sequence[str | Objective] = OBJECTIVES) -> list[dict]:
+    """Write the three Parquet files (each atomically), the front on the search's `objectives`; returns it."""
+    front = front_rows(trials, objectives)
     write_rows(folder / TRIALS, trials, LEADING)
     write_rows(folder / EPOCHS, unique_epochs(epochs), ("dataset", "trial_id", "epoch"))
     write_rows(folder / PARETO, front, LEADING)

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from gradprom.datasets import dataset_options_json
 from gradprom.errors import GradpromError, SearchFailed, SearchInterrupted
+from gradprom.metrics import task_metric_name
 from gradprom.orchestrator.experiment import (
     check_name,
     new_manifest,
@@ -28,13 +29,14 @@ from gradprom.orchestrator.experiment import (
 )
 from gradprom.orchestrator.nodes import alive_nodes, capacity_note, check_address, check_data_on_nodes
 from gradprom.orchestrator.optuna_search import SAMPLERS, make_sampler
-from gradprom.orchestrator.pareto import OBJECTIVES
+from gradprom.orchestrator.pareto import OBJECTIVES, Objective, as_objectives, default_direction, parse_objectives
 from gradprom.orchestrator.results import error_line
 from gradprom.orchestrator.rows import epoch_row, epochs_done, trial_row, write_results
 from gradprom.orchestrator.storage import local_folder, store_of, tune_storage
 from gradprom.orchestrator.tables import front_table
 from gradprom.plugins import runtime_env_vars
 from gradprom.search_spaces import SearchSpace, apply_overrides, load_space
+from gradprom.search_spaces.protocol import load_protocol
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.loop import preflight
 
@@ -72,6 +74,10 @@ class SearchRequest:
     overwrite: bool = False
     max_failures: int = 1
     trial_resources: list[str] = field(default_factory=list)  # NAME=AMOUNT custom resources per trial worker
+    objectives: str = ""  # what the study and its front optimise, e.g. psnr,acc_ref (empty: psnr,task_metric)
+    protocol: str = ""  # a protocol (name or file) instead of a space: its grid's cells, enqueued, none sampled
+    quick: bool = False  # the protocol's quick section
+    protocol_seeds: int = 0  # seeds of the protocol (0: as its file says)
 
     def folder(self) -> Path:
         """OUT/NAME, or for a storage URI its local mirror (see `storage`)."""
@@ -80,15 +86,27 @@ class SearchRequest:
 
 @dataclass
 class StudyPlan:
-    """One dataset's study: its space (after overrides) and the settings every trial shares."""
+    """One dataset's study: its space (after overrides), the settings every trial shares, what it optimises,
+    and (for a protocol) the cells to run instead of sampling."""
 
     dataset: str
     space: SearchSpace
     base: dict[str, Any]
+    objectives: tuple[Objective, ...] = as_objectives(OBJECTIVES)
+    points: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def budget(self) -> int:
         return int(self.base["epochs"])
+
+
+def epoch_metrics(task: str) -> list[str]:
+    """The numeric figures every trial of `task` reports each epoch on the validation split: what a search may
+    optimise (`--objectives`). The reference's clean/input levels are constants, so they are left out."""
+    m = task_metric_name(task)
+    own = ["psnr", "ssim", "task_metric", m, f"{m}_ref", "promoted_frac", "loss_ip", "loss_vr", "step_ms",
+           "images_per_s", "time_train_s"]
+    return own + [f"aux_{a}{r}" for a in ("acc", "miou") for r in ("", "_ref")]
 
 
 def parse_resources(items: list[str]) -> list[tuple[str, float]]:
@@ -118,8 +136,6 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
         raise GradpromError(f"unknown scheduler '{req.scheduler}'; valid schedulers: {', '.join(SCHEDULERS)}")
     if req.sampler not in SAMPLERS:
         raise GradpromError(f"unknown sampler '{req.sampler}'; valid samplers: {', '.join(SAMPLERS)}")
-    if req.metric not in OBJECTIVES + ("ssim",):
-        raise GradpromError(f"--metric must be psnr, ssim or task_metric, got '{req.metric}'")
     if req.max_failures < 0:
         raise GradpromError(f"--max-failures must be ≥ 0, got {req.max_failures}")
     if req.cpus_per_trial <= 0 or req.gpus_per_trial < 0 or req.workers_per_trial < 1 or req.concurrency < 0:
@@ -133,7 +149,15 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
     threads = max(1, int(req.cpus_per_trial))
     plans = []
     for dataset in req.datasets:
-        space = apply_overrides(load_space(req.space, req.task), list(req.params))
+        protocol = load_protocol(req.protocol, req.quick, req.protocol_seeds) if req.protocol else None
+        space = protocol.space() if protocol else apply_overrides(load_space(req.space, req.task), list(req.params))
+        if protocol and req.params:  # a protocol's grid is fixed: --param may only fix what it leaves alone
+            given = apply_overrides(SearchSpace("--param", ""), list(req.params))
+            clash = sorted(set(space.params) & {*given.fixed, *given.params})
+            if clash or given.params:
+                raise GradpromError(f"--param {(clash or sorted(given.params))[0]}: a protocol's grid is fixed; "
+                                    "--param may only fix settings it leaves alone (KEY=VALUE)")
+            space.fixed.update(given.fixed)
         if "epochs" in space.params:
             raise GradpromError("epochs is the trial budget and cannot be searched; fix it with --epochs")
         if not space.params:
@@ -147,7 +171,11 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
         for endpoint in space.endpoints():
             preflight(TrialConfig.from_dict({**base, **endpoint}))
         check_batch_fits(space, base, req.workers_per_trial)
-        plans.append(StudyPlan(dataset, space, base))
+        objectives = parse_objectives(req.objectives or ",".join(OBJECTIVES), known=epoch_metrics(req.task))
+        if req.metric not in {*OBJECTIVES, "ssim", *(n for n, _ in objectives)}:
+            raise GradpromError(f"--metric must be psnr, ssim, task_metric or one of --objectives, got "
+                                f"'{req.metric}'")
+        plans.append(StudyPlan(dataset, space, base, objectives, protocol.cells() if protocol else []))
     return plans
 
 
@@ -290,29 +318,31 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from gradprom.orchestrator.optuna_search import BudgetAwareOptunaSearch
     from gradprom.orchestrator.progress import LiveDisplay, SearchProgress
     from gradprom.orchestrator.recorder import ResultsRecorder
     from gradprom.trainables.ray_trial import make_trainable
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Tune's TensorBoard logger warns on every NaN it is handed; NaN is a legitimate value here (cos_mean of a
+    # strategy without a gate), so that warning is noise on the terminal
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
     storage = tune_storage(folder)  # the store's ray/ for a storage URI: trials on any node write there
     placement = placement_of(req, f"{storage}/train")
     trainable = make_trainable(study.base, placement)
     run_dir = f"{storage}/{study.dataset}"
-    progress = SearchProgress(study.budget, study.base)
-    recorder = ResultsRecorder(folder, study.base, study.space.name, study.dataset, req.name, study.budget, earlier)
+    progress = SearchProgress(study.budget, study.base, study.objectives)
+    recorder = ResultsRecorder(folder, study.base, study.space.name, study.dataset, req.name, study.budget, earlier,
+                               study.objectives)
     # Snapshot Tune's experiment state (trials, searcher) every second, not every 10 s or more, so a driver
     # killed outright loses at most a second of scheduling; --resume continues from that snapshot.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(SNAPSHOT_S))
     if req.resume and tune.Tuner.can_restore(str(run_dir)):
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
-        search = BudgetAwareOptunaSearch(
-            space=study.space.distributions(), metric=list(OBJECTIVES), mode=["max", "max"],
-            sampler=make_sampler(req.sampler, req.seed, req.trials), budget=study.budget)
-        scheduler = (ASHAScheduler(metric=req.metric, mode="max", time_attr="training_iteration",
-                                   max_t=study.budget, grace_period=1, reduction_factor=2)
+        search = make_searcher(study, req)
+        scheduler = (ASHAScheduler(metric=req.metric, mode=default_direction(req.metric),
+                                   time_attr="training_iteration", max_t=study.budget, grace_period=1,
+                                   reduction_factor=2)
                      if req.scheduler == "asha" else FIFOScheduler())
         tuner = tune.Tuner(
             trainable,
@@ -331,6 +361,17 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     # in a stopped search, a trial short of its budget that the scheduler was not seen stopping was cut short
     cut_short = {tid for tid in states if tid not in progress.done} if interrupted else set()
     return result_rows(grid, study, req.name, states, cut_short)
+
+
+def make_searcher(study: StudyPlan, req: SearchRequest) -> Any:
+    """The study's Optuna searcher: one objective per `--objectives` entry, with its direction; a protocol's
+    cells enqueued (so the sampler never draws)."""
+    from gradprom.orchestrator.optuna_search import BudgetAwareOptunaSearch
+
+    return BudgetAwareOptunaSearch(
+        space=study.space.distributions(), metric=[n for n, _ in study.objectives],
+        mode=[d for _, d in study.objectives], points_to_evaluate=study.points or None,
+        sampler=make_sampler(req.sampler, req.seed, req.trials), budget=study.budget)
 
 
 #: options that may differ when resuming: where and how wide it runs, not what it searches
@@ -414,7 +455,7 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
             t_rows, e_rows = run_study(study, req, folder, console, earlier=(trials, epochs), waiting=waiting)
             trials += t_rows
             epochs += e_rows
-            front = write_results(folder, trials, epochs)  # after each study: a later crash keeps this one
+            front = write_results(folder, trials, epochs, study.objectives)  # a later crash keeps this study
             unfinished = sum(t["status"] == "interrupted" for t in t_rows) + max(0, req.trials - len(t_rows))
             if unfinished:
                 manifest.update(status="interrupted")
@@ -425,7 +466,7 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
                     f"--name {req.name} --resume")
     manifest.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=len(trials))
     write_manifest(folder, manifest)
-    summarize(trials, front, folder, console)
+    summarize(trials, front, folder, console, studies[-1].objectives)
     check_some_finished(trials, req.datasets, folder)
     return folder
 
@@ -452,11 +493,13 @@ def place_on_gpus(req: SearchRequest) -> None:
         req.gpus_per_trial = 1.0  # a trial without a GPU share sees none (Ray hides them), so auto means CPU
 
 
-def summarize(trials: list[dict], front: list[dict], folder: Path, console: Console) -> None:
+def summarize(trials: list[dict], front: list[dict], folder: Path, console: Console,
+              objectives: tuple[Objective, ...] = as_objectives(OBJECTIVES)) -> None:
     counts = {s: sum(1 for t in trials if t["status"] == s) for s in ("completed", "stopped_early", "failed")}
     datasets = ", ".join(sorted({str(t["dataset"]) for t in trials}))
-    console.print(front_table(front, f"Pareto front on {datasets}: PSNR vs task metric, validation split "
-                                     f"({len(front)} of {len(trials)} trials)"))
+    on = " vs ".join(n for n, _ in objectives)
+    console.print(front_table(front, f"Pareto front on {datasets}: {on}, validation split "
+                                     f"({len(front)} of {len(trials)} trials)", objectives))
     console.print(f"{len(trials)} trials: {counts['completed']} completed, {counts['stopped_early']} stopped early, "
                   f"{counts['failed']} failed · results in {folder}")
     for t in trials:

@@ -2,40 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich import box
 from rich.table import Table
 
 from gradprom.metrics import task_metric_name
+from gradprom.orchestrator.pareto import OBJECTIVES, Objective, as_objectives
 
 
-def front_table(rows: list[dict[str, Any]], title: str, metric_names: tuple[str, ...] = ("psnr", "task_metric"),
+def front_table(rows: list[dict[str, Any]], title: str, objectives: Sequence[str | Objective] = OBJECTIVES,
                 limit: int = 20) -> Table:
-    """A compact table of front rows that fits 80 columns: trial, strategy, λ, τ, PSNR, SSIM, task, ref, promoted.
-
-    `task` is the trial's own recognizer on the enhanced images, `ref` the fixed clean-trained one; the
-    dataset column appears only when rows come from several datasets.
-    """
-    prefix = "test_" if metric_names[0].startswith("test_") else ""
+    """A compact table of front rows: trial, strategy, λ, τ, each objective (↑ maximised, ↓ minimised), and
+    the promoted share; the dataset column appears only when rows come from several datasets."""
+    pairs = as_objectives(objectives)
     several = len({r.get("dataset") for r in rows}) > 1
-    metric = "acc" if all(r.get("task", "classification") == "classification" for r in rows) else "task"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    columns = (["dataset"] if several else []) + ["trial", "strategy", "λ", "τ", "PSNR", "SSIM", metric, "ref",
-                                                  "prom."]
+    columns = (["dataset"] if several else []) + ["trial", "strategy", "λ", "τ"] + \
+        [f"{_header(name, rows)} {'↑' if d == 'max' else '↓'}" for name, d in pairs] + ["prom."]
     for col in columns:
         table.add_column(col, justify="left" if col in ("dataset", "trial", "strategy") else "right", no_wrap=True)
     for r in rows[:limit]:
-        task_metric = task_metric_name(r.get("task", "classification"))
         tau = r.get("threshold") if r.get("strategy") == "threshold" else None
         cells = [str(r.get("trial_id", ""))[-5:], str(r.get("strategy", "")), _fmt(r.get("lam"), "{:.3g}"),
-                 _fmt(tau, "{:+.2f}"), _fmt(r.get(metric_names[0]), "{:.2f}"), _fmt(r.get(f"{prefix}ssim"), "{:.3f}"),
-                 _fmt(r.get(metric_names[1]), "{:.3f}"), _fmt(r.get(f"{prefix}{task_metric}_ref"), "{:.3f}"),
-                 _fmt(r.get("promoted_frac"), "{:.0%}")]
+                 _fmt(tau, "{:+.2f}")] + [_fmt(r.get(name), "{:.2f}" if "psnr" in name else "{:.3f}")
+                                          for name, _ in pairs] + [_fmt(r.get("promoted_frac"), "{:.0%}")]
         table.add_row(*([str(r.get("dataset", ""))] if several else []), *cells)
     if len(rows) > limit:
         table.caption = f"… and {len(rows) - limit} more"
     return table
+
+
+def _header(name: str, rows: list[dict[str, Any]]) -> str:
+    """`task_metric` shown as the task's own metric name (acc / miou) when every row has the same task."""
+    if not name.endswith("task_metric"):
+        return name
+    tasks = {r.get("task", "classification") for r in rows}
+    return name.replace("task_metric", task_metric_name(tasks.pop())) if len(tasks) == 1 else name
 
 
 def _fmt(value: Any, pattern: str) -> str:

@@ -1,0 +1,183 @@
+"""What a protocol's trials say: per cell mean ± std and 95 % CI over seeds, paired tests of every strategy
+against each baseline on the same seeds, and one verdict sentence per comparison — whichever way it went.
+
+Figures are the final test-split ones (`test_*`; `eval_*` for a cross-domain run). The reference levels
+(`*_ref_clean`, `*_ref_input`) are summarised but not compared: they do not depend on the strategy.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from gradprom.metrics import task_metric_name
+from gradprom.orchestrator.stats import LEVEL, paired, spread, wilcoxon_floor
+from gradprom.search_spaces.protocol import SEED, STRATEGY, Protocol
+
+UNITS = {"psnr": " dB"}
+
+
+def compared_metrics(task: str, row: dict[str, Any]) -> list[str]:
+    """The columns a comparison tests, for a row of `task`: image quality, then the task figures."""
+    m = task_metric_name(task)
+    names = ["test_psnr", "test_ssim", f"test_{m}", f"test_{m}_ref"]
+    names += [k for k in ("eval_psnr", f"eval_{m}_ref") if k in row]
+    return names
+
+
+def level_metrics(task: str) -> list[str]:
+    """The fixed reference's levels on clean and degraded test images (summarised, never compared)."""
+    m = task_metric_name(task)
+    return [f"test_{m}_ref_clean", f"test_{m}_ref_input"]
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _label(protocol: Protocol, key: tuple) -> str:
+    return ", ".join(f"{k}={v}" for k, v in zip(protocol.group_keys(), key, strict=True) if v != "") or "all"
+
+
+def analyse(protocol: Protocol, rows: list[dict[str, Any]]) -> tuple[list[dict], list[dict], list[str]]:
+    """(summary rows, paired rows, verdicts) from the completed trials' rows of `protocol`."""
+    done = [r for r in rows if r.get("status") == "completed"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in done:
+        groups.setdefault(tuple(r.get(k) for k in protocol.group_keys()), []).append(r)
+    summary, comparisons, verdicts = [], [], []
+    for key, members in groups.items():
+        tags = dict(zip(protocol.group_keys(), key, strict=True))
+        task = str(members[0].get("task", "classification"))
+        by_strategy = {s: {int(r[SEED]): r for r in members if r.get(STRATEGY) == s} for s in protocol.grid[STRATEGY]}
+        metrics = compared_metrics(task, members[0])
+        for strategy, runs in by_strategy.items():
+            for metric in metrics + level_metrics(task):
+                found = spread([_number(r.get(metric)) for r in runs.values()])
+                summary.append({**tags, "group": _label(protocol, key), STRATEGY: strategy, "metric": metric,
+                                **found.as_dict()})
+        for baseline in protocol.baselines:
+            for strategy, runs in by_strategy.items():
+                if strategy == baseline:
+                    continue
+                seeds = sorted(set(runs) & set(by_strategy[baseline]))
+                tested = []
+                for metric in metrics:
+                    test = paired([_number(runs[s].get(metric)) for s in seeds],
+                                  [_number(by_strategy[baseline][s].get(metric)) for s in seeds])
+                    sig_t, sig_w = test.significant()
+                    comparisons.append({**tags, "group": _label(protocol, key), STRATEGY: strategy,
+                                        "baseline": baseline, "metric": metric, **test.as_dict(),
+                                        "significant_t": sig_t, "significant_wilcoxon": sig_w})
+                    tested.append((metric, test))
+                verdicts.append(verdict(strategy, baseline, _label(protocol, key), tested))
+    return summary, comparisons, verdicts
+
+
+def _short(metric: str) -> str:
+    return metric.removeprefix("test_")
+
+
+def verdict(strategy: str, baseline: str, group: str, tested: list[tuple[str, Any]]) -> str:
+    """One sentence: which differences are significant at LEVEL (paired t; Wilcoxon named when it agrees), in
+    which direction, and which are not — including when the strategy does not win."""
+    n = max((t.n for _, t in tested), default=0)
+    if n < 2:
+        return f"{strategy} vs {baseline} ({group}): fewer than 2 paired seeds, no test possible."
+    better, worse, neither = [], [], []
+    for metric, t in tested:
+        sig_t, sig_w = t.significant()
+        text = (f"{_short(metric)} {t.mean_diff:+.3g}{UNITS.get(_short(metric), '')} "
+                f"(t p={t.p_t:.3g}, Wilcoxon p={t.p_wilcoxon:.3g})")
+        if sig_t or sig_w:
+            (better if t.mean_diff > 0 else worse).append(text + ("" if sig_t and sig_w else
+                                                                  " [t only]" if sig_t else " [Wilcoxon only]"))
+        else:
+            neither.append(_short(metric))
+    parts = [f"{strategy} vs {baseline} ({group}, {n} paired seeds, α={LEVEL:g}):"]
+    parts.append(f"significantly higher {'; '.join(better)}." if better else "significantly higher on nothing.")
+    if worse:
+        parts.append(f"Significantly lower {'; '.join(worse)}.")
+    if neither:
+        parts.append(f"No significant difference in {', '.join(neither)}.")
+    if wilcoxon_floor(n) >= LEVEL:
+        parts.append(f"(With {n} pairs Wilcoxon cannot go below p={wilcoxon_floor(n):.3g}.)")
+    return " ".join(parts)
+
+
+def markdown(protocol: Protocol, summary: list[dict], comparisons: list[dict], verdicts: list[str]) -> str:
+    """The protocol's tables (mean ± std [95 % CI] per group and strategy; paired tests) and its verdicts."""
+    lines = [f"## Protocol {protocol.name}", "", protocol.description, ""]
+    groups = list(dict.fromkeys(r["group"] for r in summary))
+    for group in groups:
+        mine = [r for r in summary if r["group"] == group]
+        metrics = list(dict.fromkeys(r["metric"] for r in mine))
+        lines += [f"### {group}: mean ± std [95 % CI] over seeds", "",
+                  "| strategy | n | " + " | ".join(_short(m) for m in metrics) + " |",
+                  "|---|---|" + "---|" * len(metrics)]
+        for strategy in dict.fromkeys(r[STRATEGY] for r in mine):
+            cells = {r["metric"]: r for r in mine if r[STRATEGY] == strategy}
+            n = max(r["n"] for r in cells.values())
+            lines.append(f"| {strategy} | {n} | " + " | ".join(_cell(cells[m]) for m in metrics) + " |")
+        lines.append("")
+    if comparisons:
+        lines += ["### Paired comparisons (difference = strategy − baseline, same seeds)", "",
+                  "| group | strategy | baseline | metric | n | mean diff | t | p (t) | W | p (Wilcoxon) | d_z |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for c in comparisons:
+            star = lambda p: f"{p:.3g}" + ("*" if p < LEVEL else "")  # noqa: E731
+            lines.append(f"| {c['group']} | {c[STRATEGY]} | {c['baseline']} | {_short(c['metric'])} | {c['n']} | "
+                         f"{c['mean_diff']:+.4g} | {c['t']:.3g} | {star(c['p_t'])} | {c['w']:.3g} | "
+                         f"{star(c['p_wilcoxon'])} | {c['d_z']:.3g} |")
+        lines += ["", f"\\* significant at α = {LEVEL:g} (two-sided).", ""]
+    lines += ["### Verdicts", ""] + [f"- {v}" for v in verdicts] + [""]
+    return "\n".join(lines)
+
+
+def _cell(r: dict[str, Any]) -> str:
+    if not r["n"]:
+        return "–"
+    if r["n"] < 2:
+        return f"{r['mean']:.4g}"
+    return f"{r['mean']:.4g} ± {r['std']:.2g} [{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
+
+
+def plot(protocol: Protocol, summary: list[dict], path: Path) -> Path:
+    """Mean with its 95 % CI per strategy (points with error bars, side by side) and group (x), one panel per
+    compared metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(dict.fromkeys(r["metric"] for r in summary if "ref_" not in r["metric"]))
+    groups = list(dict.fromkeys(r["group"] for r in summary))
+    strategies = list(protocol.grid[STRATEGY])
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(4.2 * max(1, len(metrics)), 3.8), squeeze=False)
+    width = 0.8 / max(1, len(strategies))
+    for ax, metric in zip(axes[0], metrics, strict=False):
+        for i, strategy in enumerate(strategies):
+            rows = {r["group"]: r for r in summary if r["metric"] == metric and r[STRATEGY] == strategy}
+            means = [rows[g]["mean"] if g in rows else math.nan for g in groups]
+            errors = [(rows[g]["mean"] - rows[g]["ci_low"]) if g in rows and rows[g]["n"] > 1 else 0.0
+                      for g in groups]
+            ax.errorbar([x + i * width for x in range(len(groups))], means, yerr=errors, fmt="o", capsize=3,
+                        label=strategy, color=plt.get_cmap("tab10")(i % 10))
+        ax.set_xticks([x + width * (len(strategies) - 1) / 2 for x in range(len(groups))])
+        ax.set_xticklabels([g.replace(", ", "\n") for g in groups], fontsize=7)
+        ax.set_ylabel(_short(metric) + UNITS.get(_short(metric), "").replace(" dB", " (dB)"))
+        ax.set_title(f"{_short(metric)}: mean, 95 % CI", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        finite = [r["ci_low"] if r["n"] > 1 else r["mean"] for r in summary if r["metric"] == metric]
+        finite = [v for v in finite if math.isfinite(v)]
+        if finite:  # start near the smallest value, so differences between strategies stay visible
+            top = max(r["ci_high"] if r["n"] > 1 else r["mean"] for r in summary if r["metric"] == metric)
+            low = min(finite)
+            ax.set_ylim(low - 0.1 * (top - low + 1e-9), top + 0.1 * (top - low + 1e-9))
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"protocol {protocol.name}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,64 @@
+"""`gradprom protocol … --quick` and `gradprom search --objectives` end to end: real CLI, local Ray, Parquet."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from gradprom.orchestrator.results import read_rows
+from gradprom.orchestrator.search import SearchRequest, make_searcher, plan
+from tests.conftest import TINY_PARAMS, gradprom
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_protocol_runs_the_grid_and_reads_it_as_evidence(tmp_path: Path, shared_cache: str) -> None:
+    run = gradprom("protocol", "denoise", "--quick", "--out", str(tmp_path), "--name", "q", "--device", "cpu",
+                   cache=shared_cache, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    folder = tmp_path / "q"
+    trials = read_rows(folder / "trials.parquet")
+    # the quick grid: frozen and gradprom × σ=0.2 × classification × seeds 0 and 1, every cell exactly once
+    assert sorted((t["strategy"], t["seed"], t["degradation"]) for t in trials) == sorted(
+        (s, seed, "gaussian:sigma=0.2") for s in ("frozen", "gradprom") for seed in (0, 1))
+    assert all(t["status"] == "completed" and t["lam"] == 0.1 and t["epochs_done"] == 2 for t in trials)
+    table = read_rows(folder / "protocol.parquet")
+    by_seed = {(t["strategy"], t["seed"]): t for t in trials}
+    for metric in ("test_psnr", "test_acc", "test_acc_ref"):
+        summary = next(r for r in table if r["kind"] == "summary" and r["strategy"] == "gradprom"
+                       and r["metric"] == metric)
+        values = [by_seed["gradprom", s][metric] for s in (0, 1)]
+        assert summary["n"] == 2 and summary["mean"] == pytest.approx(sum(values) / 2)
+        assert summary["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+        test = next(r for r in table if r["kind"] == "paired" and r["metric"] == metric)
+        diffs = [by_seed["gradprom", s][metric] - by_seed["frozen", s][metric] for s in (0, 1)]
+        assert (test["strategy"], test["baseline"]) == ("gradprom", "frozen")
+        assert test["mean_diff"] == pytest.approx(sum(diffs) / 2)
+    page = (folder / "protocol.md").read_text()
+    assert "## Protocol denoise" in page and "### Verdicts" in page and "gradprom vs frozen" in page
+    assert (folder / "protocol.png").stat().st_size > 10_000
+    assert "gradprom vs frozen" in run.stdout and "mean ± std" in run.stdout
+
+
+def test_objectives_reach_optuna_and_the_front(tmp_path: Path, shared_cache: str) -> None:
+    request = SearchRequest(space="lambda_threshold", datasets=["synthetic"], objectives="psnr,acc_ref,step_ms",
+                            params=[p for p in TINY_PARAMS if p != "-p"])
+    (study,) = plan(request)
+    searcher = make_searcher(study, request)
+    assert (searcher.metric, searcher.mode) == (["psnr", "acc_ref", "step_ms"], ["max", "max", "min"])
+
+    run = gradprom("search", "--trials", "4", "--epochs", "1", "--objectives", "psnr,acc_ref", "--sampler",
+                   "random", "--out", str(tmp_path), "--name", "o", "--device", "cpu", *TINY_PARAMS,
+                   cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = [t for t in read_rows(tmp_path / "o" / "trials.parquet") if t["status"] == "completed"]
+    expected = {t["trial_id"] for t in trials if not any(
+        o["psnr"] >= t["psnr"] and o["acc_ref"] >= t["acc_ref"] and (o["psnr"] > t["psnr"] or o["acc_ref"] >
+                                                                      t["acc_ref"]) for o in trials)}
+    assert {f["trial_id"] for f in read_rows(tmp_path / "o" / "pareto.parquet")} == expected
+    assert "psnr vs acc_ref" in run.stdout and "acc_ref ↑" in run.stdout
+
+    bad = gradprom("search", "--objectives", "psnr,acc_rf", "--out", str(tmp_path), cache=shared_cache)
+    assert bad.returncode == 2 and "unknown objective 'acc_rf'. Did you mean 'acc_ref'" in bad.stderr
