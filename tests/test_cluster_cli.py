@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gradprom.cli import main
+from gradprom.cli import command_names, main
 from gradprom.cluster.launcher import job_entrypoint, job_runtime_env
 from gradprom.errors import GradpromError
 from gradprom.orchestrator.nodes import capacity_note, fits
@@ -61,9 +61,11 @@ def test_submit_dry_run_ships_the_package(capsys: pytest.CaptureFixture) -> None
 
 
 def test_job_entrypoint_quotes_and_refuses_non_commands() -> None:
-    assert job_entrypoint(["search", "-p", "lam=0.5 x"]) == "python -m gradprom search -p 'lam=0.5 x'"
+    names = command_names()
+    assert {"search", "train", "pareto", "datasets", "cluster"} <= names
+    assert job_entrypoint(["search", "-p", "lam=0.5 x"], names) == "python -m gradprom search -p 'lam=0.5 x'"
     with pytest.raises(GradpromError, match="after `--` comes the gradprom command"):
-        job_entrypoint(["rm", "-rf", "/"])
+        job_entrypoint(["rm", "-rf", "/"], names)
     assert Path(job_runtime_env()["py_modules"][0]).name == "gradprom"
 
 
@@ -124,7 +126,8 @@ def test_submit_takes_the_command_with_its_program_name(capsys: pytest.CaptureFi
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--address", "http://127.0.0.1:8265", "--", "rm", "-rf", "/"],
-     "`rm` is not a gradprom command (commands: cluster, datasets, pareto, search, spaces, strategies, train); "
+     "`rm` is not a gradprom command (commands: cluster, datasets, pareto, protocol, protocols, search, spaces, "
+     "strategies, train); "
      "after `--` comes the command the job runs"),
     (["--", "nosuch", "search"], "`nosuch` is neither a cluster config (no such file, and no shipped template of "
                                  "that name: aws-gpu, gcp-gpu, onprem, kuberay-rayjob) nor a gradprom command"),

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -93,11 +93,9 @@ def ray_command(args: list[str], dry_run: bool, echo: Callable[[str], None]) -> 
 # --- jobs -----------------------------------------------------------------------------------------------
 
 
-def job_entrypoint(command: list[str]) -> str:
-    """The job's shell command: this gradprom command, run by the nodes' Python."""
-    from gradprom.cli import command_names
-
-    names = command_names()
+def job_entrypoint(command: list[str], names: Collection[str]) -> str:
+    """The job's shell command: this gradprom command, run by the nodes' Python; `names` are the gradprom
+    commands (what may follow `gradprom`), which the CLI passes in."""
     if not command or command[0] not in names:
         raise GradpromError(f"after `--` comes the gradprom command the job runs, e.g. `-- search --dataset camus`; "
                             f"got {shlex.join(command) or 'nothing'} (commands: {', '.join(sorted(names))})")
@@ -107,16 +105,15 @@ def job_entrypoint(command: list[str]) -> str:
 SUBMIT_OPTIONS = ("--address", "--source", "--wait", "--dry-run")
 
 
-def submit_target(args: list[str], address: str) -> tuple[str, list[str]]:
+def submit_target(args: list[str], address: str, names: Collection[str]) -> tuple[str, list[str]]:
     """Split what follows `cluster submit`'s options into (cluster config or '', the gradprom command).
 
     The command may be written with its program name (`-- gradprom search …`): a leading `gradprom` is
     dropped. The first word is a config only if it names a shipped template or a file; anything else that
-    is not a gradprom command is refused here, saying which of the two it was taken for."""
-    from gradprom.cli import command_names
+    is not a gradprom command (one of `names`) is refused here, saying which of the two it was taken for."""
     from gradprom.cluster.templates import DOCKER, TEMPLATES
 
-    names, rest = command_names(), list(args)
+    rest = list(args)
     shipped = ", ".join(n for n, t in TEMPLATES.items() if t.kind != DOCKER)
     if rest and rest[0].startswith("-"):
         raise GradpromError(f"`gradprom cluster submit` has no option {rest[0]} (its options: "

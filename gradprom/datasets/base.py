@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from gradprom.errors import GradpromError
+from gradprom.keyvalue import parse_as, split_pair
 from gradprom.registry import Registry
 
 TASKS = ("classification", "segmentation")
@@ -190,13 +191,9 @@ def dataset_options_of(name: str, options: dict[str, Any]) -> dict[str, Any]:
             raise GradpromError(f"dataset '{name}' has no option '{key}'; its options: {choices}")
         kind = type(valid[key]) if valid[key] is not None else str
         try:
-            if kind is bool and isinstance(value, str):
-                if value.lower() not in ("true", "false"):
-                    raise ValueError(value)
-                value = value.lower() == "true"
-            elif kind is int and isinstance(value, str):
-                value = int(value)
-            elif kind is float and isinstance(value, (str, int)) and not isinstance(value, bool):
+            if isinstance(value, str):
+                value = parse_as(value, kind)
+            elif kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
         except ValueError:
             raise GradpromError(f"dataset '{name}': option {key} must be {kind.__name__}, got {value!r}") from None
@@ -208,12 +205,8 @@ def dataset_options_of(name: str, options: dict[str, Any]) -> dict[str, Any]:
 
 def parse_dataset_options(name: str, pairs: list[str]) -> dict[str, Any]:
     """`KEY=VALUE` texts (repeated `--data-option`) → typed options of dataset `name`."""
-    raw: dict[str, str] = {}
-    for item in pairs:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise GradpromError(f"--data-option '{item}' is not KEY=VALUE (e.g. --data-option views=4CH)")
-        raw[key.strip()] = value.strip()
+    raw = dict(split_pair(item, f"--data-option '{item}' is not KEY=VALUE (e.g. --data-option views=4CH)")
+               for item in pairs)
     return dataset_options_of(name, raw)
 
 

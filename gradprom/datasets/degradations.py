@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from gradprom.errors import GradpromError, unknown_name
+from gradprom.keyvalue import parse_value, split_pair
 from gradprom.registry import Registry
 
 
@@ -385,13 +386,6 @@ _SPEC = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?::(.*)|\((.*)\))?\s*$")
 _EXAMPLE = "expected e.g. 'gaussian:sigma=0.15' or 'composite:blur=1.0,peak=30,sigma=0.05'"
 
 
-def _parse_value(text: str) -> int | float:
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)  # accepts 0.15, 1e-2, inf
-
-
 def parse_degradation(spec: str) -> Degradation:
     """Turn a CLI spec ('name', 'name:k=v,k=v' or describe()'s 'name(k=v, k=v)') into a Degradation."""
     match = _SPEC.match(spec or "")
@@ -403,15 +397,12 @@ def parse_degradation(spec: str) -> Degradation:
     params: dict[str, int | float] = {}
     items = args.split(",") if args and args.strip() else []  # 'gaussian', 'gaussian:', 'none()' = defaults
     for item in items:
-        key, sep, raw = (part.strip() for part in item.partition("="))
-        if not sep or not key or not raw:
-            raise GradpromError(
-                f"bad degradation spec {spec!r}: '{item.strip()}' is not key=value; {_EXAMPLE}"
-            )
+        key, raw = split_pair(item, f"bad degradation spec {spec!r}: '{item.strip()}' is not key=value; {_EXAMPLE}",
+                              empty_value=False)
         if key in params:
             raise GradpromError(f"bad degradation spec {spec!r}: '{key}' is given twice")
-        try:
-            params[key] = _parse_value(raw)
-        except ValueError:
-            raise GradpromError(f"bad degradation spec {spec!r}: {key}={raw} is not a number") from None
+        value = parse_value(raw)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise GradpromError(f"bad degradation spec {spec!r}: {key}={raw} is not a number")
+        params[key] = value
     return get_degradation(name, **params)

@@ -66,6 +66,7 @@ class SearchRequest:
     metric: str = "psnr"
     sampler: str = "tpe"
     params: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # typed trial settings the CLI's flags fix (--precision…)
     data_options: list[str] = field(default_factory=list)  # KEY=VALUE options of the dataset(s)
     skip_bad: bool = False
     eval_dataset: str = ""
@@ -150,9 +151,10 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
     plans = []
     for dataset in req.datasets:
         protocol = load_protocol(req.protocol, req.quick, req.protocol_seeds) if req.protocol else None
-        space = protocol.space() if protocol else apply_overrides(load_space(req.space, req.task), list(req.params))
-        if protocol and req.params:  # a protocol's grid is fixed: --param may only fix what it leaves alone
-            given = apply_overrides(SearchSpace("--param", ""), list(req.params))
+        space = protocol.space() if protocol else \
+            apply_overrides(load_space(req.space, req.task), list(req.params), req.settings)
+        if protocol and (req.params or req.settings):  # a protocol's grid is fixed: --param may only fix the rest
+            given = apply_overrides(SearchSpace("--param", ""), list(req.params), req.settings)
             clash = sorted(set(space.params) & {*given.fixed, *given.params})
             if clash or given.params:
                 raise GradpromError(f"--param {(clash or sorted(given.params))[0]}: a protocol's grid is fixed; "
@@ -389,11 +391,14 @@ def resumed_request(req: SearchRequest) -> SearchRequest:
     original = SearchRequest(**manifest["request"])
     defaults = SearchRequest()
     for f in fields(SearchRequest):
-        given, then = getattr(req, f.name), getattr(original, f.name)
-        if f.name in RESUMABLE_CHANGES or f.name in ("out", "name") or given == then:
+        key, given, then = f.name, getattr(req, f.name), getattr(original, f.name)
+        if key == "settings":  # one flag per setting: those given again must be as they were
+            key = next((k for k in given if given[k] != then.get(k)), "")
+            given, then = given.get(key), then.get(key, "unset")
+        if key in RESUMABLE_CHANGES or key in ("", "out", "name") or given == then:
             continue
         if given != getattr(defaults, f.name):
-            flag = "--" + {"datasets": "dataset", "params": "param"}.get(f.name, f.name).replace("_", "-")
+            flag = "--" + {"datasets": "dataset", "params": "param"}.get(key, key).replace("_", "-")
             raise GradpromError(f"--resume continues '{req.name}' as it was started ({flag} {then}); "
                                 f"drop {flag} {given} or start a new --name")
     if "***" in original.address and not req.address:

@@ -21,6 +21,7 @@ from typing import Any
 import optuna.distributions as od
 
 from gradprom.errors import GradpromError, unknown_name
+from gradprom.keyvalue import parse_value, split_pair
 from gradprom.trainables.config import TrialConfig
 
 PARAM_TYPES = ("float", "int", "categorical")
@@ -134,26 +135,12 @@ def load_space(name: str, task: str = "classification") -> SearchSpace:
     return validate(SearchSpace(name, raw.get("description", ""), dict(raw.get("fixed", {})), params))
 
 
-def parse_value(text: str) -> Any:
-    """CLI text → bool / int / float / str."""
-    low = text.strip()
-    if low.lower() in ("true", "false"):
-        return low.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(low)
-        except ValueError:
-            pass
-    return low
-
-
-def apply_overrides(space: SearchSpace, overrides: list[str]) -> SearchSpace:
-    """Apply `--param` overrides: KEY=VALUE fixes, KEY=LOW:HIGH sets a range, KEY=A,B,C sets choices."""
+def apply_overrides(space: SearchSpace, overrides: list[str], settings: dict[str, Any] | None = None) -> SearchSpace:
+    """Apply `--param` overrides: KEY=VALUE fixes, KEY=LOW:HIGH sets a range, KEY=A,B,C sets choices; then
+    `settings` (typed values the CLI's own flags gave, e.g. --precision) fix their keys."""
     known = set(TrialConfig.field_names())
     for item in overrides:
-        if "=" not in item:
-            raise GradpromError(f"--param '{item}' is not KEY=VALUE, KEY=LOW:HIGH or KEY=A,B,C (e.g. lam=0.1:1)")
-        key, text = (s.strip() for s in item.split("=", 1))
+        key, text = split_pair(item, f"--param '{item}' is not KEY=VALUE, KEY=LOW:HIGH or KEY=A,B,C (e.g. lam=0.1:1)")
         if key not in known:
             raise unknown_name("trial setting", key, known)
         space.params.pop(key, None)
@@ -178,4 +165,7 @@ def apply_overrides(space: SearchSpace, overrides: list[str]) -> SearchSpace:
             space.params[key] = {"type": "categorical", "choices": [parse_value(v) for v in text.split(",")]}
         else:
             space.fixed[key] = parse_value(text)
+    for key, value in (settings or {}).items():
+        space.params.pop(key, None)
+        space.fixed[key] = value
     return validate(space)

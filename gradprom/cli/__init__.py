@@ -1,0 +1,59 @@
+"""The `gradprom` command line: thin; parses, validates, calls one function per command.
+
+One module per group of verbs: `run` (search, protocol, train), `results` (pareto), `catalog` (spaces,
+protocols, strategies), `datasets` and `cluster`; `options` defines each shared option once. Bad input ends in
+one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from gradprom.cli import catalog, cluster, datasets, results, run
+from gradprom.errors import GradpromError
+
+try:  # typer ≥ 0.20 vendors its own click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click.exceptions import ClickException, NoArgsIsHelpError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Task-driven medical image enhancement experiments: gradient strategies searched on Ray.")
+for verbs in (run.app, results.app, catalog.app):  # their commands sit right under `gradprom`
+    app.add_typer(verbs)
+app.add_typer(datasets.app, name="datasets")
+app.add_typer(cluster.app, name="cluster")
+
+
+def command_names() -> set[str]:
+    """The gradprom commands and command groups (what may follow `gradprom`)."""
+    return set(typer.main.get_command(app).commands)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app; user errors become one line and exit code 2."""
+    from gradprom.plugins import load_plugins
+
+    try:
+        load_plugins()
+        app(args=argv, prog_name="gradprom", standalone_mode=False)  # `gradprom …` however it was started
+    except GradpromError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        return getattr(exc, "exit_code", 2)
+    except NoArgsIsHelpError as exc:
+        Console(stderr=True).print(exc.ctx.get_help() if exc.ctx else str(exc))
+        return 2
+    except ClickException as exc:  # bad option, missing value, wrong type: one line, not a usage box
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path if ctx is not None else 'gradprom'} --help"  # the (sub)command that refused
+        message = " ".join(exc.format_message().split())
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {message} (see `{where}`)", highlight=False,
+                                   soft_wrap=True)
+        return 2
+    except typer.Abort:
+        Console(stderr=True).print("aborted")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    return 0

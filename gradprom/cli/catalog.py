@@ -1,0 +1,55 @@
+"""The verbs that list what a run can name: `spaces`, `protocols`, `strategies`."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from gradprom.cli.options import console
+
+app = typer.Typer()
+
+
+@app.command()
+def spaces() -> None:
+    """List the named search spaces."""
+    from gradprom.search_spaces import load_space, space_names
+
+    table = Table(title="search spaces")
+    for col in ("name", "fixed", "searched", "description"):
+        table.add_column(col)
+    for n in space_names():
+        s = load_space(n)
+        fixed = ", ".join(f"{k}={v}" for k, v in s.fixed.items())
+        table.add_row(n, fixed, ", ".join(s.params), s.description)
+    console.print(table)
+
+
+@app.command()
+def protocols() -> None:
+    """List the shipped protocols: their grids, seeds and baselines."""
+    from gradprom.search_spaces.protocol import load_protocol, protocol_names
+
+    table = Table(title="protocols (gradprom protocol NAME)")
+    for col in ("name", "trials", "grid", "seeds", "baselines", "description"):
+        table.add_column(col)
+    for n in protocol_names():
+        p = load_protocol(n)
+        grid = "; ".join(f"{axis}: {len(values)}" for axis, values in p.grid.items())
+        table.add_row(n, str(len(p.cells())), grid, str(p.seeds), ", ".join(p.baselines), p.description)
+    console.print(table)
+
+
+@app.command()
+def strategies() -> None:
+    """List the gradient strategies and their options."""
+    from gradprom.strategies import STRATEGIES, strategy_names, strategy_options
+
+    table = Table(title="gradient strategies")
+    for col in ("name", "trains recognizer", "options", "rule"):
+        table.add_column(col)
+    for n in strategy_names():
+        cls = STRATEGIES.get(n)
+        table.add_row(n, "yes" if cls.trains_recognizer else "no", ", ".join(strategy_options(n)),
+                      STRATEGIES.meta(n).get("help", ""))
+    console.print(table)

@@ -1,0 +1,187 @@
+"""The verbs that run trials: `search` (Optuna on Ray Tune), `protocol` (a fixed grid, read as evidence) and
+`train` (one trial in a plain loop, no Ray)."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from gradprom.cli.options import (
+    ADDRESS,
+    COMPILE,
+    CONCURRENCY,
+    CPUS_PER_TRIAL,
+    DATA_OPTION,
+    DATA_ROOT,
+    DATASET,
+    DEGRADATION,
+    DEVICE,
+    EPOCHS,
+    EVAL_DATASET,
+    NAN_POLICY,
+    OUT,
+    OVERWRITE,
+    PRECISION,
+    RESUME,
+    SEED,
+    SKIP_BAD,
+    TASK,
+    console,
+    split_names,
+    trial_settings,
+)
+from gradprom.errors import GradpromError
+
+app = typer.Typer()
+
+
+@app.command()
+def search(
+    space: str = typer.Option("", help="Search space name (see `gradprom spaces`); default lambda_threshold."),
+    dataset: str = typer.Option("", help="Dataset name, or several comma-separated (one study each); "
+                                         "default synthetic."),
+    task: str = TASK,
+    trials: int = typer.Option(12, help="Trials per dataset."),
+    epochs: int = EPOCHS,
+    out: str = OUT,
+    name: str = typer.Option("", help="Experiment name; default SPACE-DATASET-TIMESTAMP."),
+    seed: int = SEED,
+    address: str = ADDRESS,
+    degradation: str = DEGRADATION,
+    data_root: str = DATA_ROOT,
+    param: list[str] = typer.Option([], "--param", "-p",
+                                    help="Override a setting: KEY=VALUE fixes, KEY=LOW:HIGH ranges, KEY=A,B choices."),
+    data_option: list[str] = DATA_OPTION,
+    skip_bad: bool = SKIP_BAD,
+    eval_dataset: str = EVAL_DATASET,
+    sampler: str = typer.Option("tpe", help="Optuna sampler: tpe, nsga2 or random."),
+    scheduler: str = typer.Option("fifo", help="fifo, or asha to stop weak trials early."),
+    metric: str = typer.Option("psnr", help="Metric the ASHA scheduler stops on: psnr, ssim or task_metric."),
+    objectives: str = typer.Option("psnr,task_metric", help="What Optuna, the front, the table and the plot "
+                                   "optimise: two or more result columns, each NAME or NAME:max/NAME:min, e.g. "
+                                   "psnr,acc_ref (the fixed clean-trained reference) or psnr,task_metric (the "
+                                   "trial's own recognizer, the paper's protocol)."),
+    concurrency: int = CONCURRENCY,
+    cpus_per_trial: float = CPUS_PER_TRIAL,
+    gpus_per_trial: float = typer.Option(0.0, help="GPUs per trial worker (fractions pack trials on a GPU)."),
+    workers_per_trial: int = typer.Option(1, help="Data-parallel workers per trial (>1 runs a Ray Train DDP run)."),
+    trial_resource: list[str] = typer.Option([], "--trial-resource", help="A custom Ray resource each trial "
+                                             "worker needs, NAME=AMOUNT (repeatable), e.g. a node label A100=1."),
+    device: str = DEVICE,
+    precision: str = PRECISION,
+    compile_: str = COMPILE,
+    max_failures: int = typer.Option(1, help="Retry a trial whose process or node died up to N times, from its "
+                                             "last checkpoint (a NaN loss or bad data is not retried)."),
+    nan_policy: str = NAN_POLICY,
+    resume: bool = RESUME,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Search λ, thresholds, strategies or architectures with Optuna on Ray Tune; write Parquet and a front."""
+    from gradprom.orchestrator.search import SearchRequest, run_search
+
+    settings = trial_settings(degradation=degradation, nan_policy=nan_policy, precision=precision,
+                              compile=compile_, data_root=data_root)
+    request = SearchRequest(
+        space=space, datasets=split_names(dataset), task=task, trials=trials, epochs=epochs, out=out, name=name,
+        seed=seed, address=address, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, scheduler=scheduler, metric=metric,
+        sampler=sampler, params=list(param), settings=settings, data_options=list(data_option), skip_bad=skip_bad,
+        eval_dataset=eval_dataset, device=device, max_failures=max_failures, resume=resume, overwrite=overwrite,
+        trial_resources=list(trial_resource), objectives=objectives)
+    run_search(request, console)
+
+
+@app.command()
+def protocol(
+    name: str = typer.Argument(..., help="Protocol name (see `gradprom protocols`) or your protocol file (.json)."),
+    dataset: str = DATASET,
+    seeds: int = typer.Option(0, help="Seeds per cell, 0…K−1 (default: the protocol's own, 5 for the shipped "
+                                      "ones)."),
+    quick: bool = typer.Option(False, help="The protocol's small form (2 strategies, 2 seeds, tiny models)."),
+    epochs: int = EPOCHS,
+    out: str = OUT,
+    name_: str = typer.Option("", "--name", help="Experiment name; default protocol-NAME-DATASET-TIMESTAMP."),
+    eval_dataset: str = EVAL_DATASET,
+    data_root: str = DATA_ROOT,
+    param: list[str] = typer.Option([], "--param", "-p", help="Fix a setting the grid leaves alone, KEY=VALUE."),
+    address: str = ADDRESS,
+    concurrency: int = CONCURRENCY,
+    cpus_per_trial: float = CPUS_PER_TRIAL,
+    device: str = DEVICE,
+    resume: bool = RESUME,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Run a fixed grid (strategies × degradations × auxiliaries × seeds) and read it as evidence: mean ± std
+    and 95 % CI over seeds, paired t and Wilcoxon tests against the baselines, one verdict per comparison."""
+    from gradprom.orchestrator.protocols import run_protocol
+    from gradprom.orchestrator.search import SearchRequest
+
+    if seeds < 0:
+        raise GradpromError(f"--seeds must be ≥ 1 (or 0 for the protocol's own), got {seeds}")
+    request = SearchRequest(datasets=split_names(dataset), epochs=epochs, out=out, name=name_, address=address,
+                            concurrency=concurrency, cpus_per_trial=cpus_per_trial, eval_dataset=eval_dataset,
+                            device=device, resume=resume, overwrite=overwrite, params=list(param),
+                            settings=trial_settings(data_root=data_root))
+    run_protocol(name, request, console, quick=quick, seeds=seeds)
+
+
+@app.command()
+def train(
+    strategy: str = typer.Option("gradprom", help="Gradient strategy (see `gradprom strategies`)."),
+    lam: float = typer.Option(1.0, "--lam", help="λ, the weight of the recognition gradient (> 0)."),
+    threshold: float = typer.Option(0.0, help="τ of the threshold strategy, in [-1, 1]."),
+    dataset: str = DATASET,
+    task: str = TASK,
+    epochs: int = EPOCHS,
+    seed: int = SEED,
+    device: str = DEVICE,
+    data_root: str = DATA_ROOT,
+    data_option: list[str] = DATA_OPTION,
+    skip_bad: bool = SKIP_BAD,
+    eval_dataset: str = EVAL_DATASET,
+    nan_policy: str = NAN_POLICY,
+    precision: str = PRECISION,
+    compile_: str = COMPILE,
+    set_: list[str] = typer.Option([], "--set", help="Any other trial setting, KEY=VALUE (e.g. --set image_size=32)."),
+) -> None:
+    """Train one trial in a plain loop (no Ray) and print its epochs: for debugging and quick checks."""
+    from gradprom.datasets import dataset_options_json
+    from gradprom.keyvalue import parse_value, split_pair
+    from gradprom.metrics import task_metric_name
+    from gradprom.trainables.config import TrialConfig
+    from gradprom.trainables.loop import train_trial
+
+    values: dict[str, object] = {"strategy": strategy, "lam": lam, "threshold": threshold, "dataset": dataset,
+                                 "task": task, "epochs": epochs, "seed": seed, "device": device, "skip_bad": skip_bad,
+                                 "eval_dataset": eval_dataset,
+                                 **trial_settings(nan_policy=nan_policy, precision=precision, compile=compile_,
+                                                  data_root=data_root)}
+    if data_option:
+        values["data_options"] = dataset_options_json(dataset, list(data_option))
+    for item in set_:
+        key, text = split_pair(item, f"--set '{item}' is not KEY=VALUE")
+        values[key] = parse_value(text)
+    cfg = TrialConfig.from_dict(values).check_names()
+    table = Table(title=f"{cfg.build_strategy().describe()} on {cfg.dataset}/{cfg.task}")
+    columns = ("epoch", "psnr", "ssim", "task_metric", "loss_ip", "loss_vr", "promoted_frac", "cos_mean", "step_ms")
+    for col in columns:
+        table.add_column(col, justify="right")
+
+    def report(metrics: dict, _checkpoint: str | None) -> None:
+        table.add_row(*(f"{metrics[c]:.4g}" if isinstance(metrics[c], float) else str(metrics[c]) for c in columns))
+        console.print(f"epoch {metrics['epoch']}/{cfg.epochs}: psnr {metrics['psnr']:.2f} "
+                      f"task {metrics['task_metric']:.3f}")
+
+    final = train_trial(cfg, report)
+    console.print(table)
+    metric = task_metric_name(cfg.task)
+    if final.get("n_skipped"):
+        console.print(f"[yellow]left out {final['n_skipped']} bad file(s) of {cfg.dataset} (--skip-bad); "
+                      f"`gradprom datasets check {cfg.dataset}` lists them[/yellow]")
+    for prefix, label in (("test_", "test"), ("eval_", f"eval on {cfg.eval_dataset}")):
+        if f"{prefix}psnr" not in final:
+            continue
+        scores = " · ".join(f"{name} {final[prefix + name]:.3f}" for name in (metric, f"{metric}_ref")
+                            if prefix + name in final)
+        console.print(f"{label}: psnr {final[prefix + 'psnr']:.2f} dB · ssim {final[prefix + 'ssim']:.3f} · "
+                      f"{scores} (input psnr {final[prefix + 'psnr_input']:.2f} dB)")
