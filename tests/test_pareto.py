@@ -67,3 +67,32 @@ def test_a_minimised_objective_flips_dominance() -> None:
     expected = brute_force([(r["psnr"], -r["step_ms"]) for r in rows])
     found = {r["trial_id"] for r in front_rows(rows, [("psnr", "max"), ("step_ms", "min")])}
     assert found == {r["trial_id"] for r, keep in zip(rows, expected, strict=True) if keep}
+
+
+def test_pareto_ranks_are_layers_of_non_dominated_sorting() -> None:
+    from gradprom.orchestrator.pareto import pareto_ranks
+
+    # front 0: (30, .5), (25, .8); front 1: (29, .4), (20, .8); front 2: (19, .3); plus rows that cannot rank
+    pts = [(30, 0.5), (29, 0.4), (25, 0.8), (20, 0.8), (19, 0.3)]
+    rows = [row(str(i), p, a) for i, (p, a) in enumerate(pts)] + [row("x", 40, 0.9, status="failed"),
+                                                                  row("y", math.nan, 0.9)]
+    assert pareto_ranks(rows) == [0, 1, 0, 1, 2, None, None]
+    assert pareto_ranks(rows, [("psnr", "min"), ("task_metric", "max")])[:5] == [2, 2, 1, 0, 0]
+
+
+def test_hypervolume_and_knee_by_hand() -> None:
+    from gradprom.orchestrator.pareto import fronts_by, hypervolume, knee, reference_point
+
+    # three front points and a dominated one, reference (10 dB, 0): the union of rectangles is
+    # (30−10)·0.5 + (25−10)·(0.8−0.5) + (14−10)·(0.95−0.8) = 10 + 4.5 + 0.6 = 15.1
+    rows = [row("a", 30, 0.5), row("b", 25, 0.8), row("c", 14, 0.95), row("d", 20, 0.4)]
+    ref = reference_point(("psnr", "task_metric"))
+    assert ref == [10.0, 0.0]
+    assert hypervolume(rows, ("psnr", "task_metric"), ref) == pytest.approx(15.1)
+    # scaled to [0, 1]: a (1, 0), b (11/16, 2/3), c (0, 1); b lies farthest from the line a–c
+    assert knee(front_rows(rows), ("psnr", "task_metric"))["trial_id"] == "b"
+    by = fronts_by(rows + [{**row("e", 28, 0.9), "strategy": "joint"}], "strategy", ("psnr", "task_metric"), ref)
+    assert [(g["strategy"], g["front_size"]) for g in by] == [(None, 3), ("joint", 1)]
+    assert by[1]["hypervolume"] == pytest.approx((28 - 10) * 0.9)
+    with pytest.raises(Exception, match="has no default hypervolume reference"):
+        reference_point(("psnr", "step_ms"))

@@ -61,6 +61,11 @@ def search(
                                    "optimise: two or more result columns, each NAME or NAME:max/NAME:min, e.g. "
                                    "psnr,acc_ref (the fixed clean-trained reference) or psnr,task_metric (the "
                                    "trial's own recognizer, the paper's protocol)."),
+    storage: str = typer.Option("", help="Optuna storage for the studies: an RDB URL (sqlite:///f.db, "
+                                "postgresql://…); default a journal file OUT/NAME/optuna.journal "
+                                "(optuna-dashboard reads both)."),
+    warm_start: str = typer.Option("", help="An earlier experiment (OUT/NAME or URI) whose finished trials seed "
+                                   "each study's sampler."),
     concurrency: int = CONCURRENCY,
     cpus_per_trial: float = CPUS_PER_TRIAL,
     gpus_per_trial: float = typer.Option(0.0, help="GPUs per trial worker (fractions pack trials on a GPU)."),
@@ -87,7 +92,7 @@ def search(
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, scheduler=scheduler, metric=metric,
         sampler=sampler, params=list(param), settings=settings, data_options=list(data_option), skip_bad=skip_bad,
         eval_dataset=eval_dataset, device=device, max_failures=max_failures, resume=resume, overwrite=overwrite,
-        trial_resources=list(trial_resource), objectives=objectives)
+        trial_resources=list(trial_resource), objectives=objectives, storage=storage, warm_start=warm_start)
     run_search(request, console)
 
 

@@ -9,6 +9,7 @@ the sampler nor (see pareto.py) the front.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -53,3 +54,47 @@ class BudgetAwareOptunaSearch(OptunaSearch):
             state, told = TrialState.COMPLETE, values
         self._ot_study.tell(self._ot_trials[trial_id], told, state=state)
         self._completed_trials.add(trial_id)
+
+
+JOURNAL = "optuna.journal"  # the study's journal in the experiment folder (optuna-dashboard reads it)
+
+
+def study_storage(folder: Path, url: str = "") -> optuna.storages.BaseStorage:
+    """Where the study lives: an RDB `url` (postgresql://…, mysql://…, sqlite:///…) or, by default, a journal
+    file in the experiment folder (one appending writer per record, no SQLite locking under parallel writers)."""
+    if url:
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as exc:  # a bad URL, a missing driver or an unreachable server
+            raise GradpromError(f"--storage {url}: {str(exc).splitlines()[0]}; give an RDB URL such as "
+                                "sqlite:///study.db or postgresql://user@host/db") from exc
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
+
+
+def warm_start(study: optuna.Study, rows: list[dict[str, Any]], space: dict[str, Any],
+               objectives: list[str]) -> int:
+    """Hand an earlier experiment's finished trials to the study (so the sampler learns from them): every
+    completed row whose searched settings lie in today's space and whose objectives are finite. Returns how many."""
+    trials = []
+    for row in rows:
+        if row.get("status") != "completed":
+            continue
+        params = {k: row.get(k) for k in space}
+        values = [row.get(m) for m in objectives]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            continue
+        if not all(_fits(dist, params[key]) for key, dist in space.items()):
+            continue
+        trials.append(optuna.trial.create_trial(params=params, distributions=space, values=values,
+                                                state=TrialState.COMPLETE))
+    study.add_trials(trials)
+    return len(trials)
+
+
+def _fits(dist: Any, value: Any) -> bool:
+    """Whether `value` is one `dist` can hold (its choices, or its range), from the distribution's public fields."""
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return value in dist.choices
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and dist.low <= value <= dist.high

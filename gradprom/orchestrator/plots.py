@@ -119,3 +119,77 @@ def plot_telemetry(epochs: list[dict[str, Any]], trials: list[dict[str, Any]], p
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     return _save(fig, path)
+
+
+def plot_sensitivity(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """PSNR, SSIM and the task metrics (own recognizer, fixed reference) of every completed trial against λ
+    (log scale) and, for the threshold strategy, against τ: how sensitive each figure is to the knobs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r.get("status") == "completed"]
+    task = str(next((r.get("task") for r in done), "classification"))
+    m = {"classification": "acc", "segmentation": "miou"}.get(task, "acc")
+    metrics = [("psnr", "PSNR (dB)"), ("ssim", "SSIM"), (m, f"{m}, trial's recognizer"),
+               (f"{m}_ref", f"{m}, fixed reference")]
+    knobs = [("lam", "λ (log scale)")] + ([("threshold", "τ")] if any(r.get("strategy") == "threshold"
+                                                                       for r in done) else [])
+    fig, axes = plt.subplots(len(knobs), len(metrics), figsize=(3.6 * len(metrics), 3.0 * len(knobs)),
+                             squeeze=False)
+    strategies = sorted({str(r.get("strategy")) for r in done})
+    colours = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(strategies)}
+    for row_axes, (knob, knob_label) in zip(axes, knobs, strict=True):
+        for ax, (metric, label) in zip(row_axes, metrics, strict=True):
+            for strategy in strategies:
+                mine = [r for r in done if r.get("strategy") == strategy and _finite(r, (knob, metric))
+                        and (knob != "threshold" or strategy == "threshold")]
+                if mine:
+                    ax.scatter([r[knob] for r in mine], [r[metric] for r in mine], s=18, color=colours[strategy],
+                               label=strategy)
+            if knob == "lam":
+                ax.set_xscale("log")
+            ax.set_xlabel(knob_label)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title or "sensitivity to λ and τ (validation split)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_qualitative(panels: list[tuple[str, dict[str, Any]]], path: Path, class_names: list[str]) -> Path:
+    """One block of rows per trial: degraded input, enhanced, clean, and Grad-CAM of the trial's recognizer on
+    the enhanced image (the class it explains named), for a few test images (the paper's qualitative view)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = max(len(p["clean"]) for _, p in panels)
+    columns = ("degraded input", "enhanced", "clean", "Grad-CAM on enhanced")
+    fig, axes = plt.subplots(len(panels) * count, 4, figsize=(8, 2.1 * len(panels) * count), squeeze=False)
+    for block, (label, p) in enumerate(panels):
+        for i in range(count):
+            row = axes[block * count + i]
+            show = [p["input"][i], p["enhanced"][i], p["clean"][i]]
+            for ax, image in zip(row[:3], show, strict=True):
+                ax.imshow(_hwc(image), cmap="gray", vmin=0, vmax=1)
+            row[3].imshow(_hwc(p["enhanced"][i]), cmap="gray", vmin=0, vmax=1)
+            row[3].imshow(p["cam"][i].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            explained = int(p["explained"][i])
+            row[3].set_title(f"explains {class_names[explained] if explained < len(class_names) else explained}",
+                             fontsize=7)
+            row[0].set_ylabel(f"{label}\nimage {i}", fontsize=7)
+            for ax in row:
+                ax.set_xticks([])
+                ax.set_yticks([])
+    for ax, name in zip(axes[0], columns, strict=True):
+        ax.set_title(name + ("\n" + ax.get_title() if ax.get_title() else ""), fontsize=8)
+    return _save(fig, path)
+
+
+def _hwc(image: Any) -> Any:
+    """A [C, H, W] tensor as an array matplotlib shows (greyscale H×W, colour H×W×3)."""
+    array = image.detach().float().cpu().numpy()
+    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0).clip(0, 1)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,8 +52,9 @@ def trial_row(base: dict[str, Any], space: str, dataset: str, experiment: str, b
         status, error = "failed", str(final[FAILED_KEY])
     done = epochs_done(final)
     tags = {"schema_version": SCHEMA_VERSION, "experiment": experiment, "dataset": dataset, "trial_id": trial_id}
+    # the full config also as JSON: a metric column (the training loss `loss_ip`) shadows a setting of that name
     return {**config, **metrics_only(final), **tags, "status": status, "error": error, "epochs_done": done,
-            "budget": budget, "space": space}
+            "budget": budget, "space": space, "config_json": json.dumps(config, sort_keys=True)}
 
 
 def epochs_done(result: dict[str, Any]) -> int:

@@ -5,6 +5,7 @@ Everything is validated before Ray starts. Results land in OUT/NAME as trials/ep
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -28,11 +29,11 @@ from gradprom.orchestrator.experiment import (
     write_manifest,
 )
 from gradprom.orchestrator.nodes import alive_nodes, capacity_note, check_address, check_data_on_nodes
-from gradprom.orchestrator.optuna_search import SAMPLERS, make_sampler
+from gradprom.orchestrator.optuna_search import JOURNAL, SAMPLERS, make_sampler
 from gradprom.orchestrator.pareto import OBJECTIVES, Objective, as_objectives, default_direction, parse_objectives
-from gradprom.orchestrator.results import error_line
+from gradprom.orchestrator.results import TRIALS, error_line, read_rows
 from gradprom.orchestrator.rows import epoch_row, epochs_done, trial_row, write_results
-from gradprom.orchestrator.storage import local_folder, store_of, tune_storage
+from gradprom.orchestrator.storage import local_folder, publish, store_of, tune_storage
 from gradprom.orchestrator.tables import front_table
 from gradprom.plugins import runtime_env_vars
 from gradprom.search_spaces import SearchSpace, apply_overrides, load_space
@@ -75,10 +76,12 @@ class SearchRequest:
     overwrite: bool = False
     max_failures: int = 1
     trial_resources: list[str] = field(default_factory=list)  # NAME=AMOUNT custom resources per trial worker
-    objectives: str = ""  # what the study and its front optimise, e.g. psnr,acc_ref (empty: psnr,task_metric)
+    objectives: str = ",".join(OBJECTIVES)  # what the study and its front optimise, e.g. psnr,acc_ref
     protocol: str = ""  # a protocol (name or file) instead of a space: its grid's cells, enqueued, none sampled
     quick: bool = False  # the protocol's quick section
     protocol_seeds: int = 0  # seeds of the protocol (0: as its file says)
+    storage: str = ""  # Optuna storage: an RDB URL; empty keeps a journal file in the experiment folder
+    warm_start: str = ""  # an earlier experiment whose finished trials seed each study
 
     def folder(self) -> Path:
         """OUT/NAME, or for a storage URI its local mirror (see `storage`)."""
@@ -143,6 +146,8 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
         raise GradpromError("--cpus-per-trial must be > 0, --gpus-per-trial ≥ 0, --workers-per-trial ≥ 1, "
                             "--concurrency ≥ 0")
     parse_resources(req.trial_resources)
+    if req.warm_start:  # read now: a missing or foreign experiment is one line before anything runs
+        read_rows(local_folder(req.warm_start) / TRIALS)
     if not req.datasets:
         raise GradpromError("--dataset names no dataset; e.g. --dataset synthetic")
     if len(set(req.datasets)) != len(req.datasets):
@@ -341,7 +346,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     if req.resume and tune.Tuner.can_restore(str(run_dir)):
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
-        search = make_searcher(study, req)
+        search = make_searcher(study, req, folder)
         scheduler = (ASHAScheduler(metric=req.metric, mode=default_direction(req.metric),
                                    time_attr="training_iteration", max_t=study.budget, grace_period=1,
                                    reduction_factor=2)
@@ -365,15 +370,29 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     return result_rows(grid, study, req.name, states, cut_short)
 
 
-def make_searcher(study: StudyPlan, req: SearchRequest) -> Any:
+def make_searcher(study: StudyPlan, req: SearchRequest, folder: Path | None = None) -> Any:
     """The study's Optuna searcher: one objective per `--objectives` entry, with its direction; a protocol's
-    cells enqueued (so the sampler never draws)."""
-    from gradprom.orchestrator.optuna_search import BudgetAwareOptunaSearch
+    cells enqueued (so the sampler never draws). With `folder`, the study lives in Optuna storage (a journal file
+    there, or `--storage`), named NAME-DATASET, and `--warm-start` hands it an earlier experiment's trials."""
+    import optuna
 
+    from gradprom.orchestrator.optuna_search import BudgetAwareOptunaSearch, study_storage, warm_start
+
+    names, modes = [n for n, _ in study.objectives], [d for _, d in study.objectives]
+    storage, study_name = (study_storage(folder, req.storage), f"{req.name}-{study.dataset}") if folder else (None,
+                                                                                                             None)
+    if storage is not None:  # a new study: one of that name in the storage is an overwritten experiment's
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=study_name, storage=storage)
+    if storage is not None and req.warm_start:
+        created = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
+                                      directions=["maximize" if m == "max" else "minimize" for m in modes])
+        earlier = [r for r in read_rows(local_folder(req.warm_start) / TRIALS) if r.get("dataset") == study.dataset]
+        warm_start(created, earlier, study.space.distributions(), names)
     return BudgetAwareOptunaSearch(
-        space=study.space.distributions(), metric=[n for n, _ in study.objectives],
-        mode=[d for _, d in study.objectives], points_to_evaluate=study.points or None,
-        sampler=make_sampler(req.sampler, req.seed, req.trials), budget=study.budget)
+        space=study.space.distributions(), metric=names, mode=modes, points_to_evaluate=study.points or None,
+        sampler=make_sampler(req.sampler, req.seed, req.trials), budget=study.budget, storage=storage,
+        study_name=study_name)
 
 
 #: options that may differ when resuming: where and how wide it runs, not what it searches
@@ -461,6 +480,8 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
             trials += t_rows
             epochs += e_rows
             front = write_results(folder, trials, epochs, study.objectives)  # a later crash keeps this study
+            if not req.storage and (folder / JOURNAL).is_file():
+                publish(folder, JOURNAL)
             unfinished = sum(t["status"] == "interrupted" for t in t_rows) + max(0, req.trials - len(t_rows))
             if unfinished:
                 manifest.update(status="interrupted")

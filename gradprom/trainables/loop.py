@@ -30,6 +30,7 @@ from gradprom.trainables import distributed as ddp
 from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.fastpath import FastPath
+from gradprom.trainables.provenance import provenance
 from gradprom.trainables.reference import (
     CALIBRATION_IMAGES,
     pretrained_recognizer,
@@ -652,9 +653,10 @@ def train_trial(config: TrialConfig | dict[str, Any], report: Reporter | None = 
     last: dict[str, Any] = {}
     started = time.perf_counter()
     levels = reference_baselines(t, t.val_inputs, "val")  # the reference on clean and degraded images: constants
+    origin = provenance(t.data, t.device)  # versions, commit, device, data fingerprint: on every report
     for epoch in range(first_epoch, cfg.epochs + 1):
         metrics: dict[str, Any] = {"epoch": epoch, "schema_version": SCHEMA_VERSION, "n_skipped": len(t.data.skipped),
-                                   "resumed_from": first_epoch - 1, **t.fast.describe()}
+                                   "resumed_from": first_epoch - 1, **t.fast.describe(), **origin}
         metrics.update(train_epoch(t, epoch))
         tic = time.perf_counter()
         metrics.update(evaluate(t, t.val_inputs, "val"))
