@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from gradprom import SCHEMA_VERSION
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.results import SCHEMA_KEY, TRIALS, to_table
+from gradprom.orchestrator.results import SCHEMA_KEY, TRIALS, read_table, to_table
 from gradprom.orchestrator.storage import local_folder
 
 #: what every aggregated row is tagged with (experiment: its folder name when the row lacks one)
@@ -43,21 +43,11 @@ def upgrade(row: dict[str, Any], version: int) -> dict[str, Any]:
 def read_experiment(at: str) -> tuple[str, pa.Table]:
     """(experiment name, its trials upgraded to today's schema) for a folder or a storage URI."""
     folder = local_folder(at)
-    path = folder / TRIALS
-    if not path.is_file():
+    if not (folder / TRIALS).is_file():
         raise GradpromError(f"{at} holds no {TRIALS}: is it an experiment folder (OUT/NAME) or its storage URI?")
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:
-        raise GradpromError(f"{path} is not a readable Parquet file ({type(exc).__name__})") from exc
-    version = (table.schema.metadata or {}).get(SCHEMA_KEY)
-    if version is None:
-        raise GradpromError(f"{path} was not written by gradprom (no schema version); leave it out of aggregate")
-    if int(version) > SCHEMA_VERSION:
-        raise GradpromError(f"{path} has results schema {int(version)}, newer than this gradprom's "
-                            f"({SCHEMA_VERSION}); upgrade gradprom")
+    table, version = read_table(folder / TRIALS)
     name = Path(folder).name
-    rows = [upgrade({**r, "experiment": r.get("experiment") or name}, int(version)) for r in table.to_pylist()]
+    rows = [upgrade({**r, "experiment": r.get("experiment") or name}, version) for r in table.to_pylist()]
     return name, to_table(rows)
 
 

@@ -67,8 +67,9 @@ def write_rows(path: Path, rows: list[dict[str, Any]], first: tuple[str, ...] = 
     return path
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Read a results file back as rows; a missing, truncated or foreign file gives one clear line."""
+def read_table(path: Path) -> tuple[pa.Table, int]:
+    """A results file and the schema version it was written under; a missing, truncated, foreign or newer file
+    gives one clear line."""
     if not path.is_file():
         raise GradpromError(f"no {path.name} in {path.parent}; is this an experiment folder (OUT/NAME)?")
     try:
@@ -81,7 +82,12 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     if int(version) > SCHEMA_VERSION:
         raise GradpromError(f"{path} has results schema {int(version)}, newer than this gradprom "
                             f"({SCHEMA_VERSION}); upgrade gradprom")
-    return table.to_pylist()
+    return table, int(version)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Read a results file back as rows (see `read_table` for what is refused)."""
+    return read_table(path)[0].to_pylist()
 
 
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception))\s*:\s*(.+?)\s*$")
