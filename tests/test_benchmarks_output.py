@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 #: each script's quickest form (seconds on a 2-core CPU; main_job mostly waits for Ray to start)
 QUICKEST = {
     "data_cache.py": ["--images", "4", "--image-size", "16"],
+    "reference_levels.py": ["--quick"],
     "strategy_overhead.py": ["--quick", "--rounds", "1", "--agreement-steps", "2"],
     "throughput.py": ["--quick", "--n-train", "32", "--epochs", "1"],
     "main_job.py": ["--trials", "1", "--epochs", "1", *(a for p in (

@@ -227,7 +227,7 @@ def test_synthetic_is_counted_from_what_it_generates() -> None:
     assert report.ok and report.absent == [] and report.total == 768
     counts = counts_of(report, "classification")
     assert counts.samples == {"train": 512, "val": 128, "test": 128}  # synthetic's n_* defaults
-    assert counts.class_names == ["normal", "lesions", "vessels"]
+    assert counts.class_names == ["normal", "cluster", "branching"]
     data = get_dataset("synthetic", task="classification", image_size=SIZE)
     for split in SPLITS:
         assert sum(counts.per_class[split]) == counts.samples[split]

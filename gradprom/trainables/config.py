@@ -46,7 +46,7 @@ class TrialConfig:
     n_train: int = 0  # split sizes: 0 is the dataset's default (synthetic 512/128/128, real datasets all);
     n_val: int = 0  # for real datasets a positive count caps the split (seeded choice)
     n_test: int = 0
-    degradation: str = "gaussian:sigma=0.15"
+    degradation: str = "gaussian:sigma=0.1"
     data_options: str = ""  # JSON object of dataset-specific options (e.g. {"views": "4CH"}); --data-option
     skip_bad: bool = False  # leave bad files of a real dataset out (and say how many) instead of stopping
     eval_dataset: str = ""  # also score the final enhancer on this dataset's test split (eval_* columns)
@@ -78,7 +78,7 @@ class TrialConfig:
     max_steps_per_epoch: int = 0  # 0: a full pass over the training split
     vjp: str = "two"  # the two VJPs through the enhancer: two calls, or one vmapped ("batched") call
     nan_policy: str = "fail"  # fail: a NaN/inf loss or gradient fails the trial; skip-step: skip it and count
-    pretrain_epochs: int = 10
+    pretrain_epochs: int = 30
     # run
     seed: int = 0
     device: str = "auto"

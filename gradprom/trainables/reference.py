@@ -22,9 +22,11 @@ from gradprom.filelock import file_lock
 from gradprom.models import create_model, default_recognizer, model_defaults
 from gradprom.trainables.config import TrialConfig
 
-CACHE_FORMAT = "gradprom-recognizer-v2"
+CACHE_FORMAT = "gradprom-recognizer-v3"  # v3: one-cycle schedule, dihedral augmentation
 #: training images used to re-estimate BatchNorm statistics before evaluation
 CALIBRATION_IMAGES = 256
+#: datasets whose labels (and masks, rotated with the image) do not depend on orientation
+DIHEDRAL_INVARIANT = frozenset({"synthetic"})
 
 
 def recognizer_spec(cfg: TrialConfig, data: TaskData, reference: bool = False) -> tuple[str, dict[str, Any]]:
@@ -82,22 +84,48 @@ def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> None
     model.train(was_training)
 
 
+def dihedral(x: torch.Tensor, y: torch.Tensor, task: str, k: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch (and, for segmentation, its masks) rotated by k·90° and, with `flip`, mirrored."""
+    x = torch.rot90(x, k, (-2, -1))
+    x = x.flip(-1) if flip else x
+    if task == "segmentation":
+        y = torch.rot90(y, k, (-2, -1))
+        y = y.flip(-1) if flip else y
+    return x, y
+
+
 def train_on_clean(model: nn.Module, data: TaskData, cfg: TrialConfig, device: torch.device) -> None:
-    """Plain supervised training on clean train images (deterministic by cfg.seed)."""
+    """Plain supervised training on clean train images (deterministic by cfg.seed).
+
+    A one-cycle learning rate (warm-up, then annealing to ~0) ends on converged weights within the few
+    epochs a search can afford. Datasets whose labels do not depend on orientation (DIHEDRAL_INVARIANT)
+    are also shown each batch rotated by a random multiple of 90° and mirrored at random: on the built-in
+    `synthetic` data a 512-image ResNet-10 without it fits its training set and stays near chance on test
+    images (measured 0.36-0.43 clean test accuracy vs 0.92 with it, 10 epochs). Every image seen is a clean
+    training image; none is ever degraded or enhanced.
+    """
     gen = torch.Generator().manual_seed(cfg.seed + 7919)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr_recognizer)
     x_all, y_all = data.train.images.to(device), data.train.targets.to(device)
+    steps = cfg.pretrain_epochs * (len(x_all) // cfg.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr_recognizer, total_steps=max(steps, 1), pct_start=0.15)
+    augment = data.name in DIHEDRAL_INVARIANT and x_all.shape[-1] == x_all.shape[-2]
     model.train()
     for _ in range(cfg.pretrain_epochs):
         perm = torch.randperm(len(x_all), generator=gen).to(device)
         for start in range(0, len(perm) - cfg.batch_size + 1, cfg.batch_size):
             idx = perm[start:start + cfg.batch_size]
-            loss = task_loss(model(x_all[idx]), y_all[idx])
+            x, y = x_all[idx], y_all[idx]
+            if augment:  # one of the 8 symmetries of the square
+                turn = int(torch.randint(0, 8, (1,), generator=gen))
+                x, y = dihedral(x, y, data.task, turn % 4, turn >= 4)
+            loss = task_loss(model(x), y)
             if not torch.isfinite(loss):
                 raise GradpromError("non-finite loss while pretraining the reference recognizer; lower lr_recognizer")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            schedule.step()
     recalibrate_batchnorm(model, list(x_all[:CALIBRATION_IMAGES].split(cfg.batch_size)))
     model.eval()
 
