@@ -111,10 +111,14 @@ def check_free_space(folder: Path, needed: int = MIN_FREE_BYTES) -> None:
 
 
 def new_manifest(request: dict[str, Any]) -> dict[str, Any]:
+    """What an experiment was asked and where it ran from: the request, the command line, the versions and the
+    checkout's git commit (each trial row adds its device and data fingerprint)."""
+    from gradprom.trainables.provenance import git_commit, versions
+
     return {
         "schema_version": SCHEMA_VERSION, "gradprom_version": __version__, "status": "running",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "request": request,
-        "driver": this_driver(),
+        "driver": this_driver(), "versions": json.loads(versions()), "git_commit": git_commit(),
     }
 
 

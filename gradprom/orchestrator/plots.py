@@ -193,3 +193,40 @@ def _hwc(image: Any) -> Any:
     """A [C, H, W] tensor as an array matplotlib shows (greyscale H×W, colour H×W×3)."""
     array = image.detach().float().cpu().numpy()
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0).clip(0, 1)
+
+
+def plot_cos_histograms(epochs: list[dict[str, Any]], trials: list[dict[str, Any]], path: Path,
+                        limit: int = 4) -> Path | None:
+    """Per trial (up to `limit`), the histogram of the gate's cosine in each epoch as a heat map (epoch × the ten
+    bins over [−1, 1] of `cos_hist_*`, or `head_cos_hist_*` for a head gate); None when no trial measured one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    panels = []
+    for trial in trials:
+        mine = sorted((e for e in epochs if e.get("trial_id") == trial["trial_id"]), key=lambda e: e["epoch"])
+        prefix = "head_cos_hist_" if any(e.get("head_cos_hist_0") is not None for e in mine) else "cos_hist_"
+        counts = np.array([[e.get(f"{prefix}{i}") or 0 for i in range(10)] for e in mine], dtype=float)
+        if counts.size and counts.sum() > 0:
+            panels.append((trial, counts, prefix))
+        if len(panels) == limit:
+            break
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False)
+    for ax, (trial, counts, prefix) in zip(axes[0], panels, strict=True):
+        share = counts / counts.sum(1, keepdims=True).clip(min=1)
+        image = ax.imshow(share.T, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                          extent=(0.5, len(counts) + 0.5, -1, 1))
+        ax.axhline(0.0, color="white", linewidth=0.8, linestyle="--")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("head cosine" if prefix.startswith("head") else "cos(g_ip, g_vr)")
+        ax.set_title(f"{trial['trial_id'][-5:]} {trial.get('strategy')} λ={trial.get('lam', math.nan):.3g}", fontsize=8)
+    fig.colorbar(image, ax=axes[0].tolist(), label="share of the epoch's measured steps")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # the colour bar sits outside the panels
+    plt.close(fig)
+    return path

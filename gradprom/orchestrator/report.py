@@ -118,6 +118,10 @@ def build_report(experiments: list[str], out: Path, objectives: str = "", ref: l
             parts.append(figure(png, "Cosine between the enhancement and recognition gradients at every measured "
                                      "step (top; dashed: the trial's threshold) and the share of steps that "
                                      "promoted the recognition gradient per epoch (bottom)."))
+            png = plots.plot_cos_histograms(epochs, front, out / f"cos-histograms-{dataset}.png")
+            if png is not None:
+                parts.append(figure(png, "The cosine's histogram in each epoch (ten bins over [−1, 1]) for the "
+                                         "front's gated trials; dashed: cos = 0, GradProm's gate."))
     parts.append("<h2>The front</h2>" + table_html(
         front_all, [("experiment", "experiment"), ("trial_id", "trial"), ("dataset", "dataset"),
                     ("strategy", "strategy"), ("lam", "λ"), ("tau", "τ"),

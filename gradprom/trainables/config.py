@@ -78,7 +78,7 @@ class TrialConfig:
     max_steps_per_epoch: int = 0  # 0: a full pass over the training split
     vjp: str = "two"  # the two VJPs through the enhancer: two calls, or one vmapped ("batched") call
     nan_policy: str = "fail"  # fail: a NaN/inf loss or gradient fails the trial; skip-step: skip it and count
-    pretrain_epochs: int = 30
+    pretrain_epochs: int = 20
     # run
     seed: int = 0
     device: str = "auto"
