@@ -52,7 +52,13 @@ class BudgetAwareOptunaSearch(OptunaSearch):
             state, told = TrialState.PRUNED, None
         else:
             state, told = TrialState.COMPLETE, values
-        self._ot_study.tell(self._ot_trials[trial_id], told, state=state)
+        try:
+            self._ot_study.tell(self._ot_trials[trial_id], told, state=state)
+        except ValueError as exc:
+            # the study lives in storage (a journal file): a driver killed after telling but before Tune's next
+            # snapshot left this trial finished there, and the resumed search reports it again
+            if "Cannot tell a" not in str(exc):
+                raise
         self._completed_trials.add(trial_id)
 
 
