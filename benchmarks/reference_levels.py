@@ -114,8 +114,9 @@ def reference_levels(cfg: dict, sigma: float) -> dict[str, float]:
     import torch
 
     from gradprom.datasets import parse_degradation
+    from gradprom.trainables.build import build_data
     from gradprom.trainables.config import TrialConfig
-    from gradprom.trainables.loop import build_data, train_trial
+    from gradprom.trainables.pipeline import train_trial
     from gradprom.trainables.reference import pretrained_recognizer
 
     cfg = {**cfg, "degradation": f"gaussian:sigma={sigma}", "strategy": "enhancer_only"}

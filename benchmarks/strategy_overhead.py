@@ -28,16 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
 from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
 from gradprom.strategies import Strategy  # noqa: E402
+from gradprom.trainables.build import Trial, build_trial, seeded_generator  # noqa: E402
 from gradprom.trainables.config import TrialConfig  # noqa: E402
-from gradprom.trainables.loop import (  # noqa: E402
-    Trial,
-    build_trial,
-    ip_loss,
-    seeded_generator,
-    task_loss,
-    train_step,
-    vjps,
-)
+from gradprom.trainables.reference import task_loss  # noqa: E402
+from gradprom.trainables.step import ip_loss, train_step, vjp_at  # noqa: E402
 
 VARIANTS = {  # name -> trial settings on top of the base
     "joint": {"strategy": "joint"},
@@ -68,7 +62,7 @@ def floor_step(t: Trial, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator)
     loss_ip, loss_vr = ip_loss(t.cfg.loss_ip, x_hat, x), task_loss(logits, y)
     grads = torch.autograd.grad(loss_ip + t.cfg.lam * loss_vr, [*theta, *phi], retain_graph=True)
     (u_ip,) = torch.autograd.grad(loss_ip, x_hat, retain_graph=True)  # cheap: no recognizer in it
-    vjps(x_hat, theta, [u_ip], False)  # the extra backward through the enhancer exact GradProm needs
+    vjp_at(x_hat, theta, [u_ip])  # the extra backward through the enhancer exact GradProm needs
     for p, g in zip([*theta, *phi], grads, strict=True):
         p.grad = g
     t.opt_enhancer.step()

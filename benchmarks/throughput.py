@@ -29,8 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
 from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
+from gradprom.trainables.build import Trial, build_trial, seeded_generator  # noqa: E402
 from gradprom.trainables.config import TrialConfig  # noqa: E402
-from gradprom.trainables.loop import Trial, build_trial, ip_loss, seeded_generator, task_loss, train_epoch  # noqa: E402
+from gradprom.trainables.epoch import train_epoch  # noqa: E402
+from gradprom.trainables.reference import task_loss  # noqa: E402
+from gradprom.trainables.step import ip_loss  # noqa: E402
 
 VARIANTS = {  # name -> trial settings; the layout comes from memory_format()
     "fp32": {"precision": "fp32", "compile": "off"},

@@ -115,6 +115,45 @@ def miou_from_confusion(cm: Tensor) -> float:
     return float((inter[present] / union[present]).mean().item())
 
 
+def _safe_div(num: Tensor, den: Tensor) -> Tensor:
+    """num / den elementwise, 0 where den is 0 (a class never predicted has precision 0, not NaN)."""
+    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
+
+
+def classification_metrics(cm: Tensor) -> dict[str, float]:
+    """Accuracy, sensitivity (recall), specificity, precision, F1 and F2 from a [K, K] confusion matrix
+    (rows target, columns prediction, as `confusion_matrix` gives; accumulate it over the whole split first).
+
+    Two classes: class 1 is the positive one (COVID-19 in the R2C-GAN paper), TP = cm[1, 1] and so on.
+    K > 2 classes: each score is computed one-vs-rest per class and macro-averaged (the unweighted mean over
+    the K classes, absent ones included); accuracy is always trace / total, never averaged. Any ratio whose
+    denominator is 0 counts as 0 (say, precision of a class never predicted), so the scores are never NaN;
+    an empty matrix gives 0 everywhere.
+    """
+    cm = cm.double()
+    k = cm.shape[0] if cm.dim() == 2 else 0
+    if k < 2 or cm.shape[1] != k:
+        raise ValueError(f"expected a square [K, K] confusion matrix with K >= 2, got {tuple(cm.shape)}")
+    total = cm.sum()
+    tp = cm.diagonal()
+    fn = cm.sum(dim=1) - tp
+    fp = cm.sum(dim=0) - tp
+    tn = total - tp - fn - fp
+    if k == 2:  # the positive class only
+        tp, fn, fp, tn = tp[1:], fn[1:], fp[1:], tn[1:]
+    sens = _safe_div(tp, tp + fn)
+    prec = _safe_div(tp, tp + fp)
+    scores = {
+        "acc": _safe_div(tp.new_tensor(float(cm.trace())), total),
+        "sensitivity": sens,
+        "specificity": _safe_div(tn, tn + fp),
+        "precision": prec,
+        "f1": _safe_div(2 * prec * sens, prec + sens),
+        "f2": _safe_div(5 * prec * sens, 4 * prec + sens),  # F-beta with beta = 2: recall weighs 4x
+    }
+    return {name: float(value.mean().item()) for name, value in scores.items()}
+
+
 def task_metric_name(task: str) -> str:
     """The task metric's column name: `acc` for classification, `miou` for segmentation."""
     return {"classification": "acc", "segmentation": "miou"}[task]

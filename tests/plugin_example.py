@@ -1,11 +1,13 @@
-"""A user's plugin module (named in GRADPROM_PLUGINS): one more dataset and one more strategy."""
+"""A user's plugin module (named in GRADPROM_PLUGINS): one more dataset and two more strategies, one of them
+with a gradient path of its own (no edit of the trainer)."""
 
 from __future__ import annotations
 
 import torch
 
 from gradprom.datasets import TaskData, get_dataset, register_dataset
-from gradprom.strategies import Strategy, register_strategy
+from gradprom.strategies import Strategy, register_strategy, safe_cos
+from gradprom.strategies.paths import Gradients, StepContext, cotangents
 
 
 @register_dataset("synthetic_shifted", tasks=("classification", "segmentation"),
@@ -28,3 +30,23 @@ class HalfPromotion(Strategy):
 
 
 register_strategy("half_promotion", HalfPromotion)
+
+
+class ImageSpaceGate(Strategy):
+    """Gate on the cotangents' cosine at the enhanced image, cos(∂L_IP/∂x̂, ∂L_VR/∂x̂), then take one VJP of
+    u_ip + λ·w·u_vr: a plugin's strategy with its own, cheaper gradient path (no VJP to decide)."""
+
+    name = "image_space_gate"
+
+    def gradients(self, ctx: StepContext) -> Gradients:
+        u_ip, u_tasks, g_rec = cotangents(ctx)
+        combined = u_ip
+        for gate, u in zip(ctx.gates, u_tasks, strict=True):
+            a, b = u_ip.flatten(), u.flatten()
+            gate.last_cos = safe_cos(a @ b, a @ a, b @ b).detach()
+            gate.last_weight = (gate.last_cos >= 0).float()
+            combined = combined + gate.lam * gate.last_weight * u
+        return Gradients(ctx.vjp(ctx.theta, [combined], False)[0], [], g_rec)
+
+
+register_strategy("image_space_gate", ImageSpaceGate)

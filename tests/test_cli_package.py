@@ -103,12 +103,12 @@ FLAGS = ["--precision", "fp32", "--nan-policy", "skip-step", "--compile", "aot_e
 def test_train_and_search_take_the_flags_by_one_route(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same flags give `train` the same trial settings as every trial of `search`."""
     import gradprom.orchestrator.search as search
-    import gradprom.trainables.loop as loop
+    import gradprom.trainables.pipeline as pipeline
 
     monkeypatch.chdir(tmp_path)
     got: dict[str, Any] = {}
     monkeypatch.setattr(search, "run_search", lambda request, console: got.setdefault("request", request))
-    monkeypatch.setattr(loop, "train_trial", lambda cfg, report: got.setdefault("cfg", cfg) and {})
+    monkeypatch.setattr(pipeline, "train_trial", lambda cfg, report: got.setdefault("cfg", cfg) and {})
     assert main(["search", "--space", "lambda_threshold", "--dataset", "synthetic", *FLAGS,
                  "--degradation", "poisson:peak=20", "-p", "lam=0.5:1"]) == 0
     assert main(["train", *FLAGS, "--set", "degradation=poisson:peak=20"]) == 0

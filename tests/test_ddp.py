@@ -9,8 +9,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from gradprom.trainables.build import build_trial
 from gradprom.trainables.config import TrialConfig
-from gradprom.trainables.loop import build_trial, train_epoch
+from gradprom.trainables.epoch import train_epoch
 
 
 def _free_port() -> int:

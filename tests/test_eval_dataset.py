@@ -11,8 +11,9 @@ import pytest
 
 from gradprom.datasets import DATASETS, TaskData, get_dataset, parse_dataset_options, register_dataset
 from gradprom.errors import GradpromError
+from gradprom.trainables.build import dataset_options
 from gradprom.trainables.config import TrialConfig
-from gradprom.trainables.loop import dataset_options, preflight, train_trial
+from gradprom.trainables.pipeline import preflight, train_trial
 
 if "synthetic_twin" not in DATASETS:
     @register_dataset("synthetic_twin", tasks=("classification",), help="synthetic classes, other images (tests)")

@@ -16,18 +16,14 @@ import torch
 
 from gradprom.cli import main
 from gradprom.errors import GradpromError, NonFiniteLossError
+from gradprom.trainables.build import build_trial, seeded_generator
 from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
 from gradprom.trainables.config import TrialConfig
+from gradprom.trainables.epoch import raise_if_bad
 from gradprom.trainables.fastpath import FastPath
-from gradprom.trainables.loop import (
-    build_trial,
-    raise_if_bad,
-    restore_state,
-    seeded_generator,
-    train_step,
-    train_trial,
-    trial_state,
-)
+from gradprom.trainables.pipeline import train_trial
+from gradprom.trainables.state import restore_state, trial_state
+from gradprom.trainables.step import train_step
 from tests.conftest import run_isolated
 
 

@@ -76,7 +76,7 @@ def test_resnet_counts_blocks_like_torchvision() -> None:
 
 
 def test_names_meta_and_defaults() -> None:
-    assert model_names(role="enhancer") == ["srresnet"]
+    assert model_names(role="enhancer") == ["sesr", "srresnet"]
     assert model_names(role="recognizer") == ["resnet", "unet"]
     assert model_names(task="classification") == ["resnet"]
     assert model_names(role="recognizer", task="segmentation") == ["unet"]
@@ -107,7 +107,7 @@ def test_unknown_model_lists_valid_names() -> None:
         create_model("srresnt")
     msg = one_line(err)
     assert "Did you mean 'srresnet'" in msg
-    assert "resnet, srresnet, unet" in msg
+    assert "resnet, sesr, srresnet, unet" in msg
     with pytest.raises(GradpromError):
         model_defaults("nope")
 

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from gradprom.errors import GradpromError
 from gradprom.strategies import get_strategy, safe_cos
+from gradprom.trainables.build import build_trial, seeded_generator
 from gradprom.trainables.config import TrialConfig
-from gradprom.trainables.loop import build_trial, output_layer, seeded_generator, train_step
+from gradprom.trainables.step import output_layer, train_step
 
 STRATEGIES = ["enhancer_only", "joint", "frozen", "gradprom", "threshold", "gradprom_soft", "pcgrad"]
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from gradprom.errors import GradpromError, NonFiniteLossError
+from gradprom.trainables.build import build_trial
 from gradprom.trainables.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from gradprom.trainables.config import TrialConfig
-from gradprom.trainables.loop import build_trial, train_trial
+from gradprom.trainables.pipeline import train_trial
 
 METRICS = {"epoch", "psnr", "ssim", "acc", "acc_ref", "promoted_frac", "cos_mean", "loss_ip", "loss_vr",
            "time_train_s", "time_eval_s", "images_per_s", "psnr_input", "task_metric", "schema_version"}

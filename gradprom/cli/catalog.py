@@ -1,4 +1,4 @@
-"""The verbs that list what a run can name: `spaces`, `protocols`, `strategies`."""
+"""The verbs that list what a run can name: `spaces`, `protocols`, `strategies`, `pipelines`."""
 
 from __future__ import annotations
 
@@ -52,4 +52,22 @@ def strategies() -> None:
         cls = STRATEGIES.get(n)
         table.add_row(n, "yes" if cls.trains_recognizer else "no", ", ".join(strategy_options(n)),
                       STRATEGIES.meta(n).get("help", ""))
+    console.print(table)
+
+
+@app.command()
+def pipelines() -> None:
+    """List the pipelines (kinds of trial): their search spaces, metrics, default objectives and tasks."""
+    from gradprom.datasets import dataset_info, dataset_names
+    from gradprom.trainables import pipeline_info, pipeline_names
+
+    table = Table(title="pipelines (gradprom search --pipeline NAME)")
+    for col in ("name", "spaces", "metrics", "objectives", "tasks", "datasets", "what it trains"):
+        table.add_column(col)
+    for n in pipeline_names():
+        info = pipeline_info(n)
+        datasets = info["datasets"] or [d for d in dataset_names()
+                                        if set(dataset_info(d)["tasks"]) & set(info["tasks"])]
+        table.add_row(n, ", ".join(info["spaces"]), ", ".join(info["metrics"]), ",".join(info["objectives"]),
+                      ", ".join(info["tasks"]), ", ".join(datasets), info["help"])
     console.print(table)

@@ -16,11 +16,13 @@ from gradprom.cli.options import (
     DATASET,
     DEGRADATION,
     DEVICE,
+    ENHANCER,
     EPOCHS,
     EVAL_DATASET,
     NAN_POLICY,
     OUT,
     OVERWRITE,
+    PIPELINE,
     PRECISION,
     RESUME,
     SEED,
@@ -37,7 +39,10 @@ app = typer.Typer()
 
 @app.command()
 def search(
-    space: str = typer.Option("", help="Search space name (see `gradprom spaces`); default lambda_threshold."),
+    space: str = typer.Option("", help="Search space name (see `gradprom spaces`); default the pipeline's first "
+                                       "(lambda_threshold for task_driven, r2c_weights for r2c_gan)."),
+    pipeline: str = PIPELINE,
+    enhancer: str = ENHANCER,
     dataset: str = typer.Option("", help="Dataset name, or several comma-separated (one study each); "
                                          "default synthetic."),
     task: str = TASK,
@@ -57,10 +62,10 @@ def search(
     sampler: str = typer.Option("tpe", help="Optuna sampler: tpe, nsga2 or random."),
     scheduler: str = typer.Option("fifo", help="fifo, or asha to stop weak trials early."),
     metric: str = typer.Option("psnr", help="Metric the ASHA scheduler stops on: psnr, ssim or task_metric."),
-    objectives: str = typer.Option("psnr,task_metric", help="What Optuna, the front, the table and the plot "
-                                   "optimise: two or more result columns, each NAME or NAME:max/NAME:min, e.g. "
-                                   "psnr,acc_ref (the fixed clean-trained reference) or psnr,task_metric (the "
-                                   "trial's own recognizer, the paper's protocol)."),
+    objectives: str = typer.Option("", help="What Optuna, the front, the table and the plot optimise: two or more "
+                                   "result columns, each NAME or NAME:max/NAME:min, e.g. psnr,acc_ref (the fixed "
+                                   "clean-trained reference) or psnr,task_metric (the trial's own recognizer, the "
+                                   "paper's protocol); default the pipeline's own (psnr,task_metric)."),
     storage: str = typer.Option("", help="Optuna storage for the studies: an RDB URL (sqlite:///f.db, "
                                 "postgresql://…); default a journal file OUT/NAME/optuna.journal "
                                 "(optuna-dashboard reads both)."),
@@ -85,10 +90,10 @@ def search(
     from gradprom.orchestrator.search import SearchRequest, run_search
 
     settings = trial_settings(degradation=degradation, nan_policy=nan_policy, precision=precision,
-                              compile=compile_, data_root=data_root)
+                              compile=compile_, data_root=data_root, enhancer=enhancer)
     request = SearchRequest(
-        space=space, datasets=split_names(dataset), task=task, trials=trials, epochs=epochs, out=out, name=name,
-        seed=seed, address=address, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
+        space=space, pipeline=pipeline, datasets=split_names(dataset), task=task, trials=trials, epochs=epochs,
+        out=out, name=name, seed=seed, address=address, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, scheduler=scheduler, metric=metric,
         sampler=sampler, params=list(param), settings=settings, data_options=list(data_option), skip_bad=skip_bad,
         eval_dataset=eval_dataset, device=device, max_failures=max_failures, resume=resume, overwrite=overwrite,
@@ -132,6 +137,8 @@ def protocol(
 
 @app.command()
 def train(
+    pipeline: str = PIPELINE,
+    enhancer: str = ENHANCER,
     strategy: str = typer.Option("gradprom", help="Gradient strategy (see `gradprom strategies`)."),
     lam: float = typer.Option(1.0, "--lam", help="λ, the weight of the recognition gradient (> 0)."),
     threshold: float = typer.Option(0.0, help="τ of the threshold strategy, in [-1, 1]."),
@@ -154,13 +161,14 @@ def train(
     from gradprom.keyvalue import parse_value, split_pair
     from gradprom.metrics import task_metric_name
     from gradprom.trainables.config import TrialConfig
-    from gradprom.trainables.loop import train_trial
+    from gradprom.trainables.pipeline import train_trial
 
     values: dict[str, object] = {"strategy": strategy, "lam": lam, "threshold": threshold, "dataset": dataset,
                                  "task": task, "epochs": epochs, "seed": seed, "device": device, "skip_bad": skip_bad,
                                  "eval_dataset": eval_dataset,
+                                 **({"pipeline": pipeline} if pipeline else {}),
                                  **trial_settings(nan_policy=nan_policy, precision=precision, compile=compile_,
-                                                  data_root=data_root)}
+                                                  data_root=data_root, enhancer=enhancer)}
     if data_option:
         values["data_options"] = dataset_options_json(dataset, list(data_option))
     for item in set_:

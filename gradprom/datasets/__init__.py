@@ -11,6 +11,7 @@ from gradprom.datasets import isic2018 as _isic2018  # noqa: F401  (registers "i
 from gradprom.datasets import lizard as _lizard  # noqa: F401  (registers "lizard")
 from gradprom.datasets import qata_cov19 as _qata_cov19  # noqa: F401  (registers "qata_cov19")
 from gradprom.datasets import synthetic as _synthetic  # noqa: F401  (registers "synthetic")
+from gradprom.datasets import unpaired as _unpaired  # noqa: F401  (registers "r2c_release")
 from gradprom.datasets.base import (
     DATASETS,
     TASKS,

@@ -2,6 +2,7 @@
 
 Meta on every entry: `role` ("enhancer" | "recognizer"), `task` (None for enhancers, else
 "classification" | "segmentation") and `help` (one line for `--help` and results tables).
+Enhancers with `guided=True` also take `guide=` (a frozen clean-trained recognizer with `encode`).
 Users add their own with `@register_model("name", role=..., task=..., help=...)`.
 """
 
@@ -16,12 +17,14 @@ from torch import nn
 from gradprom.errors import GradpromError
 from gradprom.models.enhancers import SRResNet, srresnet
 from gradprom.models.recognizers import ResNet, UNet, resnet, unet
+from gradprom.models.sesr import SESR, sesr
 from gradprom.registry import Registry
 
 __all__ = [
     "MODELS",
     "ROLES",
     "TASKS",
+    "SESR",
     "ResNet",
     "SRResNet",
     "UNet",
@@ -45,6 +48,14 @@ register_model(
     role="enhancer",
     task=None,
     help="SRResNet/EDSR-style residual enhancer (no BatchNorm); scale 1 restores, 2/4 super-resolve",
+)
+register_model(
+    "sesr",
+    sesr,
+    role="enhancer",
+    task=None,
+    guided=True,
+    help="semantic-guided SR: dynamic conv + polarized attention, fused with a frozen recognizer's encoder",
 )
 register_model(
     "resnet",

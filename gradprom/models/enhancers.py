@@ -39,6 +39,24 @@ def check_int(
     return int(value)  # type: ignore[arg-type]
 
 
+def pixel_shuffle_upsampler(channels: int, scale: int) -> nn.Sequential:
+    """×scale (1, 2 or 4) by ×2 pixel-shuffle stages, each conv → shuffle → PReLU (SRResNet's upsampler)."""
+    ups: list[nn.Module] = []
+    for _ in range({1: 0, 2: 1, 4: 2}[scale]):
+        ups += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(channels)]
+    return nn.Sequential(*ups)
+
+
+def near_identity_tail(channels: int, out_channels: int, init_scale: float) -> nn.Conv2d:
+    """The output conv, its weights scaled down and bias zero: the residual starts near 0, the model near its
+    fixed base path (identity or bicubic upsampling)."""
+    tail = nn.Conv2d(channels, out_channels, 3, padding=1)
+    with torch.no_grad():
+        tail.weight.mul_(init_scale)
+        tail.bias.zero_()
+    return tail
+
+
 class ResidualBlock(nn.Module):
     """conv–PReLU–conv plus skip, without BatchNorm: BN couples the images of a batch (so
     per-loss gradients would mix samples) and EDSR showed it hurts restoration quality."""
@@ -75,14 +93,8 @@ class SRResNet(nn.Module):
             *(ResidualBlock(channels) for _ in range(blocks)),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
-        ups: list[nn.Module] = []
-        for _ in range({1: 0, 2: 1, 4: 2}[scale]):
-            ups += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(channels)]
-        self.upsample = nn.Sequential(*ups)
-        self.tail = nn.Conv2d(channels, in_channels, 3, padding=1)
-        with torch.no_grad():
-            self.tail.weight.mul_(self.TAIL_INIT_SCALE)
-            self.tail.bias.zero_()
+        self.upsample = pixel_shuffle_upsampler(channels, scale)
+        self.tail = near_identity_tail(channels, in_channels, self.TAIL_INIT_SCALE)
 
     def base(self, x: Tensor) -> Tensor:
         """The fixed path the network learns a residual to: identity, or bicubic up-sampling."""

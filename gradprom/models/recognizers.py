@@ -69,6 +69,18 @@ class ResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    @property
+    def encode_channels(self) -> int:
+        """Channels of `encode`'s output, so a guided enhancer can size its layers at construction."""
+        return self.fc.in_features
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Deepest feature map [B, encode_channels, H/8, W/8] (after the last stage, before pooling).
+
+        Semantic features for guided enhancers (sesr); a separate path, so `forward` stays as it was.
+        """
+        return self.stages(self.stem(x))
+
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.pool(self.stages(self.stem(x))).flatten(1))
 
@@ -117,6 +129,22 @@ class UNet(nn.Module):
                 f"(e.g. {2 * k}, {4 * k}, {8 * k} px), got {height}x{width}; "
                 "crop/resize the images or lower depth"
             )
+
+    @property
+    def encode_channels(self) -> int:
+        """Channels of `encode`'s output (width·2**depth), read by guided enhancers at construction."""
+        return self.up[0].in_channels
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Bottleneck feature map [B, encode_channels, H/2**depth, W/2**depth]: the encoder path only.
+
+        Semantic features for guided enhancers (sesr); `forward` is left untouched.
+        """
+        self.check_size(x.shape[-2], x.shape[-1])
+        x = self.inc(x)
+        for down in self.down:
+            x = down(self.pool(x))
+        return x
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_size(x.shape[-2], x.shape[-1])

@@ -29,9 +29,10 @@ def upgrade(row: dict[str, Any], version: int) -> dict[str, Any]:
 
     1 → 2: a `gate_on=head` trial's `cos_*` figures were the head cosine; they move to `head_cos_*` and
     `cos_mean` becomes NaN (the full gradients' cosine was never measured). *_ref_clean / *_ref_input did not
-    exist: left missing, not invented.
+    exist: left missing, not invented. Rows from before pipelines existed were all `task_driven` trials.
     """
     row = dict(row)
+    row.setdefault("pipeline", "task_driven")
     if version < 2 and row.get("gate_on") == "head":
         for key in [k for k in row if k.startswith("cos_")]:
             row["head_" + key] = row.pop(key)

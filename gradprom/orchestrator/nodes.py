@@ -262,8 +262,8 @@ def _probe_data(values: dict[str, Any]) -> str:
     """On one node: read one sample per split of the trial's dataset(s) as a trial would ('' = fine)."""
     import socket
 
+    from gradprom.trainables.build import read_samples
     from gradprom.trainables.config import TrialConfig
-    from gradprom.trainables.loop import read_samples
 
     try:
         read_samples(TrialConfig.from_dict(values))

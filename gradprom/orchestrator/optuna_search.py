@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from gradprom.errors import GradpromError
-from gradprom.trainables.loop import FAILED_KEY
+from gradprom.trainables.ray_trial import FAILED_KEY
 
 SAMPLERS = ("tpe", "nsga2", "random")
 

@@ -98,9 +98,10 @@ def front_rows(rows: list[dict[str, Any]], objectives: Sequence[str | Objective]
 
 #: hypervolume reference points per objective, fixed so that figures compare across runs and experiments:
 #: PSNR 10 dB (below any useful enhancement: noisy input at σ = 0.3 is ≈ 10.5 dB), SSIM and every task
-#: metric 0 (they lie in [0, 1]). Other objectives need `--ref` (no value is honest for all of them).
+#: metric 0 (they lie in [0, 1]; the GAN's classifier figures too). Other objectives need `--ref`.
 DEFAULT_REF = {"psnr": 10.0, "ssim": 0.0, "task_metric": 0.0, "acc": 0.0, "miou": 0.0, "acc_ref": 0.0,
-               "miou_ref": 0.0, "promoted_frac": 0.0}
+               "miou_ref": 0.0, "promoted_frac": 0.0, "f1": 0.0, "f2": 0.0, "sensitivity": 0.0,
+               "specificity": 0.0, "precision": 0.0}
 
 
 def reference_point(objectives: Sequence[str | Objective], given: Sequence[float] = ()) -> list[float]:

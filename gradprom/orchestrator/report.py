@@ -189,7 +189,8 @@ def _protocol(folder: Path) -> str:
 def _qualitative(front: list[dict[str, Any]], pairs: Any, folders: list[Path], out: Path,
                  step: Callable[[str], None]) -> str:
     """Degraded / enhanced / clean images and Grad-CAM for the best trials: the knee, then each objective's best."""
-    from gradprom.trainables.inspect import load_trained, qualitative
+    from gradprom.trainables import pipeline_info
+    from gradprom.trainables.inspect import qualitative
 
     chosen: list[dict[str, Any]] = []
     best = knee(front, pairs)
@@ -201,14 +202,16 @@ def _qualitative(front: list[dict[str, Any]], pairs: Any, folders: list[Path], o
     for trial in chosen:
         folder = by_name.get(str(trial.get("experiment")))
         checkpoint = _checkpoint(folder, trial) if folder else None
-        if checkpoint is None:
+        load_trained = pipeline_info(str(trial.get("pipeline") or "task_driven"))["inspect"]
+        if checkpoint is None or load_trained is None:  # a pipeline may have no enhancer-then-recognizer view
             continue
         step(f"Grad-CAM of trial {trial['trial_id']}")
         trained = load_trained(_config(trial), checkpoint)
         panels.append((f"{trial['strategy']} {trial['trial_id'][-5:]}", qualitative(trained, QUALITATIVE_IMAGES)))
         names = list(trained.data.class_names)
     if not panels:
-        return "<h2>Qualitative view</h2><p>No checkpoint of the front's trials was found (ray/ folder removed?).</p>"
+        return ("<h2>Qualitative view</h2><p>No checkpoint of the front's trials was found (ray/ folder removed?), "
+                "or their pipeline has no enhancer-then-recognizer view.</p>")
     png = plots.plot_qualitative(panels, out / "qualitative.png", names)
     return "<h2>Qualitative view</h2>" + figure(
         png, "Test images of the front's best trials (the knee first): degraded input, enhanced output, clean "

@@ -44,7 +44,7 @@ def rerun(experiment: str, trial_id: str, out: Path | None = None,
           report: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Retrain the trial; returns (original row, the rerun's final figures). With `out`, the rerun's figures
     are written there as rerun.parquet (one row, tagged with the original trial id)."""
-    from gradprom.trainables.loop import train_trial
+    from gradprom.trainables.pipeline import train_trial
 
     row = find_trial(experiment, trial_id)
     config = json.loads(row["config_json"])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -13,8 +14,9 @@ from gradprom import SCHEMA_VERSION
 from gradprom.orchestrator.pareto import OBJECTIVES, Objective, front_rows
 from gradprom.orchestrator.results import EPOCHS, PARETO, TRIALS, write_rows
 from gradprom.orchestrator.storage import publish
+from gradprom.trainables import pipeline_info, pipeline_names
 from gradprom.trainables.config import TrialConfig
-from gradprom.trainables.loop import FAILED_KEY
+from gradprom.trainables.ray_trial import FAILED_KEY
 
 #: Tune's own bookkeeping keys, left out of the results tables
 TUNE_KEYS = {
@@ -24,10 +26,10 @@ TUNE_KEYS = {
 }
 #: column order of trials.parquet (the rest follows alphabetically)
 LEADING = ("schema_version", "experiment", "dataset", "task", "trial_id", "status", "error", "epochs_done",
-           "budget", "strategy", "lam", "threshold", "psnr", "ssim", "task_metric", "acc", "acc_ref", "acc_ref_clean",
-           "acc_ref_input", "miou", "miou_ref", "miou_ref_clean", "miou_ref_input", "test_psnr", "test_ssim",
-           "test_acc", "test_acc_ref", "test_acc_ref_clean", "test_acc_ref_input", "test_miou", "test_miou_ref",
-           "test_miou_ref_clean", "test_miou_ref_input", "promoted_frac", "cos_mean")
+           "budget", "pipeline", "strategy", "lam", "threshold", "psnr", "ssim", "task_metric", "acc", "acc_ref",
+           "acc_ref_clean", "acc_ref_input", "miou", "miou_ref", "miou_ref_clean", "miou_ref_input", "test_psnr",
+           "test_ssim", "test_acc", "test_acc_ref", "test_acc_ref_clean", "test_acc_ref_input", "test_miou",
+           "test_miou_ref", "test_miou_ref_clean", "test_miou_ref_input", "promoted_frac", "cos_mean")
 
 
 def metrics_only(result: dict[str, Any]) -> dict[str, Any]:
@@ -48,13 +50,25 @@ def trial_row(base: dict[str, Any], space: str, dataset: str, experiment: str, b
     """The trials.parquet row: every setting (base overridden by the sampled ones), the final metrics, tags."""
     config = TrialConfig.from_dict({**base, **sampled}).to_dict()
     config.pop("cache_dir", None)
+    # a setting that some pipeline's metric shadows (the setting `loss_ip`, the training loss `loss_ip`) is left
+    # to config_json, so one column never holds a setting in one experiment and a metric in another
+    columns = {k: v for k, v in config.items() if k not in shadowed_settings()}
+    if not pipeline_info(config["pipeline"])["strategies"]:  # a pipeline without gradient strategies: one system
+        columns["strategy"] = config["pipeline"]
     if final.get(FAILED_KEY):  # a trial that ended itself for good (NaN loss, bad data): its last result says why
         status, error = "failed", str(final[FAILED_KEY])
     done = epochs_done(final)
     tags = {"schema_version": SCHEMA_VERSION, "experiment": experiment, "dataset": dataset, "trial_id": trial_id}
     # the full config also as JSON: a metric column (the training loss `loss_ip`) shadows a setting of that name
-    return {**config, **metrics_only(final), **tags, "status": status, "error": error, "epochs_done": done,
+    return {**columns, **metrics_only(final), **tags, "status": status, "error": error, "epochs_done": done,
             "budget": budget, "space": space, "config_json": json.dumps(config, sort_keys=True)}
+
+
+@functools.cache
+def shadowed_settings() -> frozenset[str]:
+    """Trial settings named like a metric of some pipeline."""
+    metrics = {m for name in pipeline_names() for m in pipeline_info(name)["metrics"]}
+    return frozenset(set(TrialConfig.field_names()) & metrics)
 
 
 def epochs_done(result: dict[str, Any]) -> int:

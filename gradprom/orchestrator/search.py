@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from gradprom.datasets import dataset_options_json
+from gradprom.datasets import TASKS, dataset_options_json
 from gradprom.errors import GradpromError, SearchFailed, SearchInterrupted
 from gradprom.metrics import task_metric_name
 from gradprom.orchestrator.experiment import (
@@ -30,7 +30,14 @@ from gradprom.orchestrator.experiment import (
 )
 from gradprom.orchestrator.nodes import alive_nodes, capacity_note, check_address, check_data_on_nodes
 from gradprom.orchestrator.optuna_search import JOURNAL, SAMPLERS, make_sampler
-from gradprom.orchestrator.pareto import OBJECTIVES, Objective, as_objectives, default_direction, parse_objectives
+from gradprom.orchestrator.pareto import (
+    OBJECTIVES,
+    Objective,
+    as_objectives,
+    default_direction,
+    objective_text,
+    parse_objectives,
+)
 from gradprom.orchestrator.results import TRIALS, error_line, read_rows
 from gradprom.orchestrator.rows import epoch_row, epochs_done, trial_row, write_results
 from gradprom.orchestrator.storage import local_folder, publish, store_of, tune_storage
@@ -39,10 +46,11 @@ from gradprom.plugins import runtime_env_vars
 from gradprom.search_spaces import SearchSpace, apply_overrides, load_space
 from gradprom.search_spaces.protocol import load_protocol
 from gradprom.trainables.config import TrialConfig
-from gradprom.trainables.loop import preflight
+from gradprom.trainables.pipeline import DEFAULT as DEFAULT_PIPELINE
+from gradprom.trainables.pipeline import pipeline_info, preflight
 
 SCHEDULERS = ("fifo", "asha")
-DEFAULT_SPACE, DEFAULT_DATASET = "lambda_threshold", "synthetic"
+DEFAULT_DATASET = "synthetic"
 SNAPSHOT_S = 1  # seconds between snapshots of Tune's experiment state
 
 
@@ -50,7 +58,8 @@ SNAPSHOT_S = 1  # seconds between snapshots of Tune's experiment state
 class SearchRequest:
     """What `gradprom search` was asked; validated by `plan()` before Ray starts."""
 
-    space: str = ""  # empty: DEFAULT_SPACE for a new search, the original one when resuming
+    space: str = ""  # empty: the pipeline's first space for a new search, the original one when resuming
+    pipeline: str = ""  # empty: the space's own (`fixed`), else task_driven
     datasets: list[str] = field(default_factory=list)
     task: str = "classification"
     trials: int = 12
@@ -76,7 +85,7 @@ class SearchRequest:
     overwrite: bool = False
     max_failures: int = 1
     trial_resources: list[str] = field(default_factory=list)  # NAME=AMOUNT custom resources per trial worker
-    objectives: str = ",".join(OBJECTIVES)  # what the study and its front optimise, e.g. psnr,acc_ref
+    objectives: str = ""  # what the study and its front optimise, e.g. psnr,acc_ref; empty: the pipeline's own
     protocol: str = ""  # a protocol (name or file) instead of a space: its grid's cells, enqueued, none sampled
     quick: bool = False  # the protocol's quick section
     protocol_seeds: int = 0  # seeds of the protocol (0: as its file says)
@@ -104,13 +113,24 @@ class StudyPlan:
         return int(self.base["epochs"])
 
 
-def epoch_metrics(task: str) -> list[str]:
-    """The numeric figures every trial of `task` reports each epoch on the validation split: what a search may
-    optimise (`--objectives`). The reference's clean/input levels are constants, so they are left out."""
-    m = task_metric_name(task)
-    own = ["psnr", "ssim", "task_metric", m, f"{m}_ref", "promoted_frac", "loss_ip", "loss_vr", "step_ms",
-           "images_per_s", "time_train_s"]
-    return own + [f"aux_{a}{r}" for a in ("acc", "miou") for r in ("", "_ref")]
+def epoch_metrics(task: str, pipeline: str = DEFAULT_PIPELINE) -> list[str]:
+    """The numeric figures every trial of `task` reports each epoch on the validation split (the pipeline's
+    metrics, less the other task's): what a search may optimise (`--objectives`)."""
+    other = task_metric_name("segmentation" if task == "classification" else "classification")
+    return [m for m in pipeline_info(pipeline)["metrics"] if not m.startswith(other)]
+
+
+def pipeline_of(req: SearchRequest, space: SearchSpace) -> str:
+    """The request's pipeline: --pipeline, else the one its space fixes, else the default; never two."""
+    fixed = space.fixed.get("pipeline", "")
+    if req.pipeline and fixed and req.pipeline != fixed:
+        raise GradpromError(f"space '{space.name}' is for pipeline '{fixed}', not '{req.pipeline}'; pick one of "
+                            f"'{req.pipeline}''s spaces ({', '.join(pipeline_info(req.pipeline)['spaces'])})")
+    name = req.pipeline or fixed or DEFAULT_PIPELINE
+    if req.task in TASKS and req.task not in pipeline_info(name)["tasks"]:  # an unknown task: preflight says so
+        raise GradpromError(f"pipeline '{name}' trains on {', '.join(pipeline_info(name)['tasks'])}, not "
+                            f"'{req.task}'; pick --task {pipeline_info(name)['tasks'][0]}")
+    return name
 
 
 def parse_resources(items: list[str]) -> list[tuple[str, float]]:
@@ -170,7 +190,8 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
         if not space.params:
             raise GradpromError(f"space '{req.space}' has nothing left to search after --param; "
                                 "use `gradprom train` for a single configuration")
-        base = {"dataset": dataset, "task": req.task, "epochs": req.epochs, "seed": req.seed,
+        pipeline = pipeline_of(req, space)
+        base = {"pipeline": pipeline, "dataset": dataset, "task": req.task, "epochs": req.epochs, "seed": req.seed,
                 "device": req.device, "threads": threads, "skip_bad": req.skip_bad, "eval_dataset": req.eval_dataset,
                 **space.fixed}
         if req.data_options:
@@ -178,7 +199,8 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
         for endpoint in space.endpoints():
             preflight(TrialConfig.from_dict({**base, **endpoint}))
         check_batch_fits(space, base, req.workers_per_trial)
-        objectives = parse_objectives(req.objectives or ",".join(OBJECTIVES), known=epoch_metrics(req.task))
+        objectives = parse_objectives(req.objectives or ",".join(pipeline_info(pipeline)["objectives"]),
+                                      known=epoch_metrics(req.task, pipeline))
         if req.metric not in {*OBJECTIVES, "ssim", *(n for n, _ in objectives)}:
             raise GradpromError(f"--metric must be psnr, ssim, task_metric or one of --objectives, got "
                                 f"'{req.metric}'")
@@ -191,7 +213,7 @@ def check_batch_fits(space: SearchSpace, base: dict[str, Any], workers: int) -> 
     drawing it would fail in its first epoch: say so before Ray starts, for the largest batch the space can
     draw on the smallest training split. Split sizes come from listing the samples (cheap, nothing decoded)."""
     from gradprom.datasets import split_sizes
-    from gradprom.trainables.loop import dataset_options
+    from gradprom.trainables.build import dataset_options
 
     worst = dict(base)  # the shared settings, the space's fixed ones included
     for key, pick in (("batch_size", max), ("n_train", min)):
@@ -204,7 +226,7 @@ def check_batch_fits(space: SearchSpace, base: dict[str, Any], workers: int) -> 
         return
     n, batch = listed[0], cfg.batch_size
     per_worker = max(1, batch // workers)
-    if n // workers >= per_worker:  # then loop.train_epoch has at least one step per epoch
+    if n // workers >= per_worker:  # then epoch.train_epoch has at least one step per epoch
         return
     which = "the top of the searched batch_size" if "batch_size" in space.params else "batch_size"
     if cfg.n_train and n == cfg.n_train:  # the cap binds: more of the data is there
@@ -261,7 +283,7 @@ def ray_runtime(address: str, num_cpus: int | None = None) -> Iterator[None]:
 def prepare_reference(base: dict[str, Any], console: Console) -> None:
     """Decode the data (filling the preprocessing cache) and pretrain (or find cached) the clean-image
     reference recognizers once, before trials start; say how many bad files --skip-bad left out."""
-    from gradprom.trainables.loop import build_data, resolve_device
+    from gradprom.trainables.build import build_data, resolve_device
     from gradprom.trainables.reference import pretrained_recognizer
 
     cfg = TrialConfig.from_dict(base)
@@ -273,7 +295,8 @@ def prepare_reference(base: dict[str, Any], console: Console) -> None:
                 console.print(f"[yellow]{one.dataset}: left out {len(data.skipped)} bad file(s) (--skip-bad), e.g. "
                               f"{data.skipped[0]}; `gradprom datasets check {one.dataset}` lists them all[/yellow]",
                               highlight=False)
-            pretrained_recognizer(one, data, resolve_device(one.device), reference=True)
+            if pipeline_info(one.pipeline)["reference"]:
+                pretrained_recognizer(one, data, resolve_device(one.device), reference=True)
 
 
 def trial_status(tune_status: str, error: Any, epochs_done: int, budget: int, stopped_by_scheduler: bool) -> str:
@@ -439,7 +462,8 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     if req.resume:
         req = resumed_request(req)
     else:
-        req.space, req.datasets = req.space or DEFAULT_SPACE, req.datasets or [DEFAULT_DATASET]
+        req.space = req.space or pipeline_info(req.pipeline or DEFAULT_PIPELINE)["spaces"][0]
+        req.datasets = req.datasets or [DEFAULT_DATASET]
         if req.space.endswith(".json"):  # a user's space file: kept by absolute path, so --resume finds it
             req.space = str(Path(req.space).expanduser().resolve())
         label = Path(req.space).stem if req.space.endswith(".json") else req.space
@@ -451,6 +475,8 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     if req.address and not ray_initialized():
         req.address = check_address(req.address)  # first: an unreachable cluster must not wait forever
     studies = plan(req)
+    req.pipeline = req.pipeline or studies[0].base["pipeline"]  # what the manifest (and --resume) records
+    req.objectives = req.objectives or objective_text(studies[0].objectives)
     folder = req.folder()
     manifest = prepare_folder(folder, req.resume, req.overwrite) or new_manifest(asdict(req))
     store = store_of(folder)

@@ -35,9 +35,16 @@ def front_table(rows: list[dict[str, Any]], title: str, objectives: Sequence[str
 
 
 def _header(name: str, rows: list[dict[str, Any]]) -> str:
-    """`task_metric` shown as the task's own metric name (acc / miou) when every row has the same task."""
+    """`task_metric` shown as the metric it copies when every row has the same one: the pipeline's own (r2c_gan:
+    f1), else the task's (acc / miou)."""
+    from gradprom.trainables import pipeline_info, pipeline_names
+
     if not name.endswith("task_metric"):
         return name
+    pipelines = {str(r.get("pipeline") or "task_driven") for r in rows}
+    named = {pipeline_info(p)["task_metric"] if p in pipeline_names() else "" for p in pipelines}
+    if len(named) == 1 and (only := named.pop()):
+        return name.replace("task_metric", only)
     tasks = {r.get("task", "classification") for r in rows}
     return name.replace("task_metric", task_metric_name(tasks.pop())) if len(tasks) == 1 else name
 

@@ -1,19 +1,24 @@
 """The strategy contract: how the enhancement gradient `g_ip` and the recognition gradient `g_vr` combine.
 
-Each strategy is one small class with one method (LibMTL style). `combine` takes two lists of tensors,
-one per enhancer parameter, and returns the enhancer's update direction as a list of tensors. It is
-branch-free on tensors (the gate is a 0/1 or soft weight), so no host sync happens inside a step; the
-last gate decision is kept on the strategy for telemetry (`last_cos`, `last_weight`).
+Each strategy is one small class (LibMTL style) that owns its whole gradient path: `gradients(ctx)` takes the
+step's losses and returns the gradients (the base: the exact two-VJP path; joint training: one backward; the
+cheap gates: a VJP of the combined cotangent), and `update(ctx, grads)` turns them into the enhancer's update
+and the gates' telemetry. Most strategies only say how much of g_vr to add (`weights`, or `combine` on two lists
+of tensors, one per enhancer parameter). Everything is branch-free on tensors (the gate is a 0/1 or soft
+weight), so no host sync happens inside a step; the last decision is kept for telemetry (`last_cos`,
+`last_weight`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from gradprom.errors import GradpromError
+from gradprom.strategies.paths import Gradients, StepContext, Update, combine_tasks, cotangents, exact
 
 GRANULARITIES = ("global", "tensor")
 GATE_ON = ("all", "head")
@@ -41,9 +46,6 @@ class Strategy:
     needs_pretrained_recognizer: ClassVar[bool] = False
     #: whether g_vr is used at all (enhancer_only needs no recognition gradient)
     uses_aux_gradient: ClassVar[bool] = True
-    #: a weight on λ·g_vr that never depends on the cosine (joint: 1). The step then takes one VJP of the
-    #: combined cotangent u_ip + λ·w·u_vr, plain joint training's cost, and records no cosine.
-    fixed_weight: ClassVar[float | None] = None
     #: telemetry name of the cosine in `last_cos` (the full enhancer gradients' cosine)
     cos_name: str = "cos"
 
@@ -56,6 +58,17 @@ class Strategy:
         self.granularity = granularity
         self.last_cos: Tensor = torch.zeros(())
         self.last_weight: Tensor = torch.zeros(())
+
+    def gradients(self, ctx: StepContext) -> Gradients:
+        """This step's gradients. The base takes the exact path (g_ip and every g_k over all enhancer
+        parameters, one VJP each), which a rule on their cosine needs."""
+        return exact(ctx)
+
+    def update(self, ctx: StepContext, grads: Gradients) -> Update:
+        """The enhancer's update from this step's (finite) gradients, with each task's gate telemetry."""
+        direction = combine_tasks(ctx, grads)
+        gates = ctx.gates or [self]
+        return Update(direction, [g.last_cos for g in gates], [g.last_weight for g in gates])
 
     def weights(self, cos: Tensor) -> Tensor:
         """Weight on λ·g_vr given the cosine(s); 1 = promote fully, 0 = drop."""
@@ -122,6 +135,7 @@ class GatedStrategy(Strategy):
                                 "the whole enhancer, so the update is a single VJP)")
         self.ema, self.gate_every, self.gate_on = float(ema), int(gate_every), gate_on
         self._ema_cos: Tensor | None = None
+        self.steps = 0  # steps taken so far: gate_every measures on every gate_every-th
 
     @property
     def cos_name(self) -> str:
@@ -143,13 +157,38 @@ class GatedStrategy(Strategy):
             self.ema * prev + (1.0 - self.ema) * cos.detach()
         return self._ema_cos
 
+    def gradients(self, ctx: StepContext) -> Gradients:
+        """The exact path, or a cheap gate's: decide the weights w_k without the full gradients (on the last
+        layer's, or reuse the last decisions between measuring steps), then one VJP of u_ip + Σ λ_k·w_k·u_k."""
+        measure = self.steps % self.gate_every == 0
+        self.steps += 1
+        if not self.cheap:
+            return super().gradients(ctx)
+        u_ip, u_tasks, g_rec = cotangents(ctx)
+        if measure and self.gate_on == "head":  # the cosines over the enhancer's last layer only
+            h_ip, *h_tasks = ctx.vjp(ctx.head(), [u_ip, *u_tasks], True)
+            ctx.average(h_ip, *h_tasks)
+            for gate, h in zip(ctx.gates, h_tasks, strict=True):
+                gate.decide(h_ip, h)
+        elif not measure:  # reuse the last decisions; no cosine measured
+            for gate in ctx.gates:
+                gate.last_cos = torch.full((), math.nan, device=ctx.x_hat.device)
+        if self.gate_on == "head" or not measure:
+            combined = u_ip + sum(g.lam * g.last_weight.to(u.dtype) * u
+                                  for g, u in zip(ctx.gates, u_tasks, strict=True))
+            return Gradients(ctx.vjp(ctx.theta, [combined], False)[0], [], g_rec)
+        g_ip, *g_tasks = ctx.vjp(ctx.theta, [u_ip, *u_tasks], False)  # a measuring step of gate_every
+        return Gradients(g_ip, g_tasks, g_rec)
+
     def state_dict(self) -> dict[str, Tensor]:
-        """The base state plus the EMA of the cosine (when started)."""
-        return {**super().state_dict(), **({"ema_cos": self._ema_cos} if self._ema_cos is not None else {})}
+        """The base state plus the step count and the EMA of the cosine (when started)."""
+        return {**super().state_dict(), "steps": torch.tensor(self.steps),
+                **({"ema_cos": self._ema_cos} if self._ema_cos is not None else {})}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         super().load_state_dict(state)
         self._ema_cos = state.get("ema_cos")
+        self.steps = int(state.get("steps", 0))
 
     def decide(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> Tensor:
         """The global gate weight w from (possibly partial, e.g. the head's) gradients; kept as `last_weight`."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from gradprom.errors import GradpromError
 from gradprom.strategies.base import GatedStrategy, Strategy
+from gradprom.strategies.paths import Gradients, StepContext
 
 
 class EnhancerOnly(Strategy):
@@ -16,6 +19,10 @@ class EnhancerOnly(Strategy):
     trains_recognizer = False
     needs_pretrained_recognizer = True
     uses_aux_gradient = False
+
+    def gradients(self, ctx: StepContext) -> Gradients:
+        """∇θ L_IP is the update: one backward, no recognizer."""
+        return Gradients(list(torch.autograd.grad(ctx.loss_ip, ctx.theta)), [], [])
 
     def combine(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> list[Tensor]:
         if g_vr:  # the cosine is still worth recording when a caller computed g_vr
@@ -28,7 +35,25 @@ class Joint(Strategy):
     """Plain task-driven training: always add λ·g_vr; the recognizer trains too."""
 
     name = "joint"
+    #: the weight on λ·g_vr, which never depends on the cosine
     fixed_weight = 1.0
+
+    def gradients(self, ctx: StepContext) -> Gradients:
+        """No gate, so plain joint training's cost: one backward of L_IP + Σ λ_k·w·L_k, whose recognizer parts
+        are rescaled by 1/(λ_k·w) to ∇φ L_k. No cosine is measured."""
+        weights = [task.gate.lam * self.fixed_weight for task in ctx.tasks]
+        total = ctx.loss_ip
+        for w, task in zip(weights, ctx.tasks, strict=True):
+            total = total + w * task.loss
+        grads = torch.autograd.grad(total, [*ctx.theta, *(p for task in ctx.tasks for p in task.params)])
+        for gate in ctx.gates:
+            gate.last_cos = torch.full((), math.nan, device=ctx.x_hat.device)
+            gate.last_weight = torch.full((), self.fixed_weight, device=ctx.x_hat.device)
+        g_rec, start = [], len(ctx.theta)
+        for w, task in zip(weights, ctx.tasks, strict=True):
+            g_rec.append([g / w for g in grads[start:start + len(task.params)]])
+            start += len(task.params)
+        return Gradients(list(grads[:len(ctx.theta)]), [], g_rec)
 
     def weights(self, cos: Tensor) -> Tensor:
         return torch.ones_like(cos)

@@ -27,6 +27,8 @@ VJP_MODES = ("two", "batched")
 PRECISIONS = ("auto", "fp32", "bf16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 COMPILE_MODES = ("off", "inductor", "aot_eager")  # torch.compile backends (aot_eager: traced, no codegen)
+GAN_LAYERS = ("operational", "conv")  # r2c_gan: Self-ONN layers or plain convolutions
+ONN_Q_MAX = 9  # r2c_gan: powers per layer at most (each costs a block of weights; the paper uses 3)
 
 
 def default_cache_dir() -> str:
@@ -38,6 +40,7 @@ def default_cache_dir() -> str:
 class TrialConfig:
     """Everything one trial needs; the search space overrides some of these per trial."""
 
+    pipeline: str = "task_driven"  # the kind of trial (`gradprom pipelines`)
     # data
     dataset: str = "synthetic"
     task: str = "classification"
@@ -87,6 +90,19 @@ class TrialConfig:
     memory_format: str = "auto"  # auto (channels_last on a CUDA GPU), contiguous or channels_last
     compile: str = "off"  # torch.compile the models' forward passes: off, inductor or aot_eager
     cache_dir: str = ""
+    # ---- r2c_gan pipeline only (the restore-to-classify GAN; task_driven ignores these) ----
+    w_adv: float = 1.0  # weight of the LSGAN adversarial loss (both directions)
+    w_cycle: float = 10.0  # weight of the L1 cycle-consistency loss
+    w_identity: float = 5.0  # weight of the L1 identity loss
+    w_cls: float = 0.1  # weight of each cross-entropy on the generators' class outputs
+    onn_q: int = 3  # powers per operational (Self-ONN) layer; 1 is a plain convolution
+    gan_layers: str = "operational"  # operational (Self-ONN) or conv (plain convolutions, CycleGAN-style)
+    gan_channels: int = 32  # generator width (the discriminator's first layer; its second has twice this)
+    lr_g: float = 2e-4  # Adam learning rate of both generators
+    lr_d: float = 2e-4  # Adam learning rate of both discriminators
+    beta1: float = 0.5  # Adam beta1 of generators and discriminators (beta2 0.999)
+    decay_start: float = 0.5  # fraction of training after which both rates decay linearly to 0 (1: constant)
+    fake_pool: int = 50  # earlier fakes kept per discriminator (CycleGAN image pool); 0: off
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -118,8 +134,30 @@ class TrialConfig:
         if self.compile != "off" and self.vjp == "batched":
             raise GradpromError("vjp=batched cannot run through torch.compile's graphs (vmap over a compiled "
                                 "backward); use vjp=two with compile, or compile=off")
+        self._check_r2c()
         if not self.cache_dir:
             self.cache_dir = default_cache_dir()
+
+    def _check_r2c(self) -> None:
+        """Ranges of the r2c_gan fields (checked for every pipeline, so a bad value fails before any trial)."""
+        for name in ("w_adv", "w_cycle", "w_identity", "w_cls"):
+            if not 0 <= getattr(self, name) < float("inf"):
+                raise GradpromError(f"{name} must be a finite number ≥ 0, got {getattr(self, name)}")
+        if not 1 <= self.onn_q <= ONN_Q_MAX:
+            raise GradpromError(f"onn_q must lie in 1..{ONN_Q_MAX} (powers per operational layer), got {self.onn_q}")
+        if self.gan_layers not in GAN_LAYERS:
+            raise GradpromError(f"gan_layers must be one of {', '.join(GAN_LAYERS)}, got '{self.gan_layers}'")
+        if self.gan_channels < 1:
+            raise GradpromError(f"gan_channels must be ≥ 1, got {self.gan_channels}")
+        for name in ("lr_g", "lr_d"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise GradpromError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+        if not 0 <= self.beta1 < 1:
+            raise GradpromError(f"beta1 must lie in [0, 1), got {self.beta1}")
+        if not 0 <= self.decay_start <= 1:
+            raise GradpromError(f"decay_start must lie in [0, 1] (a fraction of training), got {self.decay_start}")
+        if self.fake_pool < 0:
+            raise GradpromError(f"fake_pool must be ≥ 0 (0: off), got {self.fake_pool}")
 
     def _check_types(self) -> None:
         for f in fields(self):
@@ -187,7 +225,9 @@ class TrialConfig:
         from gradprom.datasets import dataset_info, parse_degradation
         from gradprom.models import MODELS
         from gradprom.strategies import strategy_options
+        from gradprom.trainables.pipeline import PIPELINES
 
+        PIPELINES.get(self.pipeline)
         strategy = self.build_strategy()
         unused = [k for k, off in (("ema", 0.0), ("gate_every", 1), ("gate_on", "all"))
                   if getattr(self, k) != off and k not in strategy_options(self.strategy)]

@@ -16,9 +16,9 @@ from torch import Tensor, nn
 
 from gradprom.datasets import TaskData, parse_degradation
 from gradprom.models import create_model
+from gradprom.trainables.build import build_data, create_enhancer, degrade_fixed, seeded_generator, semantic_guide
 from gradprom.trainables.checkpoint import load_checkpoint
 from gradprom.trainables.config import TrialConfig
-from gradprom.trainables.loop import build_data, degrade_fixed, seeded_generator
 from gradprom.trainables.reference import recognizer_spec
 
 
@@ -39,8 +39,7 @@ def load_trained(config: dict[str, Any], checkpoint_dir: str | Path) -> Trained:
     data = build_data(cfg)
     degradation = parse_degradation(cfg.degradation)
     state = load_checkpoint(checkpoint_dir)
-    enhancer = create_model(cfg.enhancer, in_channels=data.channels, blocks=cfg.enhancer_blocks,
-                            channels=cfg.enhancer_channels, scale=degradation.scale)
+    enhancer = create_enhancer(cfg, data, degradation.scale, semantic_guide(cfg, data, torch.device("cpu")))
     enhancer.load_state_dict(state["enhancer"])
     name, kwargs = recognizer_spec(cfg, data)
     recognizer = create_model(name, **kwargs)

@@ -1,0 +1,246 @@
+"""Building a task-driven trial: its data, degradation, models, strategy, optimisers and fixed inputs.
+
+Everything a trial trains and evaluates with is made here once (`build_trial`); `preflight` runs one image
+through the same pipeline before Ray starts, so a mismatch is one line and not a failed trial.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gradprom.datasets import Degradation, TaskData, dataset_info, get_dataset, parse_degradation
+from gradprom.errors import GradpromError
+from gradprom.models import MODELS, create_model
+from gradprom.strategies import Strategy
+from gradprom.trainables import distributed as ddp
+from gradprom.trainables.config import TrialConfig
+from gradprom.trainables.fastpath import FastPath
+from gradprom.trainables.reference import CALIBRATION_IMAGES, pretrained_recognizer, recognizer_spec
+
+EVAL_BATCH = 64
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GradpromError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seeded_generator(device: torch.device, *parts: int) -> torch.Generator:
+    """A generator on `device` seeded from integers, so each (seed, epoch, rank) stream is reproducible."""
+    seed = 0
+    for p in parts:
+        seed = (seed * 1_000_003 + int(p)) % (2**63 - 1)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@dataclass
+class Trial:
+    """Everything a trial trains and evaluates with, built once."""
+
+    cfg: TrialConfig
+    device: torch.device
+    data: TaskData
+    degradation: Degradation
+    enhancer: nn.Module
+    recognizer: nn.Module
+    reference: nn.Module
+    strategy: Strategy
+    opt_enhancer: torch.optim.Optimizer
+    opt_recognizer: torch.optim.Optimizer | None
+    val_inputs: Tensor
+    test_inputs: Tensor
+    calibration_inputs: Tensor  # degraded training images, for the recognizer's BatchNorm statistics
+    eval_data: TaskData | None = None  # cross-dataset evaluation (`eval_dataset`), its reference recognizer
+    eval_reference: nn.Module | None = None  # and its fixed degraded test inputs
+    eval_inputs: Tensor | None = None
+    aux: Auxiliary | None = None  # a second auxiliary task (multi-auxiliary training)
+    fast: FastPath = FastPath()  # precision, memory format and compile of the forward passes
+
+
+def dataset_options(cfg: TrialConfig, counts: tuple[int, int, int] | None = None,
+                    cache: bool = True) -> dict[str, Any]:
+    """The options `get_dataset` gets: split sizes when set (0 keeps the dataset's default), the dataset's
+    own options (`data_options`) and, for datasets read from disk, the data root, `skip_bad` and (with
+    `cache`) the preprocessing cache folder."""
+    n_train, n_val, n_test = counts or (cfg.n_train, cfg.n_val, cfg.n_test)
+    options: dict[str, Any] = {k: v for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)) if v}
+    options.update(cfg.dataset_options())
+    accepted = dataset_info(cfg.dataset)["options"]
+    managed = {"data_root": cfg.data_root, "skip_bad": cfg.skip_bad, "cache_dir": cfg.cache_dir if cache else ""}
+    options.update({k: v for k, v in managed.items() if k in accepted})
+    return options
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_data(dataset: str, task: str, image_size: int, seed: int, options: tuple) -> TaskData:
+    return get_dataset(dataset, task=task, image_size=image_size, seed=seed, **dict(options))
+
+
+def build_data(cfg: TrialConfig) -> TaskData:
+    """The trial's dataset; memoised per process, since Ray reuses trial actors across trials."""
+    return _cached_data(cfg.dataset, cfg.task, cfg.image_size, cfg.seed, tuple(sorted(dataset_options(cfg).items())))
+
+
+def read_samples(cfg: TrialConfig) -> tuple[TaskData, TaskData | None]:
+    """One sample per split of the trial's dataset (and of its `eval_dataset`, else None), read as a trial
+    reads them: what `preflight` runs through the pipeline, and what every cluster node is checked with."""
+    def one_per_split(one: TrialConfig) -> TaskData:
+        return get_dataset(one.dataset, task=one.task, image_size=one.image_size, seed=one.seed,
+                           **dataset_options(one, counts=(1, 1, 1), cache=False))
+
+    eval_cfg = cfg.eval_config()
+    return one_per_split(cfg), (one_per_split(eval_cfg) if eval_cfg is not None else None)
+
+
+@torch.no_grad()
+def preflight(cfg: TrialConfig) -> TrialConfig:
+    """Run one image through this config's exact pipeline (data, degradation, enhancer, recognizers).
+
+    Catches what names alone cannot (image size vs downsampling scale, blur radius or UNet depth, a
+    model registered for another role) as one line, before Ray starts or a trial is launched.
+    """
+    cfg.check_names()
+    for field, role in (("enhancer", "enhancer"), ("recognizer", "recognizer")):
+        name = getattr(cfg, field)
+        if name and MODELS.meta(name).get("role") != role:
+            raise GradpromError(f"{field} '{name}' is not a {role}; {role}s: {', '.join(MODELS.names(role=role))}")
+    data, other = read_samples(cfg)
+    if other is not None and other.channels != data.channels:
+        raise GradpromError(f"eval dataset '{other.name}' has {other.channels}-channel images but '{data.name}' "
+                            f"has {data.channels}; the enhancer cannot take them, pick a dataset with "
+                            f"{data.channels} channel(s)")
+    degradation = parse_degradation(cfg.degradation)
+    x = degradation(data.train.images, torch.Generator().manual_seed(0))
+    enhancer = create_enhancer(cfg, data, degradation.scale, semantic_guide(cfg, data, torch.device("cpu"),
+                                                                           pretrained=False)).eval()
+    x_hat = enhancer(x)
+    if x_hat.shape != data.train.images.shape:
+        raise GradpromError(f"the enhancer returns {tuple(x_hat.shape[-2:])} images for {cfg.image_size}px targets "
+                            f"under '{cfg.degradation}'; check the degradation's scale")
+    for reference in (False, True):
+        name, kwargs = recognizer_spec(cfg, data, reference=reference)
+        create_model(name, **kwargs).eval()(x_hat)
+    return cfg
+
+
+def semantic_guide(cfg: TrialConfig, data: TaskData, device: torch.device,
+                   pretrained: bool = True) -> nn.Module | None:
+    """For a guided enhancer (`sesr`): the recognizer pretrained on clean images, frozen, whose encoder features
+    steer it (the semantic extraction network; with `pretrained=False` an untrained one, for shape checks).
+    It is a copy of its own, never the trial's recognizer or the reference that scores the images. None for an
+    enhancer that takes no guide."""
+    if not MODELS.meta(cfg.enhancer).get("guided"):
+        return None
+    if pretrained:
+        model = pretrained_recognizer(cfg, data, device)
+    else:
+        name, kwargs = recognizer_spec(cfg, data)
+        model = create_model(name, **kwargs).to(device)
+    return model.requires_grad_(False).eval()
+
+
+def create_enhancer(cfg: TrialConfig, data: TaskData, scale: int, guide: nn.Module | None) -> nn.Module:
+    """The configured enhancer for `data`'s channels at the degradation's `scale`; a guided one gets `guide`."""
+    extra = {"guide": guide} if MODELS.meta(cfg.enhancer).get("guided") else {}
+    return create_model(cfg.enhancer, in_channels=data.channels, blocks=cfg.enhancer_blocks,
+                        channels=cfg.enhancer_channels, scale=scale, **extra)
+
+
+def make_recognizers(cfg: TrialConfig, data: TaskData, device: torch.device,
+                     strategy: Strategy) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer | None]:
+    """(recognizer, fixed clean-trained reference, the recognizer's optimiser or None) for cfg.task."""
+    reference = pretrained_recognizer(cfg, data, device, reference=True)
+    reference.requires_grad_(False)
+    if strategy.needs_pretrained_recognizer or cfg.recognizer_init == "pretrained":
+        recognizer = pretrained_recognizer(cfg, data, device)
+    else:
+        torch.manual_seed(cfg.seed + 1)
+        name, kwargs = recognizer_spec(cfg, data)
+        recognizer = create_model(name, **kwargs).to(device)
+    if not strategy.trains_recognizer:
+        recognizer.requires_grad_(False).eval()
+    ddp.broadcast_module_(recognizer)
+    opt = torch.optim.Adam(recognizer.parameters(), lr=cfg.lr_recognizer) if strategy.trains_recognizer else None
+    return recognizer, reference, opt
+
+
+@dataclass
+class Auxiliary:
+    """A second recognition task on the same images (`aux_task`), with its own recognizer, λ and gate."""
+
+    data: TaskData  # the same images, this task's targets
+    recognizer: nn.Module
+    reference: nn.Module
+    strategy: Strategy
+    opt: torch.optim.Optimizer | None
+
+
+def build_auxiliary(cfg: TrialConfig, data: TaskData, device: torch.device) -> Auxiliary | None:
+    """The second auxiliary of a multi-auxiliary trial (None without `aux_task`); its dataset must be the
+    trial's images with the other task's targets."""
+    aux_cfg = cfg.aux_config()
+    if aux_cfg is None:
+        return None
+    aux_data = build_data(aux_cfg).to(device)
+    for split in ("train", "val", "test"):
+        if not torch.equal(getattr(aux_data, split).images, getattr(data, split).images):
+            raise GradpromError(f"dataset '{cfg.dataset}' does not give its {cfg.task} and {cfg.aux_task} tasks "
+                                f"the same images ({split} split differs); aux_task needs one image set, both labels")
+    strategy = aux_cfg.build_strategy()
+    recognizer, reference, opt = make_recognizers(aux_cfg, aux_data, device, strategy)
+    return Auxiliary(aux_data, recognizer, reference, strategy, opt)
+
+
+def build_trial(cfg: TrialConfig) -> Trial:
+    """Data, degradation, models, strategy and optimisers for `cfg` (deterministic by cfg.seed)."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    strategy = cfg.build_strategy()
+    degradation = parse_degradation(cfg.degradation)
+    data = build_data(cfg).to(device)
+    recognizer, reference, opt_r = make_recognizers(cfg, data, device, strategy)
+    aux = build_auxiliary(cfg, data, device)
+
+    guide = semantic_guide(cfg, data, device)
+    torch.manual_seed(cfg.seed)
+    enhancer = create_enhancer(cfg, data, degradation.scale, guide).to(device)
+    ddp.broadcast_module_(enhancer)
+    opt_e = torch.optim.Adam(enhancer.parameters(), lr=cfg.lr)
+
+    # Validation and test degradations are drawn once from fixed streams: every epoch and every trial
+    # of a search scores the very same degraded images.
+    val_inputs = degrade_fixed(degradation, data.val.images, seeded_generator(device, cfg.seed, 101))
+    test_inputs = degrade_fixed(degradation, data.test.images, seeded_generator(device, cfg.seed, 202))
+    calibration = degrade_fixed(degradation, data.train.images[:CALIBRATION_IMAGES],
+                                seeded_generator(device, cfg.seed, 303))
+    fast = FastPath.resolve(cfg.precision, cfg.memory_format, cfg.compile, device)
+    for model in (enhancer, recognizer, *((aux.recognizer,) if aux else ())):
+        fast.prepare(model)
+    for model in (reference, *((aux.reference,) if aux else ())):
+        fast.prepare(model, compile=False)
+    trial = Trial(cfg, device, data, degradation, enhancer, recognizer, reference, strategy, opt_e, opt_r,
+                  val_inputs, test_inputs, calibration, aux=aux, fast=fast)
+    eval_cfg = cfg.eval_config()
+    if eval_cfg is not None:
+        trial.eval_data = build_data(eval_cfg).to(device)
+        trial.eval_reference = pretrained_recognizer(eval_cfg, trial.eval_data, device, reference=True)
+        trial.eval_reference.requires_grad_(False)
+        trial.fast.prepare(trial.eval_reference, compile=False)
+        trial.eval_inputs = degrade_fixed(degradation, trial.eval_data.test.images,
+                                          seeded_generator(device, cfg.seed, 404))
+    return trial
+
+
+def degrade_fixed(degradation: Degradation, images: Tensor, gen: torch.Generator) -> Tensor:
+    return torch.cat([degradation(images[i:i + EVAL_BATCH], gen) for i in range(0, len(images), EVAL_BATCH)])
+
+

@@ -1,0 +1,135 @@
+"""Evaluating a task-driven trial: image quality, and the task metric by the trial's and the reference recognizers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gradprom.metrics import accuracy_counts, confusion_matrix, miou_from_confusion, psnr, ssim, task_metric_name
+from gradprom.trainables import distributed as ddp
+from gradprom.trainables.build import EVAL_BATCH, Trial
+from gradprom.trainables.reference import recalibrate_batchnorm
+
+
+@dataclass(frozen=True)
+class Head:
+    """One task scored on the enhanced images: its labels and class count, and its models by key suffix."""
+
+    prefix: str
+    task: str
+    num_classes: int
+    targets: Tensor
+    models: dict[str, nn.Module]
+
+
+def heads_of(t: Trial, split: str, reference_only: bool = False) -> list[Head]:
+    """The tasks scored on `split`: the trial's task (and the second auxiliary's), by the trial's own recognizer
+    and the clean-trained reference (or, with `reference_only`, by the reference alone)."""
+    heads = [Head("", t.data.task, t.data.num_classes, getattr(t.data, split).targets,
+                  {"_ref": t.reference} if reference_only else {"": t.recognizer, "_ref": t.reference})]
+    if t.aux:  # the second auxiliary, by its own recognizer and its clean-trained reference
+        heads.append(Head("aux_", t.aux.data.task, t.aux.data.num_classes, getattr(t.aux.data, split).targets,
+                          {"_ref": t.aux.reference} if reference_only else
+                          {"": t.aux.recognizer, "_ref": t.aux.reference}))
+    return heads
+
+
+@torch.no_grad()
+def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
+    """PSNR/SSIM of the enhanced images, and the task metric by the trial's and the reference recognizer
+    (and, with a second auxiliary, its task metric as `aux_*`), all from one pass of the enhancer."""
+    t.enhancer.eval()
+    recognizers = [(t.strategy, t.recognizer)] + ([(t.aux.strategy, t.aux.recognizer)] if t.aux else [])
+    trained = [r for s, r in recognizers if s.trains_recognizer]
+    if trained:  # the same images on every replica, so the buffers stay identical
+        enhanced = [enhance(t, x) for x in t.calibration_inputs.split(EVAL_BATCH)]
+        for recognizer in trained:
+            recalibrate_batchnorm(recognizer, enhanced)
+    for _, recognizer in recognizers:
+        recognizer.eval()
+    return score(t, getattr(t.data, split).images, inputs, heads_of(t, split))
+
+
+@torch.no_grad()
+def reference_baselines(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
+    """`*_ref_clean` and `*_ref_input`: the fixed reference on the clean images and on the degraded input
+    (upsampled bilinearly to the target size under downsampling), the levels an enhancer's `*_ref` lies between.
+    Constants of (dataset, degradation, seed): computed once per trial, not per epoch."""
+    return score(t, getattr(t.data, split).images, inputs, heads_of(t, split, reference_only=True),
+                 views=("_clean", "_input"))
+
+
+@torch.no_grad()
+def evaluate_elsewhere(t: Trial) -> dict[str, float]:
+    """`eval_*`: the final enhancer on another dataset's test split (`eval_dataset`), scored by that dataset's
+    clean-trained reference recognizer and, when both datasets name the same classes, by the trial's own one;
+    with that reference's levels on the clean and the degraded images (`eval_*_ref_clean`, `eval_*_ref_input`)."""
+    assert t.eval_data is not None and t.eval_reference is not None and t.eval_inputs is not None
+    models = {"_ref": t.eval_reference}
+    if t.eval_data.class_names == t.data.class_names:
+        models[""] = t.recognizer
+    t.enhancer.eval()
+    t.recognizer.eval()
+    heads = [Head("", t.data.task, t.eval_data.num_classes, t.eval_data.test.targets, models)]
+    found = score(t, t.eval_data.test.images, t.eval_inputs, heads)
+    heads = [replace(heads[0], models={"_ref": t.eval_reference})]
+    found.update(score(t, t.eval_data.test.images, t.eval_inputs, heads, views=("_clean", "_input")))
+    return {f"eval_{k}": v for k, v in found.items()}
+
+
+def enhance(t: Trial, x_in: Tensor) -> Tensor:
+    """The enhanced images for evaluation: through the fast path, returned in fp32 and clamped to [0, 1]."""
+    with t.fast.autocast():
+        return t.enhancer(t.fast.layout(x_in)).float().clamp(0, 1)
+
+
+def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head], views: tuple[str, ...] = ("",)
+          ) -> dict[str, float]:
+    """Each head's task metric per model (`prefix + metric + suffix + view`) on each view of the images: ""
+    the enhanced images enhancer(inputs) (with their PSNR/SSIM against the clean `images`), "_clean" the clean
+    images, "_input" the degraded input (resized to the target size). Sharded over workers and summed, so every
+    worker returns the same figures."""
+    rank, world_size = ddp.world()
+    sums = {name: torch.zeros((), dtype=torch.float64, device=t.device) for name in ("psnr", "ssim", "psnr_in", "n")}
+    counts = {(h.prefix, suffix + view): torch.zeros(2 if h.task == "classification" else h.num_classes ** 2,
+                                                     dtype=torch.int64, device=t.device)
+              for h in heads for suffix in h.models for view in views}
+    for start in range(rank * EVAL_BATCH, len(images), EVAL_BATCH * world_size):
+        x, x_in = images[start:start + EVAL_BATCH], inputs[start:start + EVAL_BATCH]
+        baseline = x_in if x_in.shape == x.shape else F.interpolate(x_in, size=x.shape[-2:], mode="bilinear")
+        seen = {"_clean": x, "_input": baseline.clamp(0, 1)}
+        if "" in views:
+            seen[""] = x_hat = enhance(t, x_in)
+            sums["psnr"] += psnr(x_hat, x).double().sum()
+            sums["ssim"] += ssim(x_hat, x).double().sum()
+            sums["psnr_in"] += psnr(seen["_input"], x).double().sum()
+        sums["n"] += len(x)
+        for h in heads:
+            y = h.targets[start:start + EVAL_BATCH]
+            for suffix, model in h.models.items():
+                for view in views:
+                    with t.fast.autocast():
+                        logits = model(t.fast.layout(seen[view]) if view else seen[view]).float()
+                    if h.task == "classification":
+                        counts[h.prefix, suffix + view] += torch.tensor(accuracy_counts(logits, y), device=t.device)
+                    else:
+                        counts[h.prefix, suffix + view] += confusion_matrix(logits.argmax(1), y,
+                                                                            h.num_classes).reshape(-1)
+    ddp.sum_(sums)
+    ddp.sum_(counts)
+    n = sums["n"].item()
+    out = {"psnr": sums["psnr"].item() / n, "ssim": sums["ssim"].item() / n,
+           "psnr_input": sums["psnr_in"].item() / n} if "" in views else {}
+    for h in heads:
+        metric, k = task_metric_name(h.task), h.num_classes
+        for suffix in h.models:
+            for view in views:
+                c = counts[h.prefix, suffix + view]
+                out[h.prefix + metric + suffix + view] = (c[0] / c[1]).item() if metric == "acc" else \
+                    miou_from_confusion(c.view(k, k))
+    return out
+
+

@@ -1,0 +1,84 @@
+"""The `task_driven` pipeline (the default): enhancer + recognizer trained with a gradient strategy.
+
+No Ray here: `train_trial(config, report)` runs in a plain loop (benchmarks, debugging, GPU machines
+without Ray) and Ray only glues it in (`gradprom.trainables.ray_trial`). Under torch.distributed
+(Ray Train's worker group) it shards the data and averages gradients itself.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gradprom import SCHEMA_VERSION
+from gradprom.metrics import task_metric_name
+from gradprom.trainables import distributed as ddp
+from gradprom.trainables.build import build_trial, preflight
+from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
+from gradprom.trainables.config import TrialConfig
+from gradprom.trainables.epoch import train_epoch
+from gradprom.trainables.evaluate import evaluate, evaluate_elsewhere, reference_baselines
+from gradprom.trainables.inspect import load_trained
+from gradprom.trainables.pipeline import Reporter, config_of, register_pipeline
+from gradprom.trainables.provenance import provenance
+from gradprom.trainables.state import restore_state, trial_state
+
+
+def train(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
+          resume_from: str | Path | None = None) -> dict[str, Any]:
+    """Train one trial for `config.epochs`, reporting validation metrics (and a checkpoint) every epoch.
+
+    The last epoch's report also carries the test-split figures (`test_*`). Returns that last report.
+    A NaN/inf loss raises `NonFiniteLossError("non-finite loss at epoch E step S")` (a NaN/inf gradient:
+    "non-finite gradient …"); with `nan_policy="skip-step"` such steps are skipped and counted (`nan_skips`).
+    """
+    cfg = config_of(config)
+    t = build_trial(cfg)
+    rank, _ = ddp.world()
+    restored = load_checkpoint(resume_from) if resume_from else None
+    first_epoch = restore_state(t, restored) + 1 if restored else 1
+    if restored and first_epoch > cfg.epochs and restored.get("metrics"):
+        # the trial had finished when its process died: report its last epoch again, unchanged
+        if report is not None:
+            report(dict(restored["metrics"]), None)
+        return dict(restored["metrics"])
+    metric = task_metric_name(cfg.task)
+    last: dict[str, Any] = {}
+    started = time.perf_counter()
+    levels = reference_baselines(t, t.val_inputs, "val")  # the reference on clean and degraded images: constants
+    origin = provenance(t.data, t.device)  # versions, commit, device, data fingerprint: on every report
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        metrics: dict[str, Any] = {"epoch": epoch, "schema_version": SCHEMA_VERSION, "n_skipped": len(t.data.skipped),
+                                   "resumed_from": first_epoch - 1, **t.fast.describe(), **origin}
+        metrics.update(train_epoch(t, epoch))
+        tic = time.perf_counter()
+        metrics.update(evaluate(t, t.val_inputs, "val"))
+        metrics.update(levels)
+        if epoch == cfg.epochs:
+            test = {**evaluate(t, t.test_inputs, "test"), **reference_baselines(t, t.test_inputs, "test")}
+            metrics.update({f"test_{k}": v for k, v in test.items()})
+            if t.eval_data is not None:
+                metrics.update(evaluate_elsewhere(t))
+        metrics["time_eval_s"] = time.perf_counter() - tic
+        metrics["wall_s"] = time.perf_counter() - started
+        metrics["task_metric"] = metrics[metric]
+        with tempfile.TemporaryDirectory(prefix="gradprom-ckpt-") as tmp:
+            checkpoint_dir = str(save_checkpoint(tmp, trial_state(t, epoch, metrics)).parent) if rank == 0 else None
+            if report is not None:
+                report(metrics, checkpoint_dir)
+        last = metrics
+    return last
+
+
+
+register_pipeline(
+    "task_driven", train, preflight=preflight,
+    metrics=("psnr", "ssim", "task_metric", "acc", "acc_ref", "miou", "miou_ref", "promoted_frac", "loss_ip", "loss_vr",
+             "step_ms", "images_per_s", "time_train_s", "aux_acc", "aux_acc_ref", "aux_miou", "aux_miou_ref"),
+    objectives=("psnr", "task_metric"),
+    spaces=("lambda_threshold", "gradprom_lambda", "gates", "architecture", "sr_architecture"),
+    tasks=("classification", "segmentation"), reference=True, inspect=load_trained, strategies=True,
+    help="enhancer + recognizer trained together, the recognizer's gradient combined by a gradient strategy",
+)

@@ -1,0 +1,72 @@
+"""Both new seed systems through the real CLI: a short `--pipeline r2c_gan --space r2c_weights` search and a short
+`--space sr_architecture` search (srresnet vs the semantic-guided sesr, ×2/×4) write the usual Parquet files, and
+`gradprom report` shows both experiments' fronts on one page; `gradprom pipelines` lists what each declares."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from gradprom.orchestrator.results import read_rows
+from tests.conftest import TINY_PARAMS, gradprom
+
+pytestmark = pytest.mark.slow
+
+FILES = ("trials.parquet", "epochs.parquet", "pareto.parquet", "manifest.json")
+
+
+@pytest.fixture(scope="module")
+def searches(tmp_path_factory: pytest.TempPathFactory, shared_cache: str) -> Path:
+    out = tmp_path_factory.mktemp("pipelines")
+    common = ["--trials", "2", "--epochs", "1", "--sampler", "random", "--out", str(out), "--device", "cpu",
+              *TINY_PARAMS]
+    runs = [gradprom("search", "--pipeline", "r2c_gan", "--space", "r2c_weights", "--dataset", "synthetic",
+                     "--name", "r2c", *common, cache=shared_cache),
+            gradprom("search", "--space", "sr_architecture", "--dataset", "synthetic", "--name", "sr",
+                     "-p", "enhancer=sesr,srresnet", *common, cache=shared_cache)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-3000:]
+    return out
+
+
+def test_an_r2c_gan_search_writes_the_usual_files(searches: Path) -> None:
+    assert all((searches / "r2c" / f).is_file() for f in FILES)
+    trials = read_rows(searches / "r2c" / "trials.parquet")
+    assert len(trials) == 2 and all(t["status"] == "completed" and t["pipeline"] == "r2c_gan" for t in trials)
+    for t in trials:  # its own metric columns, and the objectives every pipeline reports
+        assert all(math.isfinite(t[k]) for k in ("psnr", "ssim", "task_metric", "f1", "acc", "sensitivity",
+                                                 "specificity", "precision", "test_f1"))
+        assert t["task_metric"] == t["f1"]
+    assert read_rows(searches / "r2c" / "pareto.parquet")
+
+
+def test_an_sr_architecture_search_runs_sesr_at_x2_or_x4(searches: Path) -> None:
+    trials = read_rows(searches / "sr" / "trials.parquet")
+    assert len(trials) == 2 and all(t["status"] == "completed" for t in trials)
+    assert all(t["degradation"] in ("downsample:scale=2", "downsample:scale=4") for t in trials)
+    assert all(t["pipeline"] == "task_driven" and t["psnr"] > 0 for t in trials)
+    assert read_rows(searches / "sr" / "pareto.parquet")
+
+
+def test_the_report_shows_both_pipelines_fronts(searches: Path, tmp_path: Path, shared_cache: str) -> None:
+    """One page for both experiments: the GAN is one system (`strategy` r2c_gan) in the per-strategy fronts, whose
+    knee is one of its trials, and the SR search's own front rows are on the page."""
+    run = gradprom("report", str(searches / "r2c"), str(searches / "sr"), "--out", str(tmp_path / "rep"),
+                   cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    page = (tmp_path / "rep" / "index.html").read_text()
+    r2c_ids = {str(t["trial_id"]) for t in read_rows(searches / "r2c" / "trials.parquet")}
+    assert all(t["strategy"] == "r2c_gan" for t in read_rows(searches / "r2c" / "trials.parquet"))
+    hv = page[page.index("id='hv-synthetic'"):]
+    row = hv[hv.index(">r2c_gan<"):hv.index("</tr>", hv.index(">r2c_gan<"))]
+    assert any(tid[-5:] in row or tid in row for tid in r2c_ids), row  # its own front's knee
+    for trial in read_rows(searches / "sr" / "pareto.parquet"):
+        assert str(trial["trial_id"]) in page
+
+
+def test_pipelines_lists_both(shared_cache: str) -> None:
+    run = gradprom("pipelines", cache=shared_cache, COLUMNS="300")
+    assert run.returncode == 0, run.stderr
+    assert "r2c_gan" in run.stdout and "task_driven" in run.stdout and "r2c_weights" in run.stdout
