@@ -24,6 +24,8 @@ QUICKEST = {
     "reference_levels.py": ["--quick"],
     "strategy_overhead.py": ["--quick", "--rounds", "1", "--agreement-steps", "2"],
     "throughput.py": ["--quick", "--n-train", "32", "--epochs", "1"],
+    "orchestration_overhead.py": ["--quick", "--trials", "2", "--epochs", "1"],
+    "search_efficiency.py": ["--quick", "--trials", "2", "--epochs", "2"],
     "main_job.py": ["--trials", "1", "--epochs", "1", *(a for p in (
         "image_size=16", "n_train=32", "n_val=16", "n_test=16", "enhancer_blocks=1", "enhancer_channels=8",
         "recognizer_width=4", "batch_size=16") for a in ("-p", p))],
@@ -104,3 +106,27 @@ def test_main_job(home: str) -> None:
     (row,) = run("main_job.py", home)
     assert row["benchmark"] == "main_job" and row["trials"] == 1 and row["completed"] == 1
     assert row["front_size"] >= 1 and len(row["psnr_range_db"]) == 2 and row["note"].startswith("changed: trials=1")
+
+
+def test_orchestration_overhead(home: str) -> None:
+    """Three timed runs of the same two trials, then the summary whose ratios are those runs' walls."""
+    *runs, summary = run("orchestration_overhead.py", home)
+    walls = {r["run"]: r["wall_s"] for r in runs}
+    assert set(walls) == {"gradprom_search", "plain_loop", "hand_ray_tune"} and all(r["trials"] == 2 for r in runs)
+    assert summary["benchmark"] == "orchestration_overhead_quick"
+    assert summary["ratio"] == pytest.approx(walls["gradprom_search"] / walls["plain_loop"], rel=0.02)
+    assert summary["ratio_vs_tune"] == pytest.approx(walls["gradprom_search"] / walls["hand_ray_tune"], rel=0.02)
+    assert summary["per_trial_overhead_s"] == pytest.approx((walls["gradprom_search"] - walls["plain_loop"]) / 2,
+                                                            abs=0.1)
+
+
+def test_search_efficiency(home: str) -> None:
+    """Two searches (random/fifo, tpe/pareto-asha), each with its curve; the summary's figures are those curves'."""
+    *runs, summary = run("search_efficiency.py", home)
+    assert [(r["sampler"], r["scheduler"]) for r in runs] == [("random", "fifo"), ("tpe", "pareto-asha")]
+    for r in runs:
+        worth = [w for w, _, _ in r["curve"]]
+        assert len(r["curve"]) == 2 and worth == sorted(worth) and r["worth"] == worth[-1] <= 2
+        assert r["hypervolume"] == r["curve"][-1][2] >= 0
+    assert summary["random_final_hv"] == runs[0]["hypervolume"]
+    assert summary["tpe_pareto_asha_hv_median"] == runs[1]["hypervolume"]

@@ -59,9 +59,17 @@ def search(
     data_option: list[str] = DATA_OPTION,
     skip_bad: bool = SKIP_BAD,
     eval_dataset: str = EVAL_DATASET,
-    sampler: str = typer.Option("tpe", help="Optuna sampler: tpe, nsga2 or random."),
-    scheduler: str = typer.Option("fifo", help="fifo, or asha to stop weak trials early."),
+    sampler: str = typer.Option("tpe", help="Optuna sampler, seeded by --seed: tpe, nsga2, random or gp "
+                                            "(Gaussian process); auto (OptunaHub) is not offered."),
+    scheduler: str = typer.Option("fifo", help="fifo; asha (stops weak trials early on --metric alone); or "
+                                             "pareto-asha (stops them on all --objectives: non-dominated sorting at "
+                                             "each rung)."),
     metric: str = typer.Option("psnr", help="Metric the ASHA scheduler stops on: psnr, ssim or task_metric."),
+    grace_period: int = typer.Option(1, help="asha/pareto-asha: epochs before the first rung."),
+    reduction_factor: float = typer.Option(2.0, help="asha/pareto-asha: η; each rung keeps the best 1/η."),
+    max_t: int = typer.Option(0, help="asha/pareto-asha: the budget the rungs lead to (0: --epochs)."),
+    tiebreak: str = typer.Option("crowding", help="pareto-asha: order within a front by crowding distance or "
+                                                  "an ε-net (epsnet)."),
     objectives: str = typer.Option("", help="What Optuna, the front, the table and the plot optimise: two or more "
                                    "result columns, each NAME or NAME:max/NAME:min, e.g. psnr,acc_ref (the fixed "
                                    "clean-trained reference) or psnr,task_metric (the trial's own recognizer, the "
@@ -95,6 +103,7 @@ def search(
         space=space, pipeline=pipeline, datasets=split_names(dataset), task=task, trials=trials, epochs=epochs,
         out=out, name=name, seed=seed, address=address, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, scheduler=scheduler, metric=metric,
+        grace_period=grace_period, reduction_factor=reduction_factor, max_t=max_t, tiebreak=tiebreak,
         sampler=sampler, params=list(param), settings=settings, data_options=list(data_option), skip_bad=skip_bad,
         eval_dataset=eval_dataset, device=device, max_failures=max_failures, resume=resume, overwrite=overwrite,
         trial_resources=list(trial_resource), objectives=objectives, storage=storage, warm_start=warm_start)

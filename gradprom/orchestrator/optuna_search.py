@@ -19,17 +19,25 @@ from ray.tune.search.optuna import OptunaSearch
 from gradprom.errors import GradpromError
 from gradprom.trainables.ray_trial import FAILED_KEY
 
-SAMPLERS = ("tpe", "nsga2", "random")
+SAMPLERS = ("tpe", "nsga2", "random", "gp")
+#: samplers users ask for that this Optuna does not ship, and why gradprom does not offer them
+NOT_OFFERED = {"auto": "--sampler auto is OptunaHub's AutoSampler, which optunahub downloads from GitHub at run time "
+                       "and gradprom never fetches code; use tpe, nsga2, gp or random"}
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    """A seeded Optuna sampler by name."""
+    """A seeded Optuna sampler by name; every one of them takes multi-objective studies in Optuna 5 (GPSampler
+    with a multi-objective acquisition; categorical dimensions included)."""
+    if name in NOT_OFFERED:
+        raise GradpromError(NOT_OFFERED[name])
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 2)))
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 2)))
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, trials // 2)))
     raise GradpromError(f"unknown sampler '{name}'; valid samplers: {', '.join(SAMPLERS)}")
 
 

@@ -29,7 +29,7 @@ from gradprom.orchestrator.experiment import (
     write_manifest,
 )
 from gradprom.orchestrator.nodes import alive_nodes, capacity_note, check_address, check_data_on_nodes
-from gradprom.orchestrator.optuna_search import JOURNAL, SAMPLERS, make_sampler
+from gradprom.orchestrator.optuna_search import JOURNAL, NOT_OFFERED, SAMPLERS, make_sampler
 from gradprom.orchestrator.pareto import (
     OBJECTIVES,
     Objective,
@@ -40,6 +40,7 @@ from gradprom.orchestrator.pareto import (
 )
 from gradprom.orchestrator.results import TRIALS, error_line, read_rows
 from gradprom.orchestrator.rows import epoch_row, epochs_done, trial_row, write_results
+from gradprom.orchestrator.schedulers import TIEBREAKS
 from gradprom.orchestrator.storage import local_folder, publish, store_of, tune_storage
 from gradprom.orchestrator.tables import front_table
 from gradprom.plugins import runtime_env_vars
@@ -49,7 +50,7 @@ from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.pipeline import DEFAULT as DEFAULT_PIPELINE
 from gradprom.trainables.pipeline import pipeline_info, preflight
 
-SCHEDULERS = ("fifo", "asha")
+SCHEDULERS = ("fifo", "asha", "pareto-asha")
 DEFAULT_DATASET = "synthetic"
 SNAPSHOT_S = 1  # seconds between snapshots of Tune's experiment state
 
@@ -73,7 +74,11 @@ class SearchRequest:
     gpus_per_trial: float = 0.0
     workers_per_trial: int = 1
     scheduler: str = "fifo"
-    metric: str = "psnr"
+    metric: str = "psnr"  # what asha stops on (pareto-asha ranks on all the objectives)
+    grace_period: int = 1  # asha / pareto-asha: epochs before the first rung
+    reduction_factor: float = 2.0  # asha / pareto-asha: η, a rung keeps the top 1/η
+    max_t: int = 0  # asha / pareto-asha: the budget the rungs lead up to (0: --epochs)
+    tiebreak: str = "crowding"  # pareto-asha: within a front, crowding distance or an ε-net
     sampler: str = "tpe"
     params: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # typed trial settings the CLI's flags fix (--precision…)
@@ -158,8 +163,15 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
         raise GradpromError(f"--epochs must be ≥ 1, got {req.epochs}")
     if req.scheduler not in SCHEDULERS:
         raise GradpromError(f"unknown scheduler '{req.scheduler}'; valid schedulers: {', '.join(SCHEDULERS)}")
+    if req.sampler in NOT_OFFERED:
+        raise GradpromError(NOT_OFFERED[req.sampler])
     if req.sampler not in SAMPLERS:
         raise GradpromError(f"unknown sampler '{req.sampler}'; valid samplers: {', '.join(SAMPLERS)}")
+    if req.grace_period < 1 or not req.reduction_factor > 1 or req.max_t < 0 or req.max_t > req.epochs:
+        raise GradpromError(f"--grace-period must be ≥ 1, --reduction-factor > 1 and --max-t in 0…--epochs "
+                            f"({req.epochs}), got {req.grace_period}, {req.reduction_factor}, {req.max_t}")
+    if req.tiebreak not in TIEBREAKS:
+        raise GradpromError(f"--tiebreak must be one of {', '.join(TIEBREAKS)}, got '{req.tiebreak}'")
     if req.max_failures < 0:
         raise GradpromError(f"--max-failures must be ≥ 0, got {req.max_failures}")
     if req.cpus_per_trial <= 0 or req.gpus_per_trial < 0 or req.workers_per_trial < 1 or req.concurrency < 0:
@@ -346,7 +358,6 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     trial starts (what the search waits for)."""
     import optuna
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from gradprom.orchestrator.progress import LiveDisplay, SearchProgress
     from gradprom.orchestrator.recorder import ResultsRecorder
@@ -370,10 +381,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
         search = make_searcher(study, req, folder)
-        scheduler = (ASHAScheduler(metric=req.metric, mode=default_direction(req.metric),
-                                   time_attr="training_iteration", max_t=study.budget, grace_period=1,
-                                   reduction_factor=2)
-                     if req.scheduler == "asha" else FIFOScheduler())
+        scheduler = make_scheduler(req, study)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=req.trials,
@@ -391,6 +399,23 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     # in a stopped search, a trial short of its budget that the scheduler was not seen stopping was cut short
     cut_short = {tid for tid in states if tid not in progress.done} if interrupted else set()
     return result_rows(grid, study, req.name, states, cut_short)
+
+
+def make_scheduler(req: SearchRequest, study: StudyPlan) -> Any:
+    """The Tune scheduler: FIFO (every trial runs its budget), ASHA on `--metric`, or ParetoASHA on every
+    objective. Trials either stops end short of their budget: Optuna is told PRUNED, and no front takes them."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from gradprom.orchestrator.schedulers import ParetoASHA
+
+    max_t = req.max_t or study.budget
+    if req.scheduler == "asha":
+        return ASHAScheduler(metric=req.metric, mode=default_direction(req.metric), time_attr="training_iteration",
+                             max_t=max_t, grace_period=req.grace_period, reduction_factor=req.reduction_factor)
+    if req.scheduler == "pareto-asha":
+        return ParetoASHA(study.objectives, max_t=max_t, grace_period=req.grace_period,
+                          reduction_factor=req.reduction_factor, tiebreak=req.tiebreak)
+    return FIFOScheduler()
 
 
 def make_searcher(study: StudyPlan, req: SearchRequest, folder: Path | None = None) -> Any:
@@ -477,6 +502,10 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     studies = plan(req)
     req.pipeline = req.pipeline or studies[0].base["pipeline"]  # what the manifest (and --resume) records
     req.objectives = req.objectives or objective_text(studies[0].objectives)
+    if req.scheduler == "asha" and len(studies[0].objectives) > 1:
+        console.print(f"[yellow]--scheduler asha stops trials on {req.metric} alone, so it may stop trials that "
+                      f"would reach the front on {req.objectives}; --scheduler pareto-asha ranks on all of them"
+                      "[/yellow]", highlight=False)
     folder = req.folder()
     manifest = prepare_folder(folder, req.resume, req.overwrite) or new_manifest(asdict(req))
     store = store_of(folder)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from gradprom.metrics import accuracy_counts, confusion_matrix, miou_from_confusion, psnr, ssim, task_metric_name
 from gradprom.trainables import distributed as ddp
 from gradprom.trainables.build import EVAL_BATCH, Trial
-from gradprom.trainables.reference import recalibrate_batchnorm
+from gradprom.trainables.reference import cache_key, recalibrate_batchnorm, recognizer_spec
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,30 @@ def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
     return score(t, getattr(t.data, split).images, inputs, heads_of(t, split))
 
 
+#: `reference_baselines` per process: the trials of a search share dataset, degradation and seed, and Ray reuses
+#: trial processes, so each (reference, degradation, split) is scored once per process, not once per trial
+_LEVELS: dict[tuple, dict[str, float]] = {}
+
+
 @torch.no_grad()
 def reference_baselines(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
     """`*_ref_clean` and `*_ref_input`: the fixed reference on the clean images and on the degraded input
     (upsampled bilinearly to the target size under downsampling), the levels an enhancer's `*_ref` lies between.
-    Constants of (dataset, degradation, seed): computed once per trial, not per epoch."""
-    return score(t, getattr(t.data, split).images, inputs, heads_of(t, split, reference_only=True),
-                 views=("_clean", "_input"))
+    Constants of (dataset, degradation, seed): computed once per process for each (see `levels_key`)."""
+    key = levels_key(t, split)
+    if key not in _LEVELS:
+        _LEVELS[key] = score(t, getattr(t.data, split).images, inputs, heads_of(t, split, reference_only=True),
+                             views=("_clean", "_input"))
+    return dict(_LEVELS[key])
+
+
+def levels_key(t: Trial, split: str) -> tuple:
+    """What the levels depend on: each reference's weights (its cache key: data, size, seed, model and
+    pretraining), the degradation (the degraded inputs come from the seed's fixed stream), the split, the fast
+    path, the worker layout and the device."""
+    refs = [(t.cfg, t.data)] + ([(t.cfg.aux_config(), t.aux.data)] if t.aux else [])
+    keys = tuple(cache_key(cfg, *recognizer_spec(cfg, data, reference=True), data.fingerprint) for cfg, data in refs)
+    return split, t.cfg.degradation, keys, tuple(sorted(t.fast.describe().items())), ddp.world(), str(t.device)
 
 
 @torch.no_grad()

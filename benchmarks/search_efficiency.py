@@ -1,0 +1,145 @@
+"""How fast each search finds the front: hypervolume against trials used and against wall time, per sampler, with
+and without `pareto-asha`, over seeds (medians and spreads), on the built-in dataset.
+
+    python benchmarks/search_efficiency.py            # 64 trials; random, tpe, nsga2 × fifo, pareto-asha; 3 seeds
+    python benchmarks/search_efficiency.py --quick    # 6 trials; random/fifo and tpe/pareto-asha; 1 seed
+    python benchmarks/search_efficiency.py --trials 24 --seeds 2 --configs random:fifo,tpe:pareto-asha
+
+Each (sampler, scheduler, seed) is one real `gradprom search --space lambda_threshold` on small trials. Compute is
+counted in epochs (a trial that `pareto-asha` stops early costs only the epochs it ran), as "trials' worth" =
+epochs / budget. The hypervolume (moocore; objectives psnr and task_metric, maximised, fixed reference point
+psnr 10 dB, task 0) is that of the completed trials' validation figures after each trial ends, in Optuna's
+completion order. Target (issue 15): TPE + pareto-asha reaches random search's final (`--trials`) hypervolume in
+≤ 16 trials' worth of compute. Prints one JSON line per search and a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
+from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
+
+SMALL = {"image_size": 16, "n_train": 64, "n_val": 32, "n_test": 32, "enhancer_blocks": 1, "enhancer_channels": 8,
+         "recognizer_width": 4, "batch_size": 16, "pretrain_epochs": 2, "threads": 1}
+REF = (10.0, 0.0)  # psnr (dB), task_metric
+CHECKPOINTS = (4, 8, 16, 32, 64)  # trials' worth of compute at which the hypervolume is reported
+
+
+def curve(folder: Path) -> list[tuple[float, float, float]]:
+    """(trials' worth of compute, wall seconds, hypervolume) after each trial of one search ends."""
+    import moocore
+    import numpy as np
+    import optuna
+
+    from gradprom.orchestrator.results import read_rows
+
+    rows = read_rows(folder / "trials.parquet")
+    budget = rows[0]["budget"]
+    done = {(round(r["lam"], 12), round(r["threshold"], 12)): r for r in rows}
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "optuna.journal")))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = [t for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials
+              if t.datetime_complete is not None]
+    trials.sort(key=lambda t: t.datetime_complete)
+    start = min(t.datetime_start for t in trials)
+    out, epochs, points = [], 0, []
+    for t in trials:
+        row = done[round(t.params["lam"], 12), round(t.params["threshold"], 12)]
+        epochs += row["epochs_done"]
+        if row["status"] == "completed":
+            points.append((row["psnr"], row["task_metric"]))
+        hv = float(moocore.hypervolume(np.array(points), ref=np.array(REF), maximise=True)) if points else 0.0
+        out.append((epochs / budget, (t.datetime_complete - start).total_seconds(), hv))
+    return out
+
+
+def hv_at(points: list[tuple[float, float, float]], worth: float) -> float:
+    """The hypervolume reached within `worth` trials' worth of compute (0 before the first trial ended)."""
+    return max([hv for w, _, hv in points if w <= worth + 1e-9], default=0.0)
+
+
+def worth_to_reach(points: list[tuple[float, float, float]], level: float) -> float | None:
+    """Trials' worth of compute at which the hypervolume first reaches `level` (None: never)."""
+    return next((w for w, _, hv in points if hv >= level - 1e-12), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="6 trials, random/fifo vs tpe/pareto-asha, 1 seed")
+    parser.add_argument("--trials", type=int, default=0, help="trials per search (default 6 with --quick, else 64)")
+    parser.add_argument("--epochs", type=int, default=4, help="the full budget of a trial, in epochs")
+    parser.add_argument("--seeds", type=int, default=0, help="seeds per configuration (default 1 / 3)")
+    parser.add_argument("--configs", default="", help="SAMPLER:SCHEDULER,… (default: the quick pair, or all six)")
+    parser.add_argument("--concurrency", type=int, default=2, help="trials at once")
+    parser.add_argument("--syne-python", default="", metavar="PYTHON",
+                        help="a Python with syne-tune installed: also run Syne Tune's MOASHA (moasha_syne_tune.py) on "
+                             "the same problem and budget, per seed (development only; not a gradprom dependency)")
+    add_arguments(parser)
+    args = parser.parse_args()
+    check_arguments(parser, args)
+    trials_n, seeds = args.trials or (6 if args.quick else 64), args.seeds or (1 if args.quick else 3)
+    default = "random:fifo,tpe:pareto-asha" if args.quick else \
+        ",".join(f"{s}:{x}" for s in ("random", "tpe", "nsga2") for x in ("fifo", "pareto-asha"))
+    configs = [tuple(c.split(":")) for c in (args.configs or default).split(",")]
+    curves: dict[tuple[str, str], list[list[tuple[float, float, float]]]] = {c: [] for c in configs}
+    params = [a for k, v in SMALL.items() for a in ("-p", f"{k}={v}")]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "GRADPROM_CACHE": str(Path(tmp) / "cache")}
+        for seed in range(seeds):
+            for sampler, scheduler in configs:
+                name = f"{sampler}-{scheduler}-{seed}"
+                started = time.perf_counter()
+                done = subprocess.run(
+                    [sys.executable, "-m", "gradprom.cli", "search", "--space", "lambda_threshold", "--trials",
+                     str(trials_n), "--epochs", str(args.epochs), "--sampler", sampler, "--scheduler", scheduler,
+                     "--seed", str(seed), "--concurrency", str(args.concurrency), "--device", "cpu", "--out", tmp,
+                     "--name", name, *params], env=env, stdout=sys.stderr, stderr=sys.stderr)
+                if done.returncode:
+                    raise SystemExit(f"search {name} exited {done.returncode}")
+                points = curve(Path(tmp) / name)
+                curves[sampler, scheduler].append(points)
+                emit({"run": name, "sampler": sampler, "scheduler": scheduler, "seed": seed, "trials": trials_n,
+                      "wall_s": round(time.perf_counter() - started, 1), "worth": round(points[-1][0], 2),
+                      "hypervolume": round(points[-1][2], 4),
+                      **{f"hv_at_{w}": round(hv_at(points, w), 4) for w in CHECKPOINTS if w <= trials_n},
+                      "curve": [[round(w, 2), round(t, 1), round(hv, 4)] for w, t, hv in points]})
+            if args.syne_python:  # Syne Tune's MOASHA, one trial at a time in one process, same trials and budget
+                done = subprocess.run([args.syne_python, str(Path(__file__).with_name("moasha_syne_tune.py")),
+                                       "--trials", str(trials_n), "--epochs", str(args.epochs), "--seed", str(seed),
+                                       "--cache", env["GRADPROM_CACHE"]], env=env, capture_output=True, text=True)
+                if done.returncode:
+                    raise SystemExit(f"moasha_syne_tune.py exited {done.returncode}: {done.stderr[-2000:]}")
+                line = json.loads(done.stdout.splitlines()[-1])
+                emit(line)
+                curves.setdefault(("random", "syne-tune-moasha"), []).append([tuple(c) for c in line["curve"]])
+    result: dict = {"trials": trials_n, "epochs": args.epochs, "seeds": seeds}
+    for (sampler, scheduler), runs in curves.items():
+        key = f"{sampler}_{scheduler.replace('-', '_')}"
+        finals = [r[-1][2] for r in runs]
+        result[f"{key}_hv_median"] = round(statistics.median(finals), 4)
+        result[f"{key}_hv_range"] = [round(min(finals), 4), round(max(finals), 4)]
+        result[f"{key}_worth_median"] = round(statistics.median(r[-1][0] for r in runs), 2)
+    if ("random", "fifo") in curves and ("tpe", "pareto-asha") in curves:
+        level = statistics.median(r[-1][2] for r in curves["random", "fifo"])
+        reach = [worth_to_reach(r, level) for r in curves["tpe", "pareto-asha"]]
+        result["random_final_hv"] = round(level, 4)
+        result["tpe_pareto_asha_worth_to_random_final"] = [None if w is None else round(w, 2) for w in reach]
+        result["target_16_met"] = all(w is not None and w <= 16 for w in reach)
+        if ("random", "syne-tune-moasha") in curves:
+            result["syne_tune_moasha_worth_to_random_final"] = [
+                None if w is None else round(w, 2)
+                for w in (worth_to_reach(r, level) for r in curves["random", "syne-tune-moasha"])]
+    record("search_efficiency_quick" if args.quick else "search_efficiency", result, args)
+
+
+if __name__ == "__main__":
+    main()
