@@ -2,7 +2,9 @@
 
 Run once before a change to the training step that must not change any figure (it was run at commit
 fa9cc9a, before the strategies took over their gradient paths); the test then holds every later version
-to those figures bit for bit. `python tests/make_trial_pins.py` rewrites the file.
+to those figures bit for bit. Float results depend on the CPU's kernels (MKL and oneDNN pick AVX2 or
+AVX-512 code), so the file holds one set per machine fingerprint; `python tests/make_trial_pins.py`, run
+from a checkout of the reference commit, adds or replaces this machine's set.
 """
 
 from __future__ import annotations
@@ -51,6 +53,20 @@ def figures(report: dict) -> dict:
     return out
 
 
+def fingerprint() -> str:
+    """What the figures depend on besides the code: the CPU model, the kernels' ISA, the torch version."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{cpu} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__}"
+
+
 def run_case(settings: dict, cache_dir: str) -> list[dict]:
     from gradprom.trainables import train_trial
 
@@ -64,6 +80,9 @@ if __name__ == "__main__":
 
     with tempfile.TemporaryDirectory() as cache:
         pins = {name: run_case(settings, cache) for name, settings in CASES.items()}
-    path = Path(__file__).parent / "data" / "trial_pins.json"
-    path.write_text(json.dumps({"small": SMALL, "cases": CASES, "pins": pins}, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {path} ({len(pins)} trials)", file=sys.stderr)
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "data" / "trial_pins.json"
+    machines = json.loads(path.read_text())["machines"] if path.exists() else {}
+    machines[fingerprint()] = pins
+    path.write_text(json.dumps({"small": SMALL, "cases": CASES, "machines": machines}, indent=1, sort_keys=True)
+                    + "\n")
+    print(f"wrote {path} ({len(pins)} trials for {fingerprint()})", file=sys.stderr)

@@ -2,31 +2,60 @@
 
 `tests/data/trial_pins.json` was written by `tests/make_trial_pins.py` at commit fa9cc9a, when `train_step`
 still held every strategy's special case; each case here runs the same small trial with today's code and must
-reproduce every figure of every epoch bit for bit (floats compared as exact hex strings) on the CPU.
+reproduce every figure of every epoch bit for bit (floats compared as exact hex strings) on the CPU. Bits
+depend on the CPU's kernels, so the file holds one set per machine fingerprint (CPU model, ISA, torch). On a
+machine without its own set the figures are held to the first set within what two known machines differ
+by (at most 2e-3 absolute, on cosines; 5e-6 relative on PSNR), with margin: a changed gate, λ or path moves
+them far more (a test below checks both sides).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
-from tests.make_trial_pins import figures, run_case
+from tests.make_trial_pins import figures, fingerprint, run_case
 
 PINS = json.loads((Path(__file__).parent / "data" / "trial_pins.json").read_text())
+#: this machine's own set when the file has one (compared bit for bit), else the first (compared with tolerance)
+EXACT = fingerprint() in PINS["machines"]
+MACHINE_PINS = PINS["machines"].get(fingerprint()) or next(iter(PINS["machines"].values()))
+
+
+def close(got: object, want: object) -> bool:
+    """Equal, or (floats as hex strings, or lists of them) within 5e-3 absolute or 1e-4 relative; NaN = NaN."""
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(map(close, got, want))
+    if not isinstance(want, str):
+        return got == want
+    x, y = (float("nan") if v == "nan" else float.fromhex(v) for v in (got, want))
+    return (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-4, abs_tol=5e-3)
 
 
 @pytest.mark.parametrize("name", sorted(PINS["cases"]))
 def test_the_trial_gives_its_pinned_figures(name: str, tmp_path: Path) -> None:
     assert PINS["small"] == json.loads(json.dumps(__import__("tests.make_trial_pins").make_trial_pins.SMALL))
     got = run_case(PINS["cases"][name], str(tmp_path))
-    want = PINS["pins"][name]
+    want = MACHINE_PINS[name]
     assert len(got) == len(want)
     for epoch, (g, w) in enumerate(zip(got, want, strict=True), start=1):
         assert sorted(g) == sorted(w), f"epoch {epoch}: columns differ"
-        differ = {k: (g[k], w[k]) for k in w if g[k] != w[k]}
-        assert not differ, f"epoch {epoch}: {differ}"
+        differ = {k: (g[k], w[k]) for k in w if (g[k] != w[k] if EXACT else not close(g[k], w[k]))}
+        assert not differ, f"epoch {epoch} ({'bit for bit' if EXACT else 'within tolerance'}): {differ}"
+
+
+def test_the_tolerance_tells_known_machines_apart_from_a_change() -> None:
+    """The two pinned machines agree within it; a 1 % change of a figure near 1 or a flipped cosine does not."""
+    sets = list(PINS["machines"].values())
+    assert len(sets) >= 2
+    for name in PINS["cases"]:
+        for a, b in zip(sets[0][name], sets[1][name], strict=True):
+            assert all(close(a[k], b[k]) for k in a), name
+    assert not close((0.99).hex(), (1.0).hex()) and not close((-0.3).hex(), (0.3).hex())
+    assert not close((20.01).hex(), (20.0).hex())  # PSNR: 0.01 dB is 5e-4 relative
 
 
 def test_the_pins_cover_every_gradient_path() -> None:
