@@ -25,6 +25,7 @@ QUICKEST = {
     "strategy_overhead.py": ["--quick", "--rounds", "1", "--agreement-steps", "2"],
     "throughput.py": ["--quick", "--n-train", "32", "--epochs", "1"],
     "orchestration_overhead.py": ["--quick", "--trials", "2", "--epochs", "1"],
+    "packing.py": ["--quick", "--trials", "2", "--levels", "1,2", "--device", "cpu"],
     "search_efficiency.py": ["--quick", "--trials", "2", "--epochs", "2"],
     "main_job.py": ["--trials", "1", "--epochs", "1", *(a for p in (
         "image_size=16", "n_train=32", "n_val=16", "n_test=16", "enhancer_blocks=1", "enhancer_channels=8",
@@ -109,15 +110,31 @@ def test_main_job(home: str) -> None:
 
 
 def test_orchestration_overhead(home: str) -> None:
-    """Three timed runs of the same two trials, then the summary whose ratios are those runs' walls."""
+    """Three timed runs of the same two trials and two of the first alone, then the summary whose ratios and
+    overheads (the slope and intercept of search − loop over 1 and 2 trials) are those runs' walls."""
     *runs, summary = run("orchestration_overhead.py", home)
     walls = {r["run"]: r["wall_s"] for r in runs}
-    assert set(walls) == {"gradprom_search", "plain_loop", "hand_ray_tune"} and all(r["trials"] == 2 for r in runs)
+    assert set(walls) == {"gradprom_search", "gradprom_search_1", "plain_loop", "plain_loop_1", "hand_ray_tune"}
+    assert [r["trials"] for r in runs] == [2, 1, 2, 1, 2]
     assert summary["benchmark"] == "orchestration_overhead_quick"
     assert summary["ratio"] == pytest.approx(walls["gradprom_search"] / walls["plain_loop"], rel=0.02)
     assert summary["ratio_vs_tune"] == pytest.approx(walls["gradprom_search"] / walls["hand_ray_tune"], rel=0.02)
-    assert summary["per_trial_overhead_s"] == pytest.approx((walls["gradprom_search"] - walls["plain_loop"]) / 2,
-                                                            abs=0.1)
+    d2, d1 = walls["gradprom_search"] - walls["plain_loop"], walls["gradprom_search_1"] - walls["plain_loop_1"]
+    assert summary["per_trial_overhead_s"] == pytest.approx(d2 - d1, abs=0.1)
+    assert summary["per_search_overhead_s"] == pytest.approx(d1 - (d2 - d1), abs=0.1)
+
+
+def test_packing(home: str) -> None:
+    """Two levels of the same two trials; the summary's throughputs and speedups are those levels' walls'."""
+    *levels, summary = run("packing.py", home)
+    cores = os.cpu_count() or 1
+    assert [r["at_once"] for r in levels] == [1, 2]
+    assert [r["threads_per_trial"] for r in levels] == [max(1, cores), max(1, cores // 2)]
+    for r in levels:
+        assert r["trials_per_hour"] == pytest.approx(3600 * 2 / r["wall_s"], rel=0.01)
+        assert summary[f"tph_{r['at_once']}"] == r["trials_per_hour"]
+    assert summary["speedup_2"] == pytest.approx(levels[1]["trials_per_hour"] / levels[0]["trials_per_hour"], rel=1e-3)
+    assert summary["trials_per_core_2"] == round(2 / cores, 2) and summary["benchmark"] == "packing_quick"
 
 
 def test_search_efficiency(home: str) -> None:

@@ -205,7 +205,7 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
         pipeline = pipeline_of(req, space)
         base = {"pipeline": pipeline, "dataset": dataset, "task": req.task, "epochs": req.epochs, "seed": req.seed,
                 "device": req.device, "threads": threads, "skip_bad": req.skip_bad, "eval_dataset": req.eval_dataset,
-                **space.fixed}
+                **packing_bound(req.gpus_per_trial), **space.fixed}
         if req.data_options:
             base["data_options"] = dataset_options_json(dataset, list(req.data_options))
         for endpoint in space.endpoints():
@@ -218,6 +218,12 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
                                 f"'{req.metric}'")
         plans.append(StudyPlan(dataset, space, base, objectives, protocol.cells() if protocol else []))
     return plans
+
+
+def packing_bound(gpus_per_trial: float) -> dict[str, float]:
+    """Trials packed on a GPU (a share below 1) each get that share of its memory as a hard bound, so one
+    trial's peak cannot push the others out of memory; `-p gpu_memory_fraction=F` sets another."""
+    return {"gpu_memory_fraction": gpus_per_trial} if 0 < gpus_per_trial < 1 else {}
 
 
 def check_batch_fits(space: SearchSpace, base: dict[str, Any], workers: int) -> None:

@@ -33,6 +33,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def trial_device(cfg: TrialConfig) -> torch.device:
+    """The trial's device, with its process-wide settings applied: torch threads, and on a GPU the memory bound
+    that lets packed trials (`--gpus-per-trial 0.25`) share it: past its fraction, an allocation raises CUDA's
+    out-of-memory error in this trial instead of starving the trials beside it."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.gpu_memory_fraction and device.type == "cuda":
+        torch.cuda.set_per_process_memory_fraction(cfg.gpu_memory_fraction, device)
+    return device
+
+
 def seeded_generator(device: torch.device, *parts: int) -> torch.Generator:
     """A generator on `device` seeded from integers, so each (seed, epoch, rank) stream is reproducible."""
     seed = 0
@@ -201,9 +213,7 @@ def build_auxiliary(cfg: TrialConfig, data: TaskData, device: torch.device) -> A
 
 def build_trial(cfg: TrialConfig) -> Trial:
     """Data, degradation, models, strategy and optimisers for `cfg` (deterministic by cfg.seed)."""
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    device = trial_device(cfg)
     strategy = cfg.build_strategy()
     degradation = parse_degradation(cfg.degradation)
     data = build_data(cfg).to(device)

@@ -86,6 +86,7 @@ class TrialConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch threads in this trial; 0 leaves torch's default
+    gpu_memory_fraction: float = 0.0  # bound on this process's share of its GPU's memory (packing); 0: none
     precision: str = "auto"  # forward passes: auto (bf16 autocast on a CUDA GPU, fp32 on the CPU), fp32 or bf16
     memory_format: str = "auto"  # auto (channels_last on a CUDA GPU), contiguous or channels_last
     compile: str = "off"  # torch.compile the models' forward passes: off, inductor or aot_eager
@@ -119,6 +120,8 @@ class TrialConfig:
         for name in ("lam", "lam_aux"):
             if not (getattr(self, name) > 0 and getattr(self, name) < float("inf")):
                 raise GradpromError(f"{name} (λ) must be a finite number > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.gpu_memory_fraction <= 1.0:
+            raise GradpromError(f"gpu_memory_fraction must lie in [0, 1] (0: no bound), got {self.gpu_memory_fraction}")
         if not -1.0 <= self.threshold <= 1.0:
             raise GradpromError(f"threshold (τ) must lie in [-1, 1], got {self.threshold}")
         for name in ("lr", "lr_recognizer"):

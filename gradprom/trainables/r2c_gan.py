@@ -46,8 +46,8 @@ from gradprom.trainables.build import (
     build_data,
     dataset_options,
     read_samples,
-    resolve_device,
     seeded_generator,
+    trial_device,
 )
 from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
 from gradprom.trainables.config import TrialConfig
@@ -94,9 +94,7 @@ def build_gan(cfg: TrialConfig) -> tuple[Gan, TaskData]:
     """Data, models, optimisers and pools for `cfg` (deterministic by cfg.seed), and the dataset they came from."""
     if ddp.world()[1] > 1:
         raise GradpromError("r2c_gan trains in one process; use --workers-per-trial 1")
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    device = trial_device(cfg)
     task_data = build_data(cfg).to(device)
     data = gan_data(cfg, task_data)
     steps = len(data.poor) // cfg.batch_size
