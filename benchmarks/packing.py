@@ -62,11 +62,13 @@ def main() -> None:
     n = args.trials or (4 if args.quick else 8)
     if n < 1 or not levels or min(levels) < 1:
         parser.error("--trials and every level of --levels must be at least 1")
-    import torch
+    from gradprom.errors import GradpromError
+    from gradprom.trainables.build import resolve_device
 
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA GPU is visible here")
+    try:
+        device = resolve_device(args.device).type
+    except GradpromError as exc:
+        parser.error(str(exc))
     cores = os.cpu_count() or 1
     settings = QUICK if args.quick else FULL
     rows = {}

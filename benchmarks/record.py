@@ -47,18 +47,24 @@ def emit(row: dict) -> None:
     print(json.dumps(_plain(row), allow_nan=False), flush=True)
 
 
-def machine() -> str:
-    """'2-core Intel(R) Xeon(R) …, 23 GiB' — the machine a figure was measured on."""
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """'Intel(R) Xeon(R) Processor': /proc/cpuinfo's model name, else what `platform` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """'2-core Intel(R) Xeon(R) …, 23 GiB' — the machine a figure was measured on."""
+    try:
         mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024**2
     except OSError:
         mem = 0.0
-    found = f"{os.cpu_count()}-core {cpu}, {mem:.0f} GiB"
+    found = f"{os.cpu_count()}-core {cpu_model()}, {mem:.0f} GiB"
     try:
         import torch
 

@@ -4,7 +4,8 @@ Run once before a change to the training step that must not change any figure (i
 fa9cc9a, before the strategies took over their gradient paths); the test then holds every later version
 to those figures bit for bit. Float results depend on the CPU's kernels (MKL and oneDNN pick AVX2 or
 AVX-512 code), so the file holds one set per machine fingerprint; `python tests/make_trial_pins.py`, run
-from a checkout of the reference commit, adds or replaces this machine's set.
+from a checkout of the reference commit (with today's `tests/make_trial_pins.py` and `benchmarks/record.py`
+copied in), adds or replaces this machine's set.
 """
 
 from __future__ import annotations
@@ -55,16 +56,11 @@ def figures(report: dict) -> dict:
 
 def fingerprint() -> str:
     """What the figures depend on besides the code: the CPU model, the kernels' ISA, the torch version."""
-    import platform
-
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{cpu} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__}"
+    from benchmarks.record import cpu_model
+
+    return f"{cpu_model()} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__}"
 
 
 def run_case(settings: dict, cache_dir: str) -> list[dict]:
@@ -77,6 +73,8 @@ def run_case(settings: dict, cache_dir: str) -> list[dict]:
 
 if __name__ == "__main__":
     import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
 
     with tempfile.TemporaryDirectory() as cache:
         pins = {name: run_case(settings, cache) for name, settings in CASES.items()}

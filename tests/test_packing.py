@@ -45,7 +45,11 @@ def test_a_fraction_outside_0_1_is_refused(fraction: float) -> None:
 
 
 def test_on_the_cpu_the_bound_changes_nothing() -> None:
-    assert trial_device(TrialConfig.from_dict({**TINY, "gpu_memory_fraction": 0.25})).type == "cpu"
+    before = torch.get_num_threads()  # trial_device sets TINY's one thread for the whole process
+    try:
+        assert trial_device(TrialConfig.from_dict({**TINY, "gpu_memory_fraction": 0.25})).type == "cpu"
+    finally:
+        torch.set_num_threads(before)
 
 
 def allocate_past_the_bound(fraction: float) -> tuple[bool, bool]:
