@@ -14,6 +14,7 @@ from gradprom.datasets import (
     dataset_info,
     dataset_names,
     get_dataset,
+    orientation_free,
     register_dataset,
 )
 from gradprom.errors import GradpromError
@@ -191,12 +192,18 @@ def test_names_info_and_registering_a_dataset() -> None:
         split = Split(torch.zeros(n, 1, image_size, image_size), torch.zeros(n, dtype=torch.int64))
         return TaskData("_test_tiny", task, 2, 1, image_size, ["a", "b"], split, split, split)
 
+    register_dataset("_test_turnable", tiny, tasks=("classification",), dihedral_invariant=True, help="turnable")
     try:
+        # orientation matters unless a dataset says otherwise; synthetic's findings are arrangements of spots
+        assert orientation_free("synthetic") and orientation_free("_test_turnable")
+        assert not orientation_free("_test_tiny") and not orientation_free("camus")
+        assert not orientation_free("no_such_dataset")
         assert len(get_dataset("_test_tiny", image_size=16, n=3).train) == 3
         with pytest.raises(GradpromError, match="supported tasks: classification$"):
             get_dataset("_test_tiny", task="segmentation")
         with pytest.raises(GradpromError, match="already registered"):
             register_dataset("_test_tiny", tiny)
     finally:  # keep the global registry as other tests expect it
-        DATASETS._entries.pop("_test_tiny", None)
-        DATASETS._meta.pop("_test_tiny", None)
+        for name in ("_test_tiny", "_test_turnable"):
+            DATASETS._entries.pop(name, None)
+            DATASETS._meta.pop(name, None)

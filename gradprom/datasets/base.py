@@ -165,6 +165,12 @@ def dataset_names() -> list[str]:
     return DATASETS.names()
 
 
+def orientation_free(name: str) -> bool:
+    """Whether dataset `name` was registered with `dihedral_invariant=True`: its labels (and masks, turned with the
+    image) do not depend on orientation, so a recognizer may be shown its images rotated and mirrored."""
+    return name in DATASETS and bool(DATASETS.meta(name).get("dihedral_invariant", False))
+
+
 def dataset_info(name: str) -> dict[str, Any]:
     """What `gradprom datasets` lists for one dataset: its tasks, help text and options with defaults."""
     meta = DATASETS.meta(name)

@@ -246,6 +246,7 @@ def generate(n: int, image_size: int, rng: np.random.Generator) -> tuple[np.ndar
 @register_dataset(
     "synthetic",
     tasks=("classification", "segmentation"),
+    dihedral_invariant=True,  # a finding is an arrangement of spots and curves, whichever way the image is turned
     help="procedural organ images; class/mask decided by how 1-2 px spots and curves are arranged (no download)",
 )
 def synthetic(

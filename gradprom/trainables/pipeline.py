@@ -12,12 +12,17 @@ reports `psnr`, `ssim` and `task_metric` (what the task metric is, it says in `m
 
 from __future__ import annotations
 
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gradprom import SCHEMA_VERSION
 from gradprom.errors import GradpromError
 from gradprom.registry import Registry
+from gradprom.trainables import distributed as ddp
+from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
 from gradprom.trainables.config import TrialConfig
 
 #: report(metrics, checkpoint_dir or None): called once per epoch on every worker
@@ -61,6 +66,45 @@ def pipeline_info(name: str) -> dict[str, Any]:
 
 def config_of(config: TrialConfig | dict[str, Any]) -> TrialConfig:
     return config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+
+
+def run_epochs(cfg: TrialConfig, report: Reporter | None, resume_from: str | Path | None, *,
+               restore: Callable[[dict[str, Any]], int], constants: Callable[[], dict[str, Any]],
+               train_epoch: Callable[[int], dict[str, Any]], evaluate: Callable[[int], dict[str, Any]],
+               state: Callable[[int, dict[str, Any]], dict[str, Any]], task_metric: str) -> dict[str, Any]:
+    """Every pipeline's epoch loop: resume, train, evaluate, checkpoint and report once per epoch, so resuming,
+    timing and reporting mean the same in every pipeline. Returns the last report.
+
+    `restore(checkpoint)` loads a checkpoint into the trial and returns its epoch; `constants()` the columns every
+    report carries (provenance, reference levels), computed once after resuming; `train_epoch(epoch)` and
+    `evaluate(epoch)` (validation figures; at the last epoch also `test_*`) the epoch's figures; `state(epoch,
+    metrics)` what its checkpoint holds; `task_metric` the column `task_metric` copies. A trial that had finished
+    when its process died reports its last epoch again, unchanged. Only rank 0 writes checkpoints.
+    """
+    restored = load_checkpoint(resume_from) if resume_from else None
+    first_epoch = restore(restored) + 1 if restored else 1
+    if restored and first_epoch > cfg.epochs and restored.get("metrics"):
+        if report is not None:
+            report(dict(restored["metrics"]), None)
+        return dict(restored["metrics"])
+    fixed = constants()
+    rank, _ = ddp.world()
+    started, last = time.perf_counter(), {}
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        metrics: dict[str, Any] = {"epoch": epoch, "schema_version": SCHEMA_VERSION, "resumed_from": first_epoch - 1,
+                                   **fixed}
+        metrics.update(train_epoch(epoch))
+        tic = time.perf_counter()
+        metrics.update(evaluate(epoch))
+        metrics["time_eval_s"] = time.perf_counter() - tic
+        metrics["wall_s"] = time.perf_counter() - started
+        metrics["task_metric"] = metrics[task_metric]
+        with tempfile.TemporaryDirectory(prefix="gradprom-ckpt-") as tmp:
+            checkpoint_dir = str(save_checkpoint(tmp, state(epoch, metrics)).parent) if rank == 0 else None
+            if report is not None:
+                report(metrics, checkpoint_dir)
+        last = metrics
+    return last
 
 
 def train_trial(config: TrialConfig | dict[str, Any], report: Reporter | None = None,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gradprom import SCHEMA_VERSION
 from gradprom.datasets import TaskData, split_sizes
 from gradprom.datasets.unpaired import UnpairedData
 from gradprom.errors import GradpromError, NonFiniteLossError
@@ -49,9 +47,8 @@ from gradprom.trainables.build import (
     seeded_generator,
     trial_device,
 )
-from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
 from gradprom.trainables.config import TrialConfig
-from gradprom.trainables.pipeline import Reporter, config_of, register_pipeline
+from gradprom.trainables.pipeline import Reporter, config_of, register_pipeline, run_epochs
 from gradprom.trainables.provenance import provenance
 from gradprom.trainables.r2c_data import EvalSet, FakePool, GanData, gan_data, pool_sizes, to_signed, to_unit
 
@@ -240,33 +237,19 @@ def train(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
     the last report also carries `test_*`. Returns that last report."""
     cfg = config_of(config)
     t, task_data = build_gan(cfg)
-    restored = load_checkpoint(resume_from) if resume_from else None
-    first_epoch = restore_gan(t, restored) + 1 if restored else 1
-    if restored and first_epoch > cfg.epochs and restored.get("metrics"):
-        if report is not None:  # it had finished: its last report again, unchanged
-            report(dict(restored["metrics"]), None)
-        return dict(restored["metrics"])
     k = task_data.num_classes
-    origin = provenance(task_data, t.device)
-    started, last = time.perf_counter(), {}
-    for epoch in range(first_epoch, cfg.epochs + 1):
-        metrics: dict[str, Any] = {"epoch": epoch, "schema_version": SCHEMA_VERSION, "resumed_from": first_epoch - 1,
-                                   "n_skipped": len(task_data.skipped), **origin}
-        metrics.update(train_epoch(t, epoch))
-        tic = time.perf_counter()
-        metrics.update(evaluate(t, t.data.val, k))
+
+    def scores(epoch: int) -> dict[str, Any]:
+        metrics = evaluate(t, t.data.val, k)
         if epoch == cfg.epochs:
             metrics.update({f"test_{m}": v for m, v in evaluate(t, t.data.test, k).items()})
             metrics["test_task_metric"] = metrics["test_f1"]
-        metrics["time_eval_s"] = time.perf_counter() - tic
-        metrics["wall_s"] = time.perf_counter() - started
-        metrics["task_metric"] = metrics["f1"]
-        with tempfile.TemporaryDirectory(prefix="gradprom-ckpt-") as tmp:
-            checkpoint_dir = str(save_checkpoint(tmp, gan_state(t, epoch, metrics)).parent)
-            if report is not None:
-                report(metrics, checkpoint_dir)
-        last = metrics
-    return last
+        return metrics
+
+    return run_epochs(cfg, report, resume_from, restore=lambda state: restore_gan(t, state),
+                      constants=lambda: {"n_skipped": len(task_data.skipped), **provenance(task_data, t.device)},
+                      train_epoch=lambda epoch: train_epoch(t, epoch), evaluate=scores,
+                      state=lambda epoch, metrics: gan_state(t, epoch, metrics), task_metric="f1")
 
 
 @torch.no_grad()

@@ -7,21 +7,16 @@ without Ray) and Ray only glues it in (`gradprom.trainables.ray_trial`). Under t
 
 from __future__ import annotations
 
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from gradprom import SCHEMA_VERSION
 from gradprom.metrics import task_metric_name
-from gradprom.trainables import distributed as ddp
 from gradprom.trainables.build import build_trial, preflight
-from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.epoch import train_epoch
 from gradprom.trainables.evaluate import evaluate, evaluate_elsewhere, reference_baselines
 from gradprom.trainables.inspect import load_trained
-from gradprom.trainables.pipeline import Reporter, config_of, register_pipeline
+from gradprom.trainables.pipeline import Reporter, config_of, register_pipeline, run_epochs
 from gradprom.trainables.provenance import provenance
 from gradprom.trainables.state import restore_state, trial_state
 
@@ -36,41 +31,26 @@ def train(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
     """
     cfg = config_of(config)
     t = build_trial(cfg)
-    rank, _ = ddp.world()
-    restored = load_checkpoint(resume_from) if resume_from else None
-    first_epoch = restore_state(t, restored) + 1 if restored else 1
-    if restored and first_epoch > cfg.epochs and restored.get("metrics"):
-        # the trial had finished when its process died: report its last epoch again, unchanged
-        if report is not None:
-            report(dict(restored["metrics"]), None)
-        return dict(restored["metrics"])
-    metric = task_metric_name(cfg.task)
-    last: dict[str, Any] = {}
-    started = time.perf_counter()
-    levels = reference_baselines(t, t.val_inputs, "val")  # the reference on clean and degraded images: constants
-    origin = provenance(t.data, t.device)  # versions, commit, device, data fingerprint: on every report
-    for epoch in range(first_epoch, cfg.epochs + 1):
-        metrics: dict[str, Any] = {"epoch": epoch, "schema_version": SCHEMA_VERSION, "n_skipped": len(t.data.skipped),
-                                   "resumed_from": first_epoch - 1, **t.fast.describe(), **origin}
-        metrics.update(train_epoch(t, epoch))
-        tic = time.perf_counter()
-        metrics.update(evaluate(t, t.val_inputs, "val"))
-        metrics.update(levels)
+    levels: dict[str, Any] = {}  # the reference on clean and degraded val images: constants, measured once
+
+    def constants() -> dict[str, Any]:
+        levels.update(reference_baselines(t, t.val_inputs, "val"))
+        # versions, commit, device, data fingerprint: on every report
+        return {"n_skipped": len(t.data.skipped), **t.fast.describe(), **provenance(t.data, t.device)}
+
+    def scores(epoch: int) -> dict[str, Any]:
+        metrics = {**evaluate(t, t.val_inputs, "val"), **levels}
         if epoch == cfg.epochs:
             test = {**evaluate(t, t.test_inputs, "test"), **reference_baselines(t, t.test_inputs, "test")}
             metrics.update({f"test_{k}": v for k, v in test.items()})
             if t.eval_data is not None:
                 metrics.update(evaluate_elsewhere(t))
-        metrics["time_eval_s"] = time.perf_counter() - tic
-        metrics["wall_s"] = time.perf_counter() - started
-        metrics["task_metric"] = metrics[metric]
-        with tempfile.TemporaryDirectory(prefix="gradprom-ckpt-") as tmp:
-            checkpoint_dir = str(save_checkpoint(tmp, trial_state(t, epoch, metrics)).parent) if rank == 0 else None
-            if report is not None:
-                report(metrics, checkpoint_dir)
-        last = metrics
-    return last
+        return metrics
 
+    return run_epochs(cfg, report, resume_from, restore=lambda state: restore_state(t, state), constants=constants,
+                      train_epoch=lambda epoch: train_epoch(t, epoch), evaluate=scores,
+                      state=lambda epoch, metrics: trial_state(t, epoch, metrics),
+                      task_metric=task_metric_name(cfg.task))
 
 
 register_pipeline(
