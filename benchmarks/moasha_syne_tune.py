@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout
-from benchmarks.search_efficiency import REF, SMALL  # noqa: E402
+from benchmarks.search_efficiency import REF, SIZES  # noqa: E402
 
 
 class Stopped(Exception):
@@ -41,13 +41,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grace-period", type=int, default=1)
+    parser.add_argument("--size", default=json.dumps(SIZES["full"]), help="the trials' sizes, a JSON object")
     parser.add_argument("--cache", required=True, help="gradprom's recognizer cache (shared with the other runs)")
     args = parser.parse_args()
     np.random.seed(args.seed)  # MOASHA's bracket choice draws from numpy's global generator
     space = {"lam": loguniform(1e-3, 10.0), "threshold": uniform(-1.0, 1.0)}  # the lambda_threshold space
     scheduler = MOASHA(space, metrics=["psnr", "task_metric"], do_minimize=False, time_attr="epoch",
-                       max_t=args.epochs, grace_period=1, reduction_factor=2, random_seed=args.seed)
-    base = {**SMALL, "strategy": "threshold", "epochs": args.epochs, "device": "cpu", "seed": args.seed,
+                       max_t=args.epochs, grace_period=args.grace_period, reduction_factor=2, random_seed=args.seed)
+    base = {**json.loads(args.size), "strategy": "threshold", "epochs": args.epochs, "device": "cpu", "seed": args.seed,
             "cache_dir": args.cache}
     start, epochs, points, curve = time.perf_counter(), 0, [], []
     for i in range(args.trials):

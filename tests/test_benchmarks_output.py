@@ -26,7 +26,7 @@ QUICKEST = {
     "throughput.py": ["--quick", "--n-train", "32", "--epochs", "1"],
     "orchestration_overhead.py": ["--quick", "--trials", "2", "--epochs", "1"],
     "packing.py": ["--quick", "--trials", "2", "--levels", "1,2", "--device", "cpu"],
-    "search_efficiency.py": ["--quick", "--trials", "2", "--epochs", "2"],
+    "search_efficiency.py": ["--quick", "--trials", "3", "--epochs", "2"],
     "main_job.py": ["--trials", "1", "--epochs", "1", *(a for p in (
         "image_size=16", "n_train=32", "n_val=16", "n_test=16", "enhancer_blocks=1", "enhancer_channels=8",
         "recognizer_width=4", "batch_size=16") for a in ("-p", p))],
@@ -143,7 +143,24 @@ def test_search_efficiency(home: str) -> None:
     assert [(r["sampler"], r["scheduler"]) for r in runs] == [("random", "fifo"), ("tpe", "pareto-asha")]
     for r in runs:
         worth = [w for w, _, _ in r["curve"]]
-        assert len(r["curve"]) == 2 and worth == sorted(worth) and r["worth"] == worth[-1] <= 2
+        assert len(r["curve"]) == 3 and worth == sorted(worth) and r["worth"] == worth[-1] <= 3
         assert r["hypervolume"] == r["curve"][-1][2] >= 0
     assert summary["random_final_hv"] == runs[0]["hypervolume"]
     assert summary["tpe_pareto_asha_hv_median"] == runs[1]["hypervolume"]
+    # the fifo search's rung fidelity (one rung below the 2-epoch budget), and the summary's median of one seed
+    ranks = runs[0]["rank_to_final"]
+    assert set(ranks) == {"psnr", "task_metric"} and all(len(v) == 1 for v in ranks.values())
+    assert all(rho is None or -1 <= rho <= 1 for v in ranks.values() for rho in v)  # None: a constant column
+    assert summary["random_fifo_rank_to_final_psnr"] == ranks["psnr"]
+    assert "rank_to_final" not in runs[1]  # pareto-asha's stopped trials have no final figures to rank
+    assert summary["image_size"] == 16 and summary["grace_period"] == 1  # --quick's tiny trials, the default grace
+    # per seed: the first point of TPE + pareto-asha's curve at random's (same seed's) final level, read off the
+    # printed curves (rounded to 4 decimals, hence the tolerance)
+    level, curve = runs[0]["hypervolume"], runs[1]["curve"]
+    [reached] = summary["tpe_pareto_asha_worth_to_same_seed_random"]
+    if reached is None:
+        assert all(hv < level + 1e-4 for _, _, hv in curve)
+    else:
+        at = [w for w, _, _ in curve].index(reached)
+        assert curve[at][2] >= level - 1e-4 and all(hv < level + 1e-4 for _, _, hv in curve[:at])
+    assert summary["target_16_met_per_seed"] == (reached is not None and reached <= 16)
