@@ -107,6 +107,17 @@ def worth_to_reach(points: list[tuple[float, float, float]], level: float) -> fl
     return next((w for w, _, hv in points if hv >= level - 1e-12), None)
 
 
+def worths(runs: list[list[tuple[float, float, float]]], levels: list[float]) -> list[float | None]:
+    """Per run, the trials' worth at which it first reaches its level (rounded; None: never)."""
+    reached = (worth_to_reach(r, level) for r, level in zip(runs, levels, strict=True))
+    return [None if w is None else round(w, 2) for w in reached]
+
+
+def within_16(reached: list[float | None]) -> bool:
+    """The target: every run reached its level within 16 trials' worth."""
+    return all(w is not None and w <= 16 for w in reached)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="6 tiny trials, random/fifo vs tpe/pareto-asha, 1 seed")
@@ -127,7 +138,7 @@ def main() -> None:
         ",".join(f"{s}:{x}" for s in ("random", "tpe", "nsga2") for x in ("fifo", "pareto-asha"))
     configs = [tuple(c.split(":")) for c in (args.configs or default).split(",")]
     curves: dict[tuple[str, str], list[list[tuple[float, float, float]]]] = {c: [] for c in configs}
-    ranks: dict[str, list[dict[str, list[float]]]] = {}  # sampler -> its fifo searches' rank_to_final, per seed
+    random_ranks: list[dict[str, list[float | None]]] = []  # random/fifo's rank_to_final, per seed
     size = SIZES["quick" if args.quick else "full"]
     params = [a for k, v in size.items() for a in ("-p", f"{k}={v}")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,8 +158,8 @@ def main() -> None:
                 points = curve(Path(tmp) / name)
                 fidelity = rank_to_final(Path(tmp) / name) if scheduler == "fifo" and trials_n > 2 else {}
                 curves[sampler, scheduler].append(points)
-                if fidelity:
-                    ranks.setdefault(sampler, []).append(fidelity)
+                if fidelity and sampler == "random":
+                    random_ranks.append(fidelity)
                 emit({"run": name, "sampler": sampler, "scheduler": scheduler, "seed": seed, "trials": trials_n,
                       "wall_s": round(time.perf_counter() - started, 1), "worth": round(points[-1][0], 2),
                       "hypervolume": round(points[-1][2], 4),
@@ -175,30 +186,23 @@ def main() -> None:
         result[f"{key}_hv_median"] = round(statistics.median(finals), 4)
         result[f"{key}_hv_range"] = [round(min(finals), 4), round(max(finals), 4)]
         result[f"{key}_worth_median"] = round(statistics.median(r[-1][0] for r in runs), 2)
-    for metric in ("psnr", "task_metric"):  # how well each rung predicts the final ranking, median over seeds
-        if ranks.get("random"):
-            result[f"random_fifo_rank_to_final_{metric}"] = [
-                round(statistics.median(known), 3) if (known := [v for v in column if v is not None]) else None
-                for column in zip(*(r[metric] for r in ranks["random"]), strict=True)]
+    for metric in ("psnr", "task_metric") if random_ranks else ():  # each rung's fidelity, median over seeds
+        result[f"random_fifo_rank_to_final_{metric}"] = [
+            round(statistics.median(known), 3) if (known := [v for v in column if v is not None]) else None
+            for column in zip(*(r[metric] for r in random_ranks), strict=True)]
     if ("random", "fifo") in curves and ("tpe", "pareto-asha") in curves:
-        level = statistics.median(r[-1][2] for r in curves["random", "fifo"])
-        reach = [worth_to_reach(r, level) for r in curves["tpe", "pareto-asha"]]
+        finals = [r[-1][2] for r in curves["random", "fifo"]]  # random search's 64-trial hypervolume, per seed
+        level = statistics.median(finals)
         result["random_final_hv"] = round(level, 4)
-        result["tpe_pareto_asha_worth_to_random_final"] = [None if w is None else round(w, 2) for w in reach]
-        result["target_16_met"] = all(w is not None and w <= 16 for w in reach)
-        # per seed: against random search on the same seed (the same training data and initial weights)
-        pairs = zip(curves["tpe", "pareto-asha"], curves["random", "fifo"], strict=True)
-        same = [worth_to_reach(r, base[-1][2]) for r, base in pairs]
-        result["tpe_pareto_asha_worth_to_same_seed_random"] = [None if w is None else round(w, 2) for w in same]
-        result["target_16_met_per_seed"] = all(w is not None and w <= 16 for w in same)
-        if ("random", "syne-tune-moasha") in curves:
-            moasha = curves["random", "syne-tune-moasha"]
-            result["syne_tune_moasha_worth_to_random_final"] = [
-                None if w is None else round(w, 2) for w in (worth_to_reach(r, level) for r in moasha)]
-            result["syne_tune_moasha_worth_to_same_seed_random"] = [
-                None if w is None else round(w, 2)
-                for w in (worth_to_reach(r, base[-1][2]) for r, base in zip(moasha, curves["random", "fifo"],
-                                                                             strict=True))]
+        for key, runs in (("tpe_pareto_asha", curves["tpe", "pareto-asha"]),
+                          ("syne_tune_moasha", curves.get(("random", "syne-tune-moasha")))):
+            if runs:
+                # against the median over seeds, and against random search on the same seed (the same training
+                # data and initial weights)
+                result[f"{key}_worth_to_random_final"] = worths(runs, [level] * len(runs))
+                result[f"{key}_worth_to_same_seed_random"] = worths(runs, finals)
+        result["target_16_met"] = within_16(result["tpe_pareto_asha_worth_to_random_final"])
+        result["target_16_met_per_seed"] = within_16(result["tpe_pareto_asha_worth_to_same_seed_random"])
     record("search_efficiency_quick" if args.quick else "search_efficiency", result, args)
 
 

@@ -31,15 +31,14 @@ def train(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
     """
     cfg = config_of(config)
     t = build_trial(cfg)
-    levels: dict[str, Any] = {}  # the reference on clean and degraded val images: constants, measured once
 
     def constants() -> dict[str, Any]:
-        levels.update(reference_baselines(t, t.val_inputs, "val"))
-        # versions, commit, device, data fingerprint: on every report
-        return {"n_skipped": len(t.data.skipped), **t.fast.describe(), **provenance(t.data, t.device)}
+        # the reference on clean and degraded val images; versions, commit, device, data fingerprint
+        return {"n_skipped": len(t.data.skipped), **t.fast.describe(), **provenance(t.data, t.device),
+                **reference_baselines(t, t.val_inputs, "val")}
 
     def scores(epoch: int) -> dict[str, Any]:
-        metrics = {**evaluate(t, t.val_inputs, "val"), **levels}
+        metrics = evaluate(t, t.val_inputs, "val")
         if epoch == cfg.epochs:
             test = {**evaluate(t, t.test_inputs, "test"), **reference_baselines(t, t.test_inputs, "test")}
             metrics.update({f"test_{k}": v for k, v in test.items()})
