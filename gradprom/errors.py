@@ -23,7 +23,8 @@ class DataMissing(GradpromError):
 
 
 class SearchInterrupted(GradpromError):
-    """The search was stopped (Ctrl-C) before every trial ended; what finished is saved."""
+    """The search was stopped (Ctrl-C, exit code 130; SIGTERM, 143) before every trial ended; what finished is
+    saved."""
 
     exit_code = 130
 
@@ -39,9 +40,26 @@ class NonFiniteLossError(RuntimeError):
     """A training loss or gradient turned NaN/inf; the trial fails, the search goes on."""
 
 
-def unknown_name(kind: str, name: str, valid: Iterable[str]) -> GradpromError:
-    """Error for an unknown registry name, with a did-you-mean and the valid choices."""
+def unknown_name(kind: str, name: str, valid: Iterable[str], option: str = "") -> GradpromError:
+    """Error for an unknown registry name, with a did-you-mean and the valid choices (`option`, where given, names
+    the flag that took it)."""
     valid = sorted(valid)
+    where = f"{option}: " if option else ""
+    if not valid:
+        return GradpromError(f"{where}unknown {kind} '{name}': there are no {plural(kind)} to choose from here")
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    return GradpromError(f"unknown {kind} '{name}'.{hint} Valid {kind}s: {', '.join(valid)}")
+    return GradpromError(f"{where}unknown {kind} '{name}'.{hint} Valid {plural(kind)}: {', '.join(valid)}")
+
+
+def plural(kind: str) -> str:
+    """'strategy' → 'strategies', 'key of protocol x' → 'keys of protocol x': the head noun made plural."""
+    cut = min((i for i in (kind.find(" of "), kind.find(" in "), kind.find(" (")) if i >= 0), default=len(kind))
+    head, rest = kind[:cut], kind[cut:]
+    if head.endswith("y") and head[-2:-1] not in tuple("aeiou"):
+        head = head[:-1] + "ies"
+    elif head.endswith(("s", "x", "ch", "sh")):
+        head += "es"
+    else:
+        head += "s"
+    return head + rest

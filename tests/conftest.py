@@ -1,7 +1,11 @@
-"""Shared fixtures: tiny trial settings and an isolated cache, so tests stay fast and independent."""
+"""Shared fixtures: tiny trial settings, an isolated cache, the CLI in this process or in a child, and one local
+Ray runtime shared by the in-process searches, so tests stay fast and independent."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import multiprocessing
 import os
 import queue
@@ -10,13 +14,15 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ["COLUMNS"] = "120"  # Rich's width for the CLI's console, in this process as in the children
 
 #: a trial small enough for a 2-core CPU in about a second per epoch
 TINY = {
@@ -35,6 +41,71 @@ def gradprom(*args: str, cache: str, timeout: int = 400, **env_vars: str) -> sub
     env = {**os.environ, "GRADPROM_CACHE": cache, "COLUMNS": "120", **env_vars}
     return subprocess.run([sys.executable, "-m", "gradprom.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+@dataclass
+class Ran:
+    """What a CLI run left: its exit code and what it printed (as subprocess.CompletedProcess names them)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str, cache: str, width: int = 120) -> Ran:
+    """The real CLI in this process (`gradprom.cli.main(ARGS)`, exactly what `gradprom ARGS` runs after Python has
+    started), output captured, `width` columns wide. A search in here runs on the session's local Ray runtime
+    (`ray_session`), whose trial processes read the recognizer cache `cache`, which must be the session's
+    `shared_cache`."""
+    import torch
+
+    from gradprom.cli import main
+    from gradprom.cli.options import console
+
+    out, err = io.StringIO(), io.StringIO()
+    previous, threads = os.environ.get("GRADPROM_CACHE"), torch.get_num_threads()
+    os.environ["GRADPROM_CACHE"] = cache
+    console.width = width
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:  # what a command sets for its own process (`rerun` and `train` pin torch's threads) is put back
+        console.width = 120
+        torch.set_num_threads(threads)
+        if previous is None:
+            os.environ.pop("GRADPROM_CACHE", None)
+        else:
+            os.environ["GRADPROM_CACHE"] = previous
+    return Ran(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture()
+def ray_session(shared_cache: str, request: pytest.FixtureRequest) -> Iterator[None]:
+    """One local Ray runtime (2 CPUs, dashboard off) in this process, started by the first test that needs it and
+    shared by every later in-process search (`cli`): a search reuses a runtime its caller started, so each one
+    saves Python's and Ray's start and Ray's shutdown. Its trial processes use the session's recognizer cache.
+    Tests that need no Ray in this process use `no_ray_session` (it stops the runtime; the next user starts it)."""
+    shared_ray(shared_cache, request)
+    yield
+
+
+def shared_ray(cache: str, request: pytest.FixtureRequest) -> None:
+    """Start the shared local Ray runtime unless it runs (for fixtures of any scope); it stops with the session."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                 runtime_env={"env_vars": {"GRADPROM_CACHE": cache}})
+        request.session.config.add_cleanup(ray.shutdown)
+
+
+@pytest.fixture()
+def no_ray_session() -> None:
+    """No Ray runtime in this process (stops the shared one, if a test before started it)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 @pytest.fixture()

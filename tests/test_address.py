@@ -19,8 +19,9 @@ LOOPBACK = ("127.0.0.1", "127.000.000.001", "::1")
 
 
 @pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Name lookups and connections of this process may only go to loopback."""
+def loopback_only(monkeypatch: pytest.MonkeyPatch, no_ray_session: None) -> None:
+    """Name lookups and connections of this process may only go to loopback (and no Ray runtime of an earlier
+    test is up in it: a search reuses one its caller started, and these must reach for the address)."""
     lookup, connect = socket.getaddrinfo, socket.socket.connect
 
     def guarded_lookup(host: object, *args: object, **kwargs: object) -> object:

@@ -1,7 +1,7 @@
 """Nothing lost: real processes killed with real signals (SIGKILL), then resumed or retried.
 
 Each test kills only processes it started, by process id: the driver it launched and that driver's
-descendants (Ray's processes), found through /proc before the kill.
+descendants (Ray's processes), found through /proc before the kill, or the trial process of a search it runs.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 
 from gradprom.errors import GradpromError
 from gradprom.orchestrator.results import read_rows
-from tests.test_search_e2e import TINY_PARAMS, gradprom
+from tests.conftest import TINY_PARAMS, Ran, cli
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,7 @@ def finished_rows(path: Path) -> list[dict]:
         return []
 
 
-def test_driver_killed_outright_then_resumed(tmp_path: Path, shared_cache: str) -> None:
+def test_driver_killed_outright_then_resumed(tmp_path: Path, shared_cache: str, ray_session: None) -> None:
     """SIGKILL the driver after some trials finished: their rows are on disk already; a plain rerun says
     the search died and how to resume; --resume finishes the rest, every trial exactly once, the finished
     ones unchanged."""
@@ -84,11 +85,11 @@ def test_driver_killed_outright_then_resumed(tmp_path: Path, shared_cache: str) 
     before = {r["trial_id"]: r for r in finished_rows(trials)}
     assert len(before) >= 2 and json.loads((tmp_path / "k" / "manifest.json").read_text())["status"] == "running"
 
-    rerun = gradprom(*args, cache=shared_cache)
+    rerun = cli(*args, cache=shared_cache)
     assert rerun.returncode == 2 and "stopped without finishing" in rerun.stderr and "--resume" in rerun.stderr
     assert len(rerun.stderr.strip().splitlines()) == 1
 
-    resumed = gradprom("search", "--out", str(tmp_path), "--name", "k", "--resume", cache=shared_cache)
+    resumed = cli("search", "--out", str(tmp_path), "--name", "k", "--resume", cache=shared_cache)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = {r["trial_id"]: r for r in read_rows(trials)}
     assert len(after) == 6 and all(r["status"] == "completed" for r in after.values())
@@ -100,14 +101,16 @@ def test_driver_killed_outright_then_resumed(tmp_path: Path, shared_cache: str) 
     assert json.loads((tmp_path / "k" / "manifest.json").read_text())["status"] == "finished"
 
 
-def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path: Path, shared_cache: str) -> None:
+def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path: Path, shared_cache: str,
+                                                             ray_session: None) -> None:
     """SIGKILL the process running a trial after its first epoch: Tune retries it (--max-failures 1) from
-    the last checkpoint, so its epochs continue (reported `resumed_from` ≥ 1) instead of restarting."""
+    the last checkpoint, so its epochs continue (reported `resumed_from` ≥ 1) instead of restarting. The search
+    runs in a thread of this process (on the session's Ray), so the trial process is the one it reported."""
     args = ["search", "--trials", "1", "--epochs", "5", "--out", str(tmp_path), "--name", "w", "--device", "cpu",
             "--max-failures", "1", *TINY_PARAMS, "-p", "n_train=256"]
-    env = {**os.environ, "GRADPROM_CACHE": shared_cache, "COLUMNS": "120"}
-    driver = subprocess.Popen([sys.executable, "-m", "gradprom.cli", *args], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    ran: list[Ran] = []
+    search = threading.Thread(target=lambda: ran.append(cli(*args, cache=shared_cache)), daemon=True)
+    search.start()
     runs = tmp_path / "w" / "ray" / "synthetic"
 
     def first_report() -> dict | None:
@@ -117,16 +120,12 @@ def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path: Path, sha
                 return json.loads(lines[0])
         return None
 
-    try:
-        report = wait_for(first_report, 300, "the trial's first epoch")
-        assert report["epoch"] == 1
-        os.kill(int(report["pid"]), signal.SIGKILL)  # the trial's own worker process
-        out, err = driver.communicate(timeout=400)
-    finally:
-        if driver.poll() is None:
-            kill_all(descendants(driver.pid))
-            driver.kill()
-    assert driver.returncode == 0, err[-3000:]
+    report = wait_for(first_report, 300, "the trial's first epoch")
+    assert report["epoch"] == 1
+    os.kill(int(report["pid"]), signal.SIGKILL)  # the trial's own worker process
+    search.join(timeout=400)
+    assert not search.is_alive() and ran, "the search did not end"
+    assert ran[0].returncode == 0, ran[0].stderr[-3000:]
     [trial] = read_rows(tmp_path / "w" / "trials.parquet")
     assert trial["status"] == "completed" and trial["epochs_done"] == 5
     epochs = sorted(read_rows(tmp_path / "w" / "epochs.parquet"), key=lambda e: e["epoch"])

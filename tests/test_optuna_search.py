@@ -39,7 +39,7 @@ def test_samplers_are_seeded() -> None:
     assert draws(3) == draws(3)
     assert draws(3) != draws(4)
     assert isinstance(make_sampler("nsga2", 0, 20), optuna.samplers.NSGAIISampler)
-    with pytest.raises(GradpromError, match="valid samplers"):
+    with pytest.raises(GradpromError, match="Valid samplers"):
         make_sampler("cmaes", 0, 4)
 
 

@@ -10,9 +10,9 @@ import optuna
 import pytest
 
 from gradprom.orchestrator.results import read_rows
-from tests.conftest import TINY_PARAMS, gradprom
+from tests.conftest import TINY_PARAMS, cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
 
 def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -20,7 +20,7 @@ def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 
 def test_pareto_asha_stops_the_trials_its_rung_ranks_low(tmp_path: Path, shared_cache: str) -> None:
-    run = gradprom("search", "--space", "lambda_threshold", "--trials", "6", "--epochs", "2", "--concurrency", "1",
+    run = cli("search", "--space", "lambda_threshold", "--trials", "6", "--epochs", "2", "--concurrency", "1",
                    "--sampler", "random", "--seed", "3", "--scheduler", "pareto-asha", "--grace-period", "1",
                    "--reduction-factor", "2", "--out", str(tmp_path), "--name", "pa", "--device", "cpu",
                    *TINY_PARAMS, cache=shared_cache)
@@ -60,7 +60,7 @@ def test_pareto_asha_stops_the_trials_its_rung_ranks_low(tmp_path: Path, shared_
 
 
 def test_asha_with_two_objectives_warns(tmp_path: Path, shared_cache: str) -> None:
-    run = gradprom("search", "--trials", "1", "--epochs", "1", "--scheduler", "asha", "--out", str(tmp_path),
+    run = cli("search", "--trials", "1", "--epochs", "1", "--scheduler", "asha", "--out", str(tmp_path),
                    "--name", "a", "--device", "cpu", *TINY_PARAMS, cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "stops trials on psnr alone" in run.stdout + run.stderr and "pareto-asha" in run.stdout + run.stderr

@@ -9,14 +9,14 @@ import pytest
 
 from gradprom.orchestrator.results import read_rows
 from gradprom.orchestrator.search import SearchRequest, make_searcher, plan
-from tests.conftest import TINY_PARAMS, gradprom
+from tests.conftest import TINY_PARAMS, cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
 
 def test_quick_protocol_runs_the_grid_and_reads_it_as_evidence(tmp_path: Path, shared_cache: str) -> None:
-    run = gradprom("protocol", "denoise", "--quick", "--out", str(tmp_path), "--name", "q", "--device", "cpu",
-                   cache=shared_cache, timeout=600)
+    run = cli("protocol", "denoise", "--quick", "--out", str(tmp_path), "--name", "q", "--device", "cpu",
+              cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     folder = tmp_path / "q"
     trials = read_rows(folder / "trials.parquet")
@@ -49,9 +49,8 @@ def test_objectives_reach_optuna_and_the_front(tmp_path: Path, shared_cache: str
     searcher = make_searcher(study, request)
     assert (searcher.metric, searcher.mode) == (["psnr", "acc_ref", "step_ms"], ["max", "max", "min"])
 
-    run = gradprom("search", "--trials", "4", "--epochs", "1", "--objectives", "psnr,acc_ref", "--sampler",
-                   "random", "--out", str(tmp_path), "--name", "o", "--device", "cpu", *TINY_PARAMS,
-                   cache=shared_cache)
+    run = cli("search", "--trials", "4", "--epochs", "1", "--objectives", "psnr,acc_ref", "--sampler", "random",
+              "--out", str(tmp_path), "--name", "o", "--device", "cpu", *TINY_PARAMS, cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     trials = [t for t in read_rows(tmp_path / "o" / "trials.parquet") if t["status"] == "completed"]
     expected = {t["trial_id"] for t in trials if not any(
@@ -60,5 +59,5 @@ def test_objectives_reach_optuna_and_the_front(tmp_path: Path, shared_cache: str
     assert {f["trial_id"] for f in read_rows(tmp_path / "o" / "pareto.parquet")} == expected
     assert "psnr vs acc_ref" in run.stdout and "acc_ref ↑" in run.stdout
 
-    bad = gradprom("search", "--objectives", "psnr,acc_rf", "--out", str(tmp_path), cache=shared_cache)
+    bad = cli("search", "--objectives", "psnr,acc_rf", "--out", str(tmp_path), cache=shared_cache)
     assert bad.returncode == 2 and "unknown objective 'acc_rf'. Did you mean 'acc_ref'" in bad.stderr

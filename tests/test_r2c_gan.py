@@ -327,17 +327,14 @@ def test_the_space_and_the_settings() -> None:
             TrialConfig.from_dict(bad)
 
 
-@pytest.mark.slow
-def test_search_runs_r2c_gan_trials_through_the_cli(tmp_path: Path) -> None:
-    from gradprom.orchestrator.results import read_rows
-    from tests.conftest import gradprom
+def test_the_space_picks_the_pipeline_and_a_contrary_flag_is_one_line() -> None:
+    """r2c_weights is r2c_gan's space: a search of it runs r2c_gan without --pipeline (end to end through the CLI in
+    test_pipelines_e2e), with --pipeline r2c_gan alike, and --pipeline task_driven is refused."""
+    from gradprom.orchestrator.search import SearchRequest, pipeline_of
+    from gradprom.search_spaces import load_space
 
-    params = [a for k, v in SMALL.items() if k not in ("epochs", "device")
-              for a in ("-p", f"{k}={v}")] + ["-p", "n_train=32"]
-    run = gradprom("search", "--space", "r2c_weights", "--dataset", "synthetic", "--trials", "1", "--epochs", "1",
-                   "--device", "cpu", "--concurrency", "1", "--out", str(tmp_path / "out"), "--name", "r2c",
-                   *params, cache=str(tmp_path / "cache"))
-    assert run.returncode == 0, run.stderr[-3000:]
-    trials = read_rows(tmp_path / "out" / "r2c" / "trials.parquet")
-    assert len(trials) == 1 and all(t["pipeline"] == "r2c_gan" and t["status"] == "completed" for t in trials)
-    assert all(0 <= t["test_f1"] <= 1 and t["task_metric"] == t["f1"] for t in trials)
+    space = load_space("r2c_weights", "classification")
+    assert pipeline_of(SearchRequest(), space) == "r2c_gan"
+    assert pipeline_of(SearchRequest(pipeline="r2c_gan"), space) == "r2c_gan"
+    with pytest.raises(GradpromError, match="space 'r2c_weights' is for pipeline 'r2c_gan', not 'task_driven'"):
+        pipeline_of(SearchRequest(pipeline="task_driven"), space)

@@ -118,11 +118,12 @@ def test_too_little_disk_space_is_refused_before_starting(tmp_path: Path) -> Non
 
 def test_a_failed_write_keeps_the_previous_results(tmp_path: Path) -> None:
     path = tmp_path / "trials.parquet"
-    write_rows(path, [{"trial_id": "a", "psnr": 20.0}])
+    write_rows(path, [{"trial_id": "a", "status": "completed", "psnr": 20.0}])
     (tmp_path / ".trials.parquet.tmp").mkdir()  # the temporary file cannot be written: like a full disk
     with pytest.raises(GradpromError, match="cannot write .*trials.parquet.*previous version is kept"):
-        write_rows(path, [{"trial_id": "a", "psnr": 20.0}, {"trial_id": "b", "psnr": 21.0}])
-    assert read_rows(path) == [{"trial_id": "a", "psnr": 20.0}]
+        write_rows(path, [{"trial_id": "a", "status": "completed", "psnr": 20.0},
+                          {"trial_id": "b", "status": "completed", "psnr": 21.0}])
+    assert read_rows(path) == [{"trial_id": "a", "status": "completed", "psnr": 20.0}]
     blocked = tmp_path / "file"
     blocked.write_text("x")
     with pytest.raises(GradpromError, match="cannot write"):

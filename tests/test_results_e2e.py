@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gradprom.orchestrator.results import read_rows
-from tests.conftest import TINY_PARAMS, gradprom
+from tests.conftest import TINY_PARAMS, cli, shared_ray
 
 pytestmark = pytest.mark.slow
 
@@ -25,9 +25,10 @@ needs_browser = pytest.mark.skipif(not (CHROMIUM and DRIVER) and not os.environ.
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory: pytest.TempPathFactory, shared_cache: str) -> Path:
+def experiment(tmp_path_factory: pytest.TempPathFactory, shared_cache: str, request: pytest.FixtureRequest) -> Path:
+    shared_ray(shared_cache, request)
     out = tmp_path_factory.mktemp("report-exp")
-    run = gradprom("search", "--space", "strategies", "--trials", "3", "--epochs", "1", "--sampler", "random",
+    run = cli("search", "--space", "strategies", "--trials", "3", "--epochs", "1", "--sampler", "random",
                    "--out", str(out), "--name", "exp", "--device", "cpu", *TINY_PARAMS, cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     return out / "exp"
@@ -40,7 +41,7 @@ def test_report_loads_offline_with_every_image_and_the_front(experiment: Path, t
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    run = gradprom("report", str(experiment), "--out", str(tmp_path / "report"), cache=shared_cache)
+    run = cli("report", str(experiment), "--out", str(tmp_path / "report"), cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     page = tmp_path / "report" / "index.html"
     options = webdriver.ChromeOptions()
@@ -77,13 +78,13 @@ def test_report_loads_offline_with_every_image_and_the_front(experiment: Path, t
 
 
 def test_report_of_nothing_is_one_line(tmp_path: Path, shared_cache: str) -> None:
-    run = gradprom("report", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), cache=shared_cache)
+    run = cli("report", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), cache=shared_cache)
     assert run.returncode == 2 and "holds no trials.parquet" in run.stderr
 
 
 def test_rerun_reproduces_a_trial_exactly(experiment: Path, tmp_path: Path, shared_cache: str) -> None:
     trial = next(r for r in read_rows(experiment / "trials.parquet") if r["status"] == "completed")
-    run = gradprom("rerun", str(experiment), trial["trial_id"][-5:], "--out", str(tmp_path), cache=shared_cache)
+    run = cli("rerun", str(experiment), trial["trial_id"][-5:], "--out", str(tmp_path), cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     (again,) = read_rows(tmp_path / "rerun.parquet")
     for key in ("test_psnr", "test_ssim", "test_acc", "test_acc_ref", "psnr", "acc_ref", "loss_ip"):
@@ -93,13 +94,13 @@ def test_rerun_reproduces_a_trial_exactly(experiment: Path, tmp_path: Path, shar
     assert "the test figures are identical" in run.stdout
 
 
-def test_warm_start_hands_the_earlier_trials_to_the_sampler(experiment: Path, tmp_path: Path,
-                                                           shared_cache: str) -> None:
+def test_warm_start_hands_the_earlier_trials_to_the_sampler(experiment: Path, tmp_path: Path, shared_cache: str,
+                                                           ray_session: None) -> None:
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    run = gradprom("search", "--space", "strategies", "--trials", "1", "--epochs", "1", "--out", str(tmp_path),
+    run = cli("search", "--space", "strategies", "--trials", "1", "--epochs", "1", "--out", str(tmp_path),
                    "--name", "warm", "--warm-start", str(experiment), "--device", "cpu", *TINY_PARAMS,
                    cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -120,13 +121,13 @@ def test_warm_start_hands_the_earlier_trials_to_the_sampler(experiment: Path, tm
 
 
 def test_aggregate_and_pareto_by_strategy(experiment: Path, tmp_path: Path, shared_cache: str) -> None:
-    run = gradprom("aggregate", str(experiment), "--out", str(tmp_path / "all.parquet"), cache=shared_cache)
+    run = cli("aggregate", str(experiment), "--out", str(tmp_path / "all.parquet"), cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     merged = pq.read_table(tmp_path / "all.parquet").to_pylist()
     assert len(merged) == len(read_rows(experiment / "trials.parquet"))
     assert {r["experiment"] for r in merged} == {"exp"} and all(r["space"] == "strategies" for r in merged)
-    shown = gradprom("pareto", str(experiment), "--by", "strategy", "--objectives", "psnr,acc_ref", cache=shared_cache)
+    shown = cli("pareto", str(experiment), "--by", "strategy", "--objectives", "psnr,acc_ref", cache=shared_cache)
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert "fronts by strategy" in shown.stdout and "hypervolume" in shown.stdout and "acc_ref ↑" in shown.stdout
-    bad = gradprom("pareto", str(experiment), "--objectives", "psnr,nosuch", cache=shared_cache)
+    bad = cli("pareto", str(experiment), "--objectives", "psnr,nosuch", cache=shared_cache)
     assert bad.returncode == 2 and "unknown objective" in bad.stderr

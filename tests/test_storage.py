@@ -14,7 +14,7 @@ from gradprom.errors import GradpromError
 from gradprom.orchestrator.results import read_rows
 from gradprom.orchestrator.storage import Store, local_folder, publish, store_of
 from gradprom.trainables.checkpoint import CHECKPOINT_FILE
-from tests.conftest import TINY_PARAMS, gradprom
+from tests.conftest import TINY_PARAMS, cli, gradprom
 
 
 def test_store_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,12 +45,12 @@ def test_bad_uri_is_one_line() -> None:
 
 
 @pytest.mark.slow
-def test_search_to_a_storage_uri_then_pareto_from_it(tmp_path: Path, shared_cache: str) -> None:
+def test_search_to_a_storage_uri_then_pareto_from_it(tmp_path: Path, shared_cache: str, ray_session: None) -> None:
     """Trials (through Tune's storage_path) and the driver's Parquet land in the store; the local copy is not
     needed to read them back."""
     store = tmp_path / "store"
     uri = f"file://{store}"
-    run = gradprom("search", "--dataset", "synthetic", "--trials", "2", "--epochs", "1", "--out", uri,
+    run = cli("search", "--dataset", "synthetic", "--trials", "2", "--epochs", "1", "--out", uri,
                    "--name", "shared", "--device", "cpu", *TINY_PARAMS, cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     folder = store / "shared"
@@ -62,6 +62,7 @@ def test_search_to_a_storage_uri_then_pareto_from_it(tmp_path: Path, shared_cach
 
     shutil.rmtree(Path(shared_cache) / "stores")  # no local copy left: pareto must read the store
     plot = tmp_path / "front.png"
+    # a process of its own, as a reader on another machine: it has no local copy of the store either
     shown = gradprom("pareto", f"{uri}/shared", "--plot", str(plot), "--telemetry", "front", cache=shared_cache)
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert "Pareto front" in shown.stdout and plot.stat().st_size > 0

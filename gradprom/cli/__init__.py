@@ -7,6 +7,8 @@ one line on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.console import Console
 
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; user errors become one line and exit code 2."""
     from gradprom.plugins import load_plugins
 
+    given, process_argv = argv is not None, sys.argv
+    if given:  # called with its arguments (a notebook, a test): that is the command line the manifest records
+        sys.argv = ["gradprom", *argv]
     try:
         load_plugins()
         app(args=argv, prog_name="gradprom", standalone_mode=False)  # `gradprom …` however it was started
@@ -51,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {message} (see `{where}`)", highlight=False,
                                    soft_wrap=True)
         return 2
-    except typer.Abort:
-        Console(stderr=True).print("aborted")
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside a search (which says more itself)
+        Console(stderr=True).print("interrupted")
         return 130
     except typer.Exit as exc:
         return exc.exit_code
+    finally:
+        sys.argv = process_argv
     return 0

@@ -71,6 +71,7 @@ def cluster_submit(
     The gradprom package travels with the job (its runtime env), so the nodes run this very code."""
     from gradprom.cluster.launcher import (
         JobFailed,
+        check_jobs_address,
         follow_job,
         job_entrypoint,
         job_runtime_env,
@@ -79,19 +80,23 @@ def cluster_submit(
     )
     from gradprom.orchestrator.storage import is_uri
 
-    commands = set(ctx.find_root().command.commands)  # what may follow `gradprom`: this app's own verbs
+    root = ctx.find_root().command
+    commands = set(root.commands)  # what may follow `gradprom`: this app's own verbs
     config, args = submit_target(list(ctx.args), address or _env_jobs_address(), commands)
     if config and address:
         raise GradpromError(f"give a cluster config ({config}) or --address, not both")
-    entrypoint = job_entrypoint(args, commands)
-    out = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--out"), "")
-    if args[0] == "search" and not (is_uri(out) or Path(out).is_absolute()):
-        console.print("[yellow]--out is not an absolute path or a storage URI: results land on the head node's "
-                      "disk, in the job's working folder; use shared storage (s3://…, gs://…, an NFS path)[/yellow]")
     address = address or ("" if config else _env_jobs_address())
     if not config and not address:
         raise GradpromError("where should the job run? pass --address http://HEAD:8265 or a cluster config "
                             "before `--` (e.g. gradprom cluster submit aws-gpu -- search …)")
+    if address:
+        check_jobs_address(address)
+    entrypoint = job_entrypoint(args, commands)
+    check_job_command(root, args)
+    out = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--out"), "")
+    if args[0] in ("search", "protocol") and not (is_uri(out) or Path(out).is_absolute()):
+        console.print("[yellow]--out is not an absolute path or a storage URI: results land on the head node's "
+                      "disk, in the job's working folder; use shared storage (s3://…, gs://…, an NFS path)[/yellow]")
     if dry_run:
         echo(f"would submit to {address or f'{config} (through `ray dashboard`)'}:\n  entrypoint: {entrypoint}\n"
              f"  runtime_env: {job_runtime_env()}")
@@ -109,6 +114,18 @@ def cluster_submit(
     if status != "SUCCEEDED":
         raise JobFailed(f"job {job_id} ended {status} (its log is above)")
     console.print(f"[green]job {job_id} succeeded[/green]")
+
+
+def check_job_command(root: Any, args: list[str]) -> None:
+    """The job's own command parsed by this very CLI (options, types, values) before it is submitted, and for
+    search/protocol/train also checked as far as it can be without the cluster's data: names, ranges, spaces."""
+    from gradprom.cli.run import CHECK_ONLY
+
+    with root.make_context("gradprom", list(args)) as top:
+        name, command, rest = root.resolve_command(top, list(args))
+        with command.make_context(name, rest, parent=top, obj=CHECK_ONLY) as sub:
+            if name in ("search", "protocol", "train"):
+                command.invoke(sub)
 
 
 def _env_jobs_address() -> str:

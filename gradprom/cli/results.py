@@ -1,4 +1,5 @@
-"""The verbs that read an experiment's results: `pareto` (the front, its plot and the gate telemetry).
+"""The verbs that read an experiment's results: `pareto` (the front, its plot and the gate telemetry),
+`aggregate` (many experiments as one table), `report` (one HTML page) and `rerun` (one trial again).
 
 A new verb is one more `@app.command()` function here: the app picks up every command of this module.
 """
@@ -11,7 +12,7 @@ import typer
 from rich.table import Table
 
 from gradprom.cli.options import console, split_names
-from gradprom.errors import GradpromError
+from gradprom.errors import GradpromError, unknown_name
 
 app = typer.Typer()
 
@@ -36,6 +37,7 @@ def pareto(
     from gradprom.metrics import task_metric_name
     from gradprom.orchestrator.experiment import read_manifest
     from gradprom.orchestrator.pareto import (
+        BY,
         front_rows,
         fronts_by,
         hypervolume,
@@ -45,12 +47,18 @@ def pareto(
         reference_point,
     )
     from gradprom.orchestrator.plots import plot_front
-    from gradprom.orchestrator.results import TRIALS, read_rows
+    from gradprom.orchestrator.results import TRIALS, read_rows, writable_file
     from gradprom.orchestrator.storage import is_uri, local_folder, publish
     from gradprom.orchestrator.tables import front_table
 
     if on not in ("val", "test"):
         raise GradpromError(f"--on must be val or test, got '{on}'")
+    if by not in ("", *BY):
+        raise unknown_name("grouping", by, BY, option="--by")
+    if plot is not None:
+        writable_file(plot, "--plot")
+        if plot.suffix.lower() not in (".png", ".pdf", ".svg"):
+            raise GradpromError(f"--plot must name a .png, .pdf or .svg file, got {plot}")
     experiment = local_folder(experiment_at)
     rows = read_rows(experiment / TRIALS)
     searched = ((read_manifest(experiment) or {}).get("request") or {}).get("objectives") or "psnr,task_metric"
@@ -62,13 +70,18 @@ def pareto(
     known = {k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for name, _ in pairs:
         if name not in known:
-            from gradprom.errors import unknown_name
-
-            raise unknown_name("objective (numeric result column)", name, known)
+            raise unknown_name("objective (numeric result column)", name, known, option="--objectives")
     point = reference_point(pairs, [float(v) for v in split_names(ref)] if ref else [])
     for r, rank in zip(rows, pareto_ranks(rows, pairs), strict=True):
         r["pareto_rank"] = rank
     front = front_rows(rows, pairs)
+    if telemetry:  # the trials named, checked before anything is printed
+        wanted = [r["trial_id"] for r in front] if telemetry == "front" else split_names(telemetry)
+        chosen = [next((r for r in rows if r["trial_id"] == tid), None) for tid in wanted]
+        missing = [tid for tid, r in zip(wanted, chosen, strict=True) if r is None]
+        if missing:
+            raise GradpromError(f"--telemetry: no trial '{missing[0]}' in {experiment.name}; its trials: "
+                                f"{', '.join(r['trial_id'] for r in rows)} (or 'front')")
     best = knee(front, pairs)
     console.print(front_table(front, f"Pareto front ({on}): {len(front)} of {len(rows)} trials", pairs))
     ranked = sorted({r["pareto_rank"] for r in rows if r["pareto_rank"] is not None})
@@ -91,12 +104,6 @@ def pareto(
         from gradprom.orchestrator.plots import plot_telemetry
         from gradprom.orchestrator.results import EPOCHS
 
-        wanted = [r["trial_id"] for r in front] if telemetry == "front" else split_names(telemetry)
-        chosen = [next((r for r in rows if r["trial_id"] == tid), None) for tid in wanted]
-        missing = [tid for tid, r in zip(wanted, chosen, strict=True) if r is None]
-        if missing:
-            raise GradpromError(f"no trial '{missing[0]}' in {experiment.name}; its trials: "
-                                f"{', '.join(r['trial_id'] for r in rows)}")
         path = plot_telemetry(read_rows(experiment / EPOCHS), chosen, experiment / "telemetry.png",
                               title=f"gate telemetry · {experiment.name}")
         publish(experiment, path.name)
@@ -113,8 +120,9 @@ def aggregate(
     """Merge experiments into one table (tagged experiment, dataset, space, strategy), reading every older
     results schema as today's; columns whose types cannot be merged are refused in one line."""
     from gradprom.orchestrator.aggregate import write_aggregate
+    from gradprom.orchestrator.results import writable_file
 
-    path, table = write_aggregate(list(experiments), out)
+    path, table = write_aggregate(list(experiments), writable_file(out, "--out", suffix=".parquet"))
     names = sorted(set(table.column("experiment").to_pylist()))
     console.print(f"{table.num_rows} trials of {len(names)} experiment(s) ({', '.join(names)}) written to {path}",
                   highlight=False)
@@ -133,7 +141,9 @@ def report(
     """One self-contained HTML page (no network needed): fronts coloured by strategy with hypervolume, sensitivity
     to λ and τ, gate telemetry, protocol tables and verdicts, Grad-CAM of the best trials, the front table."""
     from gradprom.orchestrator.report import build_report
+    from gradprom.orchestrator.results import writable_folder
 
+    writable_folder(out, "--out")
     with console.status("building the report…") as status:
         page = build_report(list(experiments), out, objectives=objectives,
                             ref=[float(v) for v in split_names(ref)] if ref else None, qualitative=qualitative,
@@ -151,6 +161,10 @@ def rerun(
     figures side by side."""
     from gradprom.orchestrator.rerun import comparison
     from gradprom.orchestrator.rerun import rerun as run_again
+    from gradprom.orchestrator.results import writable_folder
+
+    if out is not None:  # before the retraining, not after it
+        writable_folder(out, "--out")
 
     def progress(metrics: dict, _checkpoint: str | None) -> None:
         console.print(f"epoch {metrics['epoch']}: psnr {metrics['psnr']:.3f}", highlight=False)

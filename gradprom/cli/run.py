@@ -36,9 +36,14 @@ from gradprom.errors import GradpromError
 
 app = typer.Typer()
 
+#: `ctx.obj` of a command that should only check its options (no data, no Ray, nothing written): what
+#: `gradprom cluster submit` asks before it submits the command as a job
+CHECK_ONLY = "check-only"
+
 
 @app.command()
 def search(
+    ctx: typer.Context,
     space: str = typer.Option("", help="Search space name (see `gradprom spaces`); default the pipeline's first "
                                        "(lambda_threshold for task_driven, r2c_weights for r2c_gan)."),
     pipeline: str = PIPELINE,
@@ -107,11 +112,16 @@ def search(
         sampler=sampler, params=list(param), settings=settings, data_options=list(data_option), skip_bad=skip_bad,
         eval_dataset=eval_dataset, device=device, max_failures=max_failures, resume=resume, overwrite=overwrite,
         trial_resources=list(trial_resource), objectives=objectives, storage=storage, warm_start=warm_start)
+    if ctx.obj == CHECK_ONLY:
+        from gradprom.orchestrator.search import check_offline
+
+        return check_offline(request)
     run_search(request, console)
 
 
 @app.command()
 def protocol(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Protocol name (see `gradprom protocols`) or your protocol file (.json)."),
     dataset: str = DATASET,
     seeds: int = typer.Option(0, help="Seeds per cell, 0…K−1 (default: the protocol's own, 5 for the shipped "
@@ -141,11 +151,17 @@ def protocol(
                             concurrency=concurrency, cpus_per_trial=cpus_per_trial, eval_dataset=eval_dataset,
                             device=device, resume=resume, overwrite=overwrite, params=list(param),
                             settings=trial_settings(data_root=data_root))
+    if ctx.obj == CHECK_ONLY:
+        from gradprom.orchestrator.protocols import protocol_request
+        from gradprom.orchestrator.search import check_offline
+
+        return check_offline(protocol_request(name, request, quick, seeds)[1])
     run_protocol(name, request, console, quick=quick, seeds=seeds)
 
 
 @app.command()
 def train(
+    ctx: typer.Context,
     pipeline: str = PIPELINE,
     enhancer: str = ENHANCER,
     strategy: str = typer.Option("gradprom", help="Gradient strategy (see `gradprom strategies`)."),
@@ -184,6 +200,8 @@ def train(
         key, text = split_pair(item, f"--set '{item}' is not KEY=VALUE")
         values[key] = parse_value(text)
     cfg = TrialConfig.from_dict(values).check_names()
+    if ctx.obj == CHECK_ONLY:
+        return
     table = Table(title=f"{cfg.build_strategy().describe()} on {cfg.dataset}/{cfg.task}")
     columns = ("epoch", "psnr", "ssim", "task_metric", "loss_ip", "loss_vr", "promoted_frac", "cos_mean", "step_ms")
     for col in columns:

@@ -162,11 +162,21 @@ def _explicit_address() -> Iterator[None]:
         os.environ.update(saved)
 
 
+def check_jobs_address(address: str) -> str:
+    """The Jobs API is the dashboard's HTTP server (http://HEAD:8265): a GCS address (HEAD:6379) or a Ray Client
+    one (ray://) is refused at once, not after Ray's retries."""
+    if not address.startswith(("http://", "https://")):
+        raise GradpromError(f"--address {address} is not a Jobs API address: jobs go to the dashboard's HTTP server, "
+                            "http://HEAD:8265 (HEAD:6379 is the GCS address that `gradprom search --address` takes)")
+    return address
+
+
 def jobs_client(address: str) -> Any:
     """Ray's JobSubmissionClient for `address`, with auth and connection failures as one line."""
     from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
+    check_jobs_address(address)
     try:
         with _explicit_address():
             return JobSubmissionClient(address)

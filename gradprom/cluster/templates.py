@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 import io
 import logging
 import re
@@ -98,9 +99,11 @@ def _read_config(config_path_or_name: str | Path) -> tuple[str, str]:
     path = Path(config_path_or_name).expanduser()
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        shipped = ", ".join(n for n, t in TEMPLATES.items() if t.kind != DOCKER)
-        raise GradpromError(f"cluster config {path} {what}; give the path of a YAML file or a shipped template "
-                            f"name ({shipped})")
+        shipped = [n for n, t in TEMPLATES.items() if t.kind != DOCKER]
+        close = difflib.get_close_matches(str(config_path_or_name), shipped, n=1)
+        hint = f" Did you mean the template '{close[0]}'?" if close else ""
+        raise GradpromError(f"cluster config {path} {what}.{hint} Give the path of a YAML file or a shipped template "
+                            f"name ({', '.join(shipped)})")
     try:
         return path.read_text(encoding="utf-8"), str(path)
     except (OSError, UnicodeDecodeError) as exc:

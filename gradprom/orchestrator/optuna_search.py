@@ -16,13 +16,38 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from gradprom.errors import GradpromError
+from gradprom.errors import GradpromError, unknown_name
 from gradprom.trainables.ray_trial import FAILED_KEY
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 #: samplers users ask for that this Optuna does not ship, and why gradprom does not offer them
 NOT_OFFERED = {"auto": "--sampler auto is OptunaHub's AutoSampler, which optunahub downloads from GitHub at run time "
                        "and gradprom never fetches code; use tpe, nsga2, gp or random"}
+
+
+STORAGE_HINT = "give an RDB URL such as sqlite:///study.db or postgresql://user@host/db"
+
+
+def check_storage_url(url: str) -> None:
+    """`--storage` checked without connecting (so before any work, with nothing created): a URL SQLAlchemy parses,
+    a database kind it knows with its driver installed, and for SQLite a folder that exists and is writable."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect().import_dbapi()
+    except ImportError as exc:
+        raise GradpromError(f"--storage {url}: the {parsed.get_backend_name()} driver is not installed "
+                            f"({exc.name or exc}); pip install it, or {STORAGE_HINT}") from None
+    except Exception as exc:  # ArgumentError (not a URL), NoSuchModuleError (no such database kind)
+        raise GradpromError(f"--storage {url}: {str(exc).splitlines()[0]}; {STORAGE_HINT}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise GradpromError(f"--storage {url}: the folder {folder} does not exist or is not writable; "
+                                "create it or give another path")
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
@@ -38,7 +63,7 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, trials // 2)))
-    raise GradpromError(f"unknown sampler '{name}'; valid samplers: {', '.join(SAMPLERS)}")
+    raise unknown_name("sampler", name, SAMPLERS, option="--sampler")
 
 
 class BudgetAwareOptunaSearch(OptunaSearch):
@@ -80,8 +105,7 @@ def study_storage(folder: Path, url: str = "") -> optuna.storages.BaseStorage:
         try:
             return optuna.storages.RDBStorage(url)
         except Exception as exc:  # a bad URL, a missing driver or an unreachable server
-            raise GradpromError(f"--storage {url}: {str(exc).splitlines()[0]}; give an RDB URL such as "
-                                "sqlite:///study.db or postgresql://user@host/db") from exc
+            raise GradpromError(f"--storage {url}: {str(exc).splitlines()[0]}; {STORAGE_HINT}") from exc
     from optuna.storages.journal import JournalFileBackend
 
     return optuna.storages.JournalStorage(JournalFileBackend(str(folder / JOURNAL)))

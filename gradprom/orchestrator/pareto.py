@@ -21,6 +21,8 @@ from gradprom.errors import GradpromError, unknown_name
 #: the default objectives, both maximised: PSNR and the task metric (acc or miou)
 OBJECTIVES = ("psnr", "task_metric")
 DIRECTIONS = ("max", "min")
+#: what `fronts_by` groups by (`pareto --by`)
+BY = ("dataset", "strategy")
 #: (column, "max" or "min")
 Objective = tuple[str, str]
 
@@ -173,8 +175,8 @@ def fronts_by(rows: list[dict[str, Any]], by: str, objectives: Sequence[str | Ob
               ref: Sequence[float]) -> list[dict[str, Any]]:
     """One summary per (dataset, task, `by` value): its front size, hypervolume from `ref` and knee trial.
     `by` is "dataset" (one front per dataset, as the search ranks) or "strategy" (a front per strategy)."""
-    if by not in ("dataset", "strategy"):
-        raise GradpromError(f"--by must be dataset or strategy, got '{by}'")
+    if by not in BY:
+        raise unknown_name("grouping", by, BY, option="--by")
     pairs = as_objectives(objectives)
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:

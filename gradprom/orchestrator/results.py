@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ from gradprom.errors import GradpromError
 
 TRIALS, EPOCHS, PARETO = "trials.parquet", "epochs.parquet", "pareto.parquet"
 SCHEMA_KEY = b"gradprom.schema_version"
+#: what each results file must hold, whatever schema key it carries: (columns it needs, columns it must lack);
+#: a trial row has a status, an epoch row has an epoch and no status
+KINDS = {TRIALS: ("trials", {"trial_id", "status"}, set()), PARETO: ("trials", {"trial_id", "status"}, set()),
+         EPOCHS: ("epochs", {"trial_id", "epoch"}, {"status"})}
 
 
 def _clean(value: Any) -> Any:
@@ -82,12 +87,63 @@ def read_table(path: Path) -> tuple[pa.Table, int]:
     if int(version) > SCHEMA_VERSION:
         raise GradpromError(f"{path} has results schema {int(version)}, newer than this gradprom "
                             f"({SCHEMA_VERSION}); upgrade gradprom")
+    check_kind(path, table.column_names)
     return table, int(version)
+
+
+def check_kind(path: Path, columns: list[str]) -> None:
+    """A results file must be the table its name says (an epochs table copied in as trials.parquet is not one)."""
+    if path.name not in KINDS:
+        return
+    kind, needs, lacks = KINDS[path.name]
+    missing, extra = sorted(needs - set(columns)), sorted(lacks & set(columns))
+    if missing or extra:
+        what = f"no column '{missing[0]}'" if missing else f"a column '{extra[0]}'"
+        looks = next((f"; it looks like {name}" for name, (k, n, lack) in KINDS.items()
+                      if k != kind and n <= set(columns) and not lack & set(columns)), "")
+        raise GradpromError(f"{path} is not a gradprom {kind} table (it has {what}{looks}); give the experiment "
+                            "folder gradprom wrote, or rerun the search")
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Read a results file back as rows (see `read_table` for what is refused)."""
     return read_table(path)[0].to_pylist()
+
+
+def writable_file(path: Path | str, option: str, suffix: str = "") -> Path:
+    """`path` checked before any work as a file `option` can write: not a folder, in a folder that exists or can
+    be made, writable, ending in `suffix` where one is required. One line otherwise."""
+    path = Path(path).expanduser()
+    if suffix and path.suffix != suffix:
+        raise GradpromError(f"{option} must name a {suffix} file, got {path}")
+    if path.is_dir():
+        raise GradpromError(f"{option} {path} is a folder; give the path of the file to write")
+    _writable(path.parent, option, path)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise GradpromError(f"{option} {path} exists and is not writable; choose another path")
+    return path
+
+
+def writable_folder(path: Path | str, option: str) -> Path:
+    """`path` checked before any work as a folder `option` can write into (made if missing). One line otherwise."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise GradpromError(f"{option} {path} is a file, not a folder; give a folder to write into")
+    return _writable(path, option, path)
+
+
+def _writable(folder: Path, option: str, given: Path) -> Path:
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise GradpromError(f"{option} {given}: {existing} is a file, not a folder; choose another path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GradpromError(f"{option} {given}: cannot create the folder {folder} ({exc.strerror or exc}); choose a "
+                            "writable path") from None
+    if not os.access(folder, os.W_OK):
+        raise GradpromError(f"{option} {given}: the folder {folder} is not writable; choose a writable path")
+    return folder
 
 
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception))\s*:\s*(.+?)\s*$")

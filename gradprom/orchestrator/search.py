@@ -8,8 +8,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -18,9 +21,11 @@ from typing import Any
 from rich.console import Console
 
 from gradprom.datasets import TASKS, dataset_options_json
-from gradprom.errors import GradpromError, SearchFailed, SearchInterrupted
+from gradprom.errors import GradpromError, SearchFailed, SearchInterrupted, unknown_name
 from gradprom.metrics import task_metric_name
 from gradprom.orchestrator.experiment import (
+    NOT_STARTED,
+    OWNED,
     check_name,
     new_manifest,
     prepare_folder,
@@ -29,7 +34,7 @@ from gradprom.orchestrator.experiment import (
     write_manifest,
 )
 from gradprom.orchestrator.nodes import alive_nodes, capacity_note, check_address, check_data_on_nodes
-from gradprom.orchestrator.optuna_search import JOURNAL, NOT_OFFERED, SAMPLERS, make_sampler
+from gradprom.orchestrator.optuna_search import JOURNAL, NOT_OFFERED, SAMPLERS, check_storage_url, make_sampler
 from gradprom.orchestrator.pareto import (
     OBJECTIVES,
     Objective,
@@ -155,30 +160,43 @@ def parse_resources(items: list[str]) -> list[tuple[str, float]]:
     return found
 
 
-def plan(req: SearchRequest) -> list[StudyPlan]:
-    """Validate the whole request and build one StudyPlan per dataset; raises GradpromError on bad input."""
+def plan(req: SearchRequest, data: bool = True) -> list[StudyPlan]:
+    """Validate the whole request and build one StudyPlan per dataset; raises GradpromError on bad input.
+
+    Every option that needs no data is checked first, for every dataset; then (with `data`) one image goes through
+    each extreme of the space and the largest batch is checked against the training split. Without `data` (a job
+    about to be submitted to a cluster, whose data and files are there, not here) only the first part runs."""
     if req.trials < 1:
         raise GradpromError(f"--trials must be ≥ 1, got {req.trials}")
     if req.epochs < 1:
         raise GradpromError(f"--epochs must be ≥ 1, got {req.epochs}")
     if req.scheduler not in SCHEDULERS:
-        raise GradpromError(f"unknown scheduler '{req.scheduler}'; valid schedulers: {', '.join(SCHEDULERS)}")
+        raise unknown_name("scheduler", req.scheduler, SCHEDULERS, option="--scheduler")
     if req.sampler in NOT_OFFERED:
         raise GradpromError(NOT_OFFERED[req.sampler])
     if req.sampler not in SAMPLERS:
-        raise GradpromError(f"unknown sampler '{req.sampler}'; valid samplers: {', '.join(SAMPLERS)}")
-    if req.grace_period < 1 or not req.reduction_factor > 1 or req.max_t < 0 or req.max_t > req.epochs:
-        raise GradpromError(f"--grace-period must be ≥ 1, --reduction-factor > 1 and --max-t in 0…--epochs "
-                            f"({req.epochs}), got {req.grace_period}, {req.reduction_factor}, {req.max_t}")
+        raise unknown_name("sampler", req.sampler, SAMPLERS, option="--sampler")
+    for flag, value, ok, rule in (
+            ("--grace-period", req.grace_period, req.grace_period >= 1, "≥ 1"),
+            ("--reduction-factor", req.reduction_factor, req.reduction_factor > 1, "> 1"),
+            ("--max-t", req.max_t, 0 <= req.max_t <= req.epochs, f"in 0…--epochs ({req.epochs})"),
+            ("--max-failures", req.max_failures, req.max_failures >= 0, "≥ 0"),
+            ("--cpus-per-trial", req.cpus_per_trial, req.cpus_per_trial > 0, "> 0"),
+            ("--gpus-per-trial", req.gpus_per_trial, req.gpus_per_trial >= 0, "≥ 0"),
+            ("--workers-per-trial", req.workers_per_trial, req.workers_per_trial >= 1, "≥ 1"),
+            ("--concurrency", req.concurrency, req.concurrency >= 0, "≥ 0 (0 fills the CPUs)")):
+        if not ok:
+            raise GradpromError(f"{flag} must be {rule}, got {value:g}")
     if req.tiebreak not in TIEBREAKS:
-        raise GradpromError(f"--tiebreak must be one of {', '.join(TIEBREAKS)}, got '{req.tiebreak}'")
-    if req.max_failures < 0:
-        raise GradpromError(f"--max-failures must be ≥ 0, got {req.max_failures}")
-    if req.cpus_per_trial <= 0 or req.gpus_per_trial < 0 or req.workers_per_trial < 1 or req.concurrency < 0:
-        raise GradpromError("--cpus-per-trial must be > 0, --gpus-per-trial ≥ 0, --workers-per-trial ≥ 1, "
-                            "--concurrency ≥ 0")
+        raise unknown_name("tiebreak", req.tiebreak, TIEBREAKS, option="--tiebreak")
+    if not req.address and req.cpus_per_trial * req.workers_per_trial > local_cpus():
+        raise GradpromError(f"a trial needs {req.cpus_per_trial * req.workers_per_trial:g} CPUs (--cpus-per-trial × "
+                            f"--workers-per-trial) but this machine has {local_cpus()}; lower them, or run on a "
+                            "cluster with --address")
+    if req.storage and data:
+        check_storage_url(req.storage)
     parse_resources(req.trial_resources)
-    if req.warm_start:  # read now: a missing or foreign experiment is one line before anything runs
+    if req.warm_start and data:  # read now: a missing or foreign experiment is one line before anything runs
         read_rows(local_folder(req.warm_start) / TRIALS)
     if not req.datasets:
         raise GradpromError("--dataset names no dataset; e.g. --dataset synthetic")
@@ -209,15 +227,30 @@ def plan(req: SearchRequest) -> list[StudyPlan]:
         if req.data_options:
             base["data_options"] = dataset_options_json(dataset, list(req.data_options))
         for endpoint in space.endpoints():
-            preflight(TrialConfig.from_dict({**base, **endpoint}))
-        check_batch_fits(space, base, req.workers_per_trial)
+            TrialConfig.from_dict({**base, **endpoint}).check_names()
         objectives = parse_objectives(req.objectives or ",".join(pipeline_info(pipeline)["objectives"]),
                                       known=epoch_metrics(req.task, pipeline))
         if req.metric not in {*OBJECTIVES, "ssim", *(n for n, _ in objectives)}:
             raise GradpromError(f"--metric must be psnr, ssim, task_metric or one of --objectives, got "
                                 f"'{req.metric}'")
         plans.append(StudyPlan(dataset, space, base, objectives, protocol.cells() if protocol else []))
+    for study in plans if data else []:
+        for endpoint in study.space.endpoints():
+            preflight(TrialConfig.from_dict({**study.base, **endpoint}))
+        check_batch_fits(study.space, study.base, req.workers_per_trial)
     return plans
+
+
+def check_offline(req: SearchRequest) -> None:
+    """What can be checked of a search or protocol on a machine that only submits it (`gradprom cluster submit`):
+    its names, ranges and spaces, none of its data, files or cluster. --resume is the cluster's to check."""
+    if req.resume:
+        return
+    req.space = req.space or pipeline_info(req.pipeline or DEFAULT_PIPELINE)["spaces"][0]
+    req.datasets = req.datasets or [DEFAULT_DATASET]
+    if req.name:
+        check_name(req.name)
+    plan(replace(req, address=req.address or "cluster"), data=False)
 
 
 def packing_bound(gpus_per_trial: float) -> dict[str, float]:
@@ -284,6 +317,10 @@ def ray_runtime(address: str, num_cpus: int | None = None) -> Iterator[None]:
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     if plugins := runtime_env_vars():  # users' registrations must reach the trial processes
         kwargs["runtime_env"] = {"env_vars": plugins}
+    # ray.init replaces the driver's SIGTERM handling (Python's with sys.exit, then its C++ core's with a stack
+    # dump): the caller's own handler (sigterm_as_interrupt) is put back once Ray is up
+    main = threading.current_thread() is threading.main_thread()
+    on_sigterm = signal.getsignal(signal.SIGTERM) if main else None
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -292,6 +329,9 @@ def ray_runtime(address: str, num_cpus: int | None = None) -> Iterator[None]:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
         raise GradpromError(f"could not start or reach {where}: {str(exc).splitlines()[0]}; check --address") from exc
+    finally:
+        if callable(on_sigterm):
+            signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     finally:
@@ -365,7 +405,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     import optuna
     from ray import tune
 
-    from gradprom.orchestrator.progress import LiveDisplay, SearchProgress
+    from gradprom.orchestrator.progress import SearchProgress, open_display
     from gradprom.orchestrator.recorder import ResultsRecorder
     from gradprom.trainables.ray_trial import make_trainable
 
@@ -398,7 +438,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=req.max_failures)),
         )
-    with LiveDisplay(f"{study.dataset} · {req.space}", req.trials, console, status=waiting or "starting trials…"):
+    with open_display(f"{study.dataset} · {req.space}", req.trials, console, status=waiting or "starting trials…"):
         grid = tuner.fit()
     states = {t.trial_id: t.status for t in grid._experiment_analysis.trials}
     interrupted = len(grid) < req.trials or any(s not in ("TERMINATED", "ERROR") for s in states.values())
@@ -484,10 +524,67 @@ def resumed_request(req: SearchRequest) -> SearchRequest:
 def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     """Run the whole search; returns the experiment folder holding the Parquet results.
 
-    Results are written after every study; a search stopped midway (Ctrl-C) keeps what finished, marks
-    itself `interrupted` and says how to continue.
+    Everything that can be checked without training is checked before the folder is touched. Results are
+    written as trials end; a search stopped midway (Ctrl-C or SIGTERM) keeps what finished, marks itself
+    `interrupted` and says how to continue. A run stopped before its first trial leaves its folder
+    `not_started`, which the corrected rerun reuses without --resume.
     """
     console = console or Console()
+    req = complete_request(req)
+    studies = plan(req)
+    req.pipeline = req.pipeline or studies[0].base["pipeline"]  # what the manifest (and --resume) records
+    req.objectives = req.objectives or objective_text(studies[0].objectives)
+    if req.scheduler == "asha" and len(studies[0].objectives) > 1:
+        console.print(f"[yellow]--scheduler asha stops trials on {req.metric} alone, so it may stop trials that "
+                      f"would reach the front on {req.objectives}; --scheduler pareto-asha ranks on all of them"
+                      "[/yellow]", highlight=False)
+    folder = req.folder()
+    manifest = prepare_folder(folder, req.resume, req.overwrite) or new_manifest(asdict(req))
+    store = store_of(folder)
+    if store is not None and req.overwrite:
+        store.delete(OWNED)  # the local copy was replaced (proven gradprom's); so is what the store held
+    manifest.update(status="running", driver=this_driver())
+    manifest.pop("error", None)
+    write_manifest(folder, manifest)
+    progress = {"trials": [], "epochs": [], "started": False}
+
+    def on_sigterm() -> None:
+        if progress["started"]:
+            manifest.update(status="interrupted")
+            write_manifest(folder, manifest)
+        console.print(f"SIGTERM: stopping the search and saving what finished (a second signal stops at once); "
+                      f"continue later with: {again_command(req, resume=progress['started'])}", highlight=False,
+                      markup=False, soft_wrap=True)
+
+    try:
+        with sigterm_as_interrupt(on_sigterm):
+            front = run_studies(req, studies, folder, console, progress)
+    except KeyboardInterrupt:  # a signal outside Tune's loop (reading data, the reference, between studies)
+        stopped = NOT_STARTED if not progress["started"] else "interrupted"
+        manifest.update(status=stopped)
+        write_manifest(folder, manifest)
+        raise interrupted(req, folder, "stopped before its first trial" if stopped == NOT_STARTED else
+                          "search interrupted", started=stopped != NOT_STARTED) from None
+    except SearchInterrupted:
+        manifest.update(status="interrupted")
+        write_manifest(folder, manifest)
+        raise
+    except GradpromError as exc:  # bad input found late (the cluster, the data, the storage): one line as always
+        if not progress["started"]:
+            manifest.update(status=NOT_STARTED, error=str(exc))
+            write_manifest(folder, manifest)
+        raise
+    trials = progress["trials"]
+    manifest.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=len(trials))
+    write_manifest(folder, manifest)
+    summarize(trials, front, folder, console, studies[-1].objectives)
+    check_some_finished(trials, req.datasets, folder)
+    return folder
+
+
+def complete_request(req: SearchRequest) -> SearchRequest:
+    """The request as it will run: the original one for --resume, defaults filled in, the name and the
+    address checked (an unreachable cluster must not wait forever, so the address comes first)."""
     if req.resume and req.overwrite:
         raise GradpromError("--resume and --overwrite contradict each other; pick one")
     if req.resume:
@@ -504,28 +601,28 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     if not req.address and env_address and not env_address.startswith("http"):
         req.address = env_address  # inside a Ray Job (`gradprom cluster submit`): the job's own cluster
     if req.address and not ray_initialized():
-        req.address = check_address(req.address)  # first: an unreachable cluster must not wait forever
-    studies = plan(req)
-    req.pipeline = req.pipeline or studies[0].base["pipeline"]  # what the manifest (and --resume) records
-    req.objectives = req.objectives or objective_text(studies[0].objectives)
-    if req.scheduler == "asha" and len(studies[0].objectives) > 1:
-        console.print(f"[yellow]--scheduler asha stops trials on {req.metric} alone, so it may stop trials that "
-                      f"would reach the front on {req.objectives}; --scheduler pareto-asha ranks on all of them"
-                      "[/yellow]", highlight=False)
-    folder = req.folder()
-    manifest = prepare_folder(folder, req.resume, req.overwrite) or new_manifest(asdict(req))
-    store = store_of(folder)
-    if store is not None and req.overwrite:
-        store.delete()  # the local copy was replaced; so is what the store held
-    manifest.update(status="running", driver=this_driver())
-    write_manifest(folder, manifest)
-
-    trials: list[dict] = []
-    epochs: list[dict] = []
-    local_cpus = os.cpu_count() or 1
+        req.address = check_address(req.address)
     if not req.concurrency and not req.address:
-        req.concurrency = max(1, int(local_cpus // (req.cpus_per_trial * req.workers_per_trial)))
-    with ray_runtime(req.address, None if req.address else local_cpus):
+        req.concurrency = max(1, int(local_cpus() // (req.cpus_per_trial * req.workers_per_trial)))
+    return req
+
+
+def local_cpus() -> int:
+    return os.cpu_count() or 1
+
+
+def run_studies(req: SearchRequest, studies: list[StudyPlan], folder: Path, console: Console,
+                progress: dict[str, Any]) -> list[dict]:
+    """Start (or reach) Ray and run each study in turn, writing the results after each; returns the last front.
+    `progress` collects the rows and says whether a trial has started (for the manifest if this raises)."""
+    from gradprom.orchestrator.optuna_search import study_storage
+
+    if req.storage:  # reach the study database now: an unreachable one is bad input, found before any work
+        study_storage(folder, req.storage)
+    front: list[dict] = []
+    if not req.address and not ray_initialized():
+        own_process_group()
+    with ray_runtime(req.address, None if req.address else local_cpus()):
         place_on_gpus(req)
         need = placement_of(req).worker_resources()
         waiting = capacity_note(need, alive_nodes(), on_cluster=bool(req.address))
@@ -537,25 +634,92 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
             else:
                 with console.status(f"[bold]{study.dataset}: checking the data on every node that can host a trial…"):
                     check_data_on_nodes(study.base, need)
-            t_rows, e_rows = run_study(study, req, folder, console, earlier=(trials, epochs), waiting=waiting)
-            trials += t_rows
-            epochs += e_rows
-            front = write_results(folder, trials, epochs, study.objectives)  # a later crash keeps this study
+            progress["started"] = True
+            t_rows, e_rows = run_study(study, req, folder, console, earlier=(progress["trials"], progress["epochs"]),
+                                       waiting=waiting)
+            progress["trials"] += t_rows
+            progress["epochs"] += e_rows
+            front = write_results(folder, progress["trials"], progress["epochs"], study.objectives)
             if not req.storage and (folder / JOURNAL).is_file():
                 publish(folder, JOURNAL)
             unfinished = sum(t["status"] == "interrupted" for t in t_rows) + max(0, req.trials - len(t_rows))
             if unfinished:
-                manifest.update(status="interrupted")
-                write_manifest(folder, manifest)
-                raise SearchInterrupted(
-                    f"search interrupted with {unfinished} of {req.trials} trials of {study.dataset} unfinished; "
-                    f"finished trials are saved in {folder}; continue with: gradprom search --out {req.out} "
-                    f"--name {req.name} --resume")
-    manifest.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=len(trials))
-    write_manifest(folder, manifest)
-    summarize(trials, front, folder, console, studies[-1].objectives)
-    check_some_finished(trials, req.datasets, folder)
-    return folder
+                raise interrupted(req, folder, f"search interrupted with {unfinished} of {req.trials} trials of "
+                                  f"{study.dataset} unfinished; finished trials are saved in {folder}")
+    return front
+
+
+def interrupted(req: SearchRequest, folder: Path, what: str, started: bool = True) -> SearchInterrupted:
+    """The one line a stopped search ends with (exit 130 after Ctrl-C, 143 after SIGTERM): what happened and the
+    command that continues it."""
+    error = SearchInterrupted(f"{what} ({'SIGTERM' if TERMINATED.is_set() else 'Ctrl-C'}); continue with: "
+                              f"{again_command(req, resume=started)}")
+    error.exit_code = 143 if TERMINATED.is_set() else 130
+    return error
+
+
+def again_command(req: SearchRequest, resume: bool = True) -> str:
+    """The command that continues this search (or, before its first trial, starts it again)."""
+    how = f"gradprom protocol {req.protocol}" if req.protocol else "gradprom search"
+    return f"{how} --out {req.out} --name {req.name}" + (" --resume" if resume else "")
+
+
+#: set once this driver got SIGTERM (so the exit code says 143, not 130)
+TERMINATED = threading.Event()
+#: seconds a SIGTERM'd driver has to stop its trials before it exits regardless ($GRADPROM_SIGTERM_GRACE_S)
+SIGTERM_GRACE_S = 25.0
+
+
+@contextmanager
+def sigterm_as_interrupt(on_first: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """While the search runs, SIGTERM (timeout, Slurm, Kubernetes, a spot VM's shutdown) does what Ctrl-C does:
+    the first stops the trials cleanly and saves what finished, a second stops at once. The signal is handed
+    to whatever handles Ctrl-C at that moment (Tune's handler inside its loop, else Python's KeyboardInterrupt).
+
+    `on_first` runs at the first SIGTERM (the manifest says `interrupted` before anything else can fail: where the
+    whole machine is going down, Ray's own processes get the signal too), and a watchdog ends the driver with
+    exit code 143 if the orderly stop has not finished within the grace period.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    grace = float(os.environ.get("GRADPROM_SIGTERM_GRACE_S") or SIGTERM_GRACE_S)
+    watchdog = threading.Timer(grace, os._exit, args=(143,))
+    watchdog.daemon = True
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if not TERMINATED.is_set():
+            TERMINATED.set()
+            on_first()
+            watchdog.start()
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    TERMINATED.clear()
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        watchdog.cancel()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def own_process_group() -> None:
+    """Move this driver into a process group of its own before it starts Ray locally, so a signal sent to the group
+    it was started in (`timeout`, a supervisor's killpg) reaches the driver, which stops the trials and Ray in order,
+    and not Ray's processes, which would die under it. Only where no terminal job control is lost: not when this
+    process already leads its group, nor when its group is a terminal's foreground group (Ctrl-C must reach it)."""
+    if os.getpgrp() == os.getpid():
+        return
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp():
+            return
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
 
 
 def check_some_finished(trials: list[dict], datasets: list[str], folder: Path) -> None:

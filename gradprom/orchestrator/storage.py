@@ -84,9 +84,19 @@ class Store:
                     raise GradpromError(f"cannot write {self.uri}/{name} ({str(exc).splitlines()[0]}); the local "
                                         f"copy is kept in {local}; check the store's credentials and space") from None
 
-    def delete(self) -> None:
-        if self.exists():
-            self.fs.delete_dir(self.path)
+    def delete(self, names: frozenset[str]) -> None:
+        """Remove the entries `names` of this folder on the store (what gradprom wrote there), nothing else."""
+        import pyarrow.fs
+
+        if not self.exists():
+            return
+        for info in self.fs.get_file_info(pyarrow.fs.FileSelector(self.path)):
+            if info.base_name not in names:
+                continue
+            if info.type == pyarrow.fs.FileType.Directory:
+                self.fs.delete_dir(info.path)
+            else:
+                self.fs.delete_file(info.path)
 
 
 _MIRRORS: dict[Path, Store] = {}

@@ -252,7 +252,10 @@ class TrialConfig:
             if self.eval_dataset == self.dataset:
                 raise GradpromError(f"eval_dataset '{self.eval_dataset}' is the training dataset, whose test split is "
                                     "scored already; name another dataset")
-            tasks = dataset_info(self.eval_dataset)["tasks"]
+            try:
+                tasks = dataset_info(self.eval_dataset)["tasks"]
+            except GradpromError as exc:  # say which option named it: the training dataset has a flag too
+                raise GradpromError(f"--eval-dataset: {exc}") from None
             if self.task not in tasks:
                 raise GradpromError(f"eval dataset '{self.eval_dataset}' has no task '{self.task}'; its tasks: "
                                     f"{', '.join(tasks)}")

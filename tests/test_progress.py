@@ -1,0 +1,88 @@
+"""Progress for logs and terminals (lines, ETA, heartbeat) and SIGTERM handled like Ctrl-C, without a search: the
+end-to-end forms are in test_search_e2e (a piped driver read line by line, a real SIGTERM and --resume)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from gradprom.orchestrator.progress import LogLines, SearchProgress, clock, open_display
+from gradprom.orchestrator.search import TERMINATED, sigterm_as_interrupt
+
+
+def test_clock() -> None:
+    assert [clock(s) for s in (0, 5, 65, 3725, 7200)] == ["0s", "5s", "1m05s", "1h02m05s", "2h00m00s"]
+
+
+def trial(trial_id: str, lam: float) -> SimpleNamespace:
+    """What the callback reads of Tune's Trial: its id and sampled config."""
+    return SimpleNamespace(trial_id=trial_id, config={"lam": lam})
+
+
+def test_log_lines_say_each_trial_with_its_objectives_and_the_eta() -> None:
+    assert isinstance(open_display("x", 1, Console(file=io.StringIO()), ""), LogLines)  # not a terminal: lines
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    state = SearchProgress(budget=2, base={"strategy": "gradprom"})
+    state.setup()
+    with LogLines("synthetic · space", 4, console) as display:
+        display.started = time.monotonic() - 100  # 100 s into the study
+        state.on_trial_start(0, [], trial("a1", 0.1))
+        state.on_trial_result(0, [], trial("a1", 0.1), {"psnr": 21.5, "task_metric": 0.625, "epoch": 2})
+        state.on_trial_complete(0, [], trial("a1", 0.1))
+        state.on_trial_start(0, [], trial("b2", 3.0))
+        state.on_trial_error(0, [], trial("b2", 3.0))
+        display.every = 0  # a heartbeat at every step of Tune's loop
+        state.on_trial_start(0, [], trial("c3", 1.0))
+        state.on_step_end(0, [])
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[0s] study synthetic · space: 4 trials"
+    # 1 of 4 ended after 100 s: 3 more at that pace are 300 s; then 2 of 4 (a failure counts): 2 × 50 s = 100 s
+    assert lines[1] == "[1m40s] trial a1 completed psnr=21.5 task_metric=0.625 · 1/4 done · elapsed 1m40s · ETA 5m00s"
+    assert lines[2] == "[1m40s] trial b2 failed · 2/4 done · elapsed 1m40s · ETA 1m40s"
+    assert lines[3] == "[1m40s] running 1 · 2/4 done · failed 1 · front so far 1 trial(s)"
+    assert len(lines) == 4
+
+
+def test_a_resumed_search_paces_its_eta_on_this_run_only() -> None:
+    """Trials that ended before --resume are done, but the pace is this run's: elapsed over the trials it ended."""
+    console = Console(file=io.StringIO(), width=200)
+    state = SearchProgress(budget=1, base={})
+    state.done = {"old1": "completed", "old2": "completed"}
+    state.setup()
+    display = LogLines("s", 6, console)
+    display.started = time.monotonic() - 30
+    assert display.eta(state) == "–"  # nothing ended in this run yet
+    state.done["new"] = "completed"
+    assert display.eta(state) == "1m30s"  # 30 s for one trial, 3 left
+
+
+def test_sigterm_is_ctrl_c_and_a_second_one_stops_at_once() -> None:
+    """The first SIGTERM runs `on_first` and goes to whatever handles Ctrl-C (here one that, like Tune's, asks the
+    loop to stop and puts Python's handler back); the second raises KeyboardInterrupt. Outside the block SIGTERM is
+    handled as before it."""
+    asked: list[str] = []
+
+    def tune_like(signum: int, frame: object) -> None:
+        asked.append("stop")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    before_term, before_int = signal.getsignal(signal.SIGTERM), signal.signal(signal.SIGINT, tune_like)
+    first: list[int] = []
+    try:
+        with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt(lambda: first.append(1)):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+            assert asked == ["stop"] and first == [1] and TERMINATED.is_set()
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(2)
+        assert first == [1]
+        assert signal.getsignal(signal.SIGTERM) == before_term
+    finally:
+        signal.signal(signal.SIGINT, before_int)
