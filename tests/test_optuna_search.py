@@ -7,14 +7,13 @@ import pytest
 from optuna.trial import TrialState
 
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.optuna_search import BudgetAwareOptunaSearch, make_sampler
+from gradprom.orchestrator.optuna_search import StudySearcher, make_sampler
 from gradprom.search_spaces import load_space
 
 
-def searcher(budget: int = 4) -> BudgetAwareOptunaSearch:
-    s = BudgetAwareOptunaSearch(space=load_space("lambda_threshold").distributions(), metric=["psnr", "task_metric"],
-                                mode=["max", "max"], sampler=make_sampler("random", 0, 8), budget=budget)
-    return s
+def searcher(budget: int = 4) -> StudySearcher:
+    return StudySearcher(load_space("lambda_threshold").distributions(), ["psnr", "task_metric"], ["max", "max"],
+                         make_sampler("random", 0, 8), budget)
 
 
 def test_states_told_to_optuna() -> None:
@@ -25,15 +24,17 @@ def test_states_told_to_optuna() -> None:
     s.on_trial_complete("stopped", {"epoch": 2, "psnr": 99.0, "task_metric": 0.99})
     s.on_trial_complete("crashed", {"epoch": 4, "psnr": 25.0, "task_metric": 0.6}, error=True)
     s.on_trial_complete("nan", {"epoch": 4, "psnr": float("nan"), "task_metric": 0.6})
-    states = [t.state for t in s._ot_study.trials]
+    states = [t.state for t in s.study.trials]
     assert states == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.FAIL]
-    assert s._ot_study.best_trials[0].values == [25.0, 0.6]  # the stopped trial's 99 dB never counted
+    assert s.study.best_trials[0].values == [25.0, 0.6]  # the stopped trial's 99 dB never counted
+    s.on_trial_complete("full", {"epoch": 4, "psnr": 1.0, "task_metric": 0.0})  # told once, whatever comes again
+    assert s.study.best_trials[0].values == [25.0, 0.6]
 
 
 def test_samplers_are_seeded() -> None:
     def draws(seed: int) -> list[float]:
-        s = BudgetAwareOptunaSearch(space=load_space("strategies").distributions(), metric=["psnr", "task_metric"],
-                                    mode=["max", "max"], sampler=make_sampler("tpe", seed, 8), budget=1)
+        s = StudySearcher(load_space("strategies").distributions(), ["psnr", "task_metric"], ["max", "max"],
+                          make_sampler("tpe", seed, 8), 1)
         return [s.suggest(f"t{i}")["lam"] for i in range(5)]
 
     assert draws(3) == draws(3)
@@ -48,8 +49,8 @@ def test_each_sampler_runs_a_seeded_two_objective_study(name: str) -> None:
     """Every offered sampler takes the two-objective study gradprom makes (past its startup trials, so GP and
     TPE really model), and draws the same points again from the same seed."""
     def run(seed: int) -> list[tuple[float, float]]:
-        s = BudgetAwareOptunaSearch(space=load_space("gates").distributions(), metric=["psnr", "task_metric"],
-                                    mode=["max", "max"], sampler=make_sampler(name, seed, 6), budget=1)
+        s = StudySearcher(load_space("gates").distributions(), ["psnr", "task_metric"], ["max", "max"],
+                          make_sampler(name, seed, 6), 1)
         points = []
         for i in range(6):
             config = s.suggest(f"t{i}")

@@ -86,3 +86,33 @@ def test_sigterm_is_ctrl_c_and_a_second_one_stops_at_once() -> None:
         assert signal.getsignal(signal.SIGTERM) == before_term
     finally:
         signal.signal(signal.SIGINT, before_int)
+
+
+def test_the_callback_state_tune_checkpoints_restores_which_trials_ended() -> None:
+    """Tune restores a resumed search's callbacks as they were created, then hands them their checkpointed state:
+    which trials ended (and how) survives, and counts as before this run for the pace."""
+    first = SearchProgress(budget=2, base={})
+    first.on_trial_result(0, [], trial("a1", 0.1), {"psnr": 20.0, "task_metric": 0.5, "epoch": 2})
+    first.on_trial_complete(0, [], trial("a1", 0.1))
+    first.on_trial_error(0, [], trial("b2", 0.2))
+    restored = SearchProgress(budget=2, base={})
+    restored.set_state(first.get_state())
+    restored.setup()
+    assert restored.done == {"a1": "completed", "b2": "failed"} and restored.before == 2
+    assert restored.last["a1"]["psnr"] == 20.0
+
+
+@pytest.mark.parametrize(("final", "ended", "error", "status"), [
+    ({"epoch": 3}, True, None, "completed"),
+    ({"epoch": 1}, True, None, "stopped_early"),
+    ({"epoch": 1}, False, None, "interrupted"),
+    ({"epoch": 3}, False, None, "interrupted"),  # a stop that came as its last epoch was being reported
+    ({"epoch": 1}, True, RuntimeError("worker died"), "failed"),
+    ({"last_epoch": 0, "failed": "non-finite loss at epoch 1 step 2"}, True, None, "failed"),
+])
+def test_one_function_decides_how_a_trial_ended(final: dict, ended: bool, error: object, status: str) -> None:
+    from gradprom.orchestrator.rows import trial_status
+    from gradprom.trainables.ray_trial import FAILED_KEY
+
+    final = {FAILED_KEY if k == "failed" else k: v for k, v in final.items()}
+    assert trial_status(final, budget=3, ended=ended, error=error) == status

@@ -15,10 +15,10 @@ from rich.console import Console
 from gradprom.cli import catalog, cluster, datasets, results, run
 from gradprom.errors import GradpromError
 
-try:  # typer ≥ 0.20 vendors its own click
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+try:  # typer ≥ 0.20 vendors its own click; its exceptions share this public base
+    from typer.exceptions import TyperException as ClickException
 except ImportError:  # pragma: no cover - older typer on plain click
-    from click.exceptions import ClickException, NoArgsIsHelpError
+    from click.exceptions import ClickException
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Task-driven medical image enhancement experiments: gradient strategies searched on Ray.")
@@ -46,10 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except GradpromError as exc:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         return getattr(exc, "exit_code", 2)
-    except NoArgsIsHelpError as exc:
-        Console(stderr=True).print(exc.ctx.get_help() if exc.ctx else str(exc))
-        return 2
     except ClickException as exc:  # bad option, missing value, wrong type: one line, not a usage box
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group named alone: Typer has printed its help already
+            return 2
         ctx = getattr(exc, "ctx", None)
         where = f"{ctx.command_path if ctx is not None else 'gradprom'} --help"  # the (sub)command that refused
         message = " ".join(exc.format_message().split())

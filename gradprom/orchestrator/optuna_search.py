@@ -1,20 +1,22 @@
 """Optuna inside Ray Tune, multi-objective, telling Optuna the truth about each trial's end.
 
 Ray's OptunaSearch tells Optuna "complete" for any trial that reported a value, even one a scheduler
-stopped after a few epochs or one that crashed later. Here only trials that ran the full budget are
-COMPLETE; early-stopped ones are PRUNED and errored ones FAIL, so partial-epoch metrics never shape
-the sampler nor (see pareto.py) the front.
+stopped after a few epochs or one that crashed later, and reaching into it means its private attributes.
+gradprom's `StudySearcher` is a Tune `Searcher` over Optuna's public ask/tell: only trials that ran the full
+budget are COMPLETE; early-stopped ones are PRUNED and errored ones FAIL, so partial-epoch metrics never
+shape the sampler nor (see pareto.py) the front.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
 from gradprom.errors import GradpromError, unknown_name
 from gradprom.trainables.ray_trial import FAILED_KEY
@@ -66,33 +68,58 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
     raise unknown_name("sampler", name, SAMPLERS, option="--sampler")
 
 
-class BudgetAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells COMPLETE only for trials that reached `budget` epochs."""
+class StudySearcher(Searcher):
+    """A Ray Tune searcher that is one Optuna study, through Optuna's public ask/tell: each Tune trial asks the
+    study for its settings (a protocol's cells are enqueued first, so the sampler never draws them), and its end
+    is told with the state it really reached: COMPLETE only for a trial that ran `budget` epochs with finite
+    objectives, PRUNED for one a scheduler stopped, FAIL for an error or a NaN.
 
-    def __init__(self, *args: Any, budget: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.budget = budget
+    Tune pickles it with the experiment state (`save`/`restore`), so `--resume` continues the same study; a trial
+    the study already knows as finished (a driver killed between telling and Tune's next snapshot) is not told
+    twice."""
+
+    def __init__(self, space: dict[str, optuna.distributions.BaseDistribution], metric: list[str], mode: list[str],
+                 sampler: optuna.samplers.BaseSampler, budget: int, points_to_evaluate: list[dict] | None = None,
+                 storage: optuna.storages.BaseStorage | None = None, study_name: str | None = None) -> None:
+        super().__init__(metric=list(metric), mode=list(mode))
+        self.space, self.budget = dict(space), budget
+        self.study = optuna.create_study(
+            storage=storage, sampler=sampler, pruner=optuna.pruners.NopPruner(), study_name=study_name,
+            load_if_exists=True, directions=["minimize" if m == "min" else "maximize" for m in mode])
+        for point in points_to_evaluate or []:
+            self.study.enqueue_trial(point)
+        self.asked: dict[str, int] = {}  # Tune trial id -> the study's trial number
+        self.told: set[str] = set()
+
+    def suggest(self, trial_id: str) -> dict[str, Any]:
+        if trial_id not in self.asked:
+            self.asked[trial_id] = self.study.ask(fixed_distributions=self.space).number
+        return dict(self.study.get_trials(deepcopy=False)[self.asked[trial_id]].params)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in self.told or trial_id not in self.asked:
             return
+        self.told.add(trial_id)
+        number = self.asked[trial_id]
+        if self.study.get_trials(deepcopy=False)[number].state != TrialState.RUNNING:
+            return  # the study has its end already (told before the driver was killed; Tune's snapshot lagged)
         values = [(result or {}).get(m) for m in self.metric]
         finished = (result or {}).get("epoch", 0) >= self.budget
         usable = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
         if error or (result or {}).get(FAILED_KEY) or (finished and not usable):
-            state, told = TrialState.FAIL, None
+            self.study.tell(number, state=TrialState.FAIL)
         elif not finished:
-            state, told = TrialState.PRUNED, None
+            self.study.tell(number, state=TrialState.PRUNED)
         else:
-            state, told = TrialState.COMPLETE, values
-        try:
-            self._ot_study.tell(self._ot_trials[trial_id], told, state=state)
-        except ValueError as exc:
-            # the study lives in storage (a journal file): a driver killed after telling but before Tune's next
-            # snapshot left this trial finished there, and the resumed search reports it again
-            if "Cannot tell a" not in str(exc):
-                raise
-        self._completed_trials.add(trial_id)
+            self.study.tell(number, values)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(self.__dict__.copy(), file)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as file:
+            self.__dict__.update(pickle.load(file))
 
 
 JOURNAL = "optuna.journal"  # the study's journal in the experiment folder (optuna-dashboard reads it)

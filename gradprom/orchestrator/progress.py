@@ -19,13 +19,14 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gradprom.orchestrator.pareto import OBJECTIVES, as_objectives, front_rows
-from gradprom.orchestrator.rows import end_status
+from gradprom.orchestrator.rows import trial_status
 from gradprom.orchestrator.tables import front_table
 
 #: seconds between heartbeat lines in a log ($GRADPROM_HEARTBEAT_S overrides it)
 HEARTBEAT_S = 60.0
 
 _active: Display | None = None
+_ledger: SearchProgress | None = None  # the callback the running Tune loop uses (after --resume, its restored copy)
 
 
 class Display:
@@ -151,8 +152,20 @@ class SearchProgress(Callback):
         self.done: dict[str, str] = {}
         self.running: set[str] = set()
         self.before = 0  # trials that had ended before this run (a resumed search): not part of its pace
+        global _ledger
+        _ledger = None  # a new study's callback: the last study's is done with
 
     def setup(self, **info: Any) -> None:
+        global _ledger
+        self.before = len(self.done)
+        _ledger = self
+
+    def get_state(self) -> dict[str, Any]:
+        """What Tune checkpoints with the experiment (a resumed run restores it): which trials ended, and how."""
+        return {"done": dict(self.done), "last": dict(self.last)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.done, self.last = dict(state["done"]), dict(state["last"])
         self.before = len(self.done)
 
     def failed(self) -> int:
@@ -181,10 +194,16 @@ class SearchProgress(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
-        self.done[trial.trial_id] = end_status(self.last.get(trial.trial_id, {}), self.budget)
+        self.done[trial.trial_id] = trial_status(self.last.get(trial.trial_id, {}), self.budget)
         self._push(trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
         self.done[trial.trial_id] = "failed"
         self._push(trial.trial_id)
+
+
+def ended_trials(fallback: SearchProgress) -> dict[str, str]:
+    """Trial id -> how it ended, for every trial of the study that ended, this run or before a --resume: kept by the
+    callback Tune ran (Tune pickles callbacks with the experiment, so a resumed run uses a restored copy)."""
+    return dict((_ledger or fallback).done)

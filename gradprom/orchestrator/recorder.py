@@ -18,7 +18,7 @@ from ray.tune import Callback
 from gradprom.errors import GradpromError
 from gradprom.orchestrator.pareto import OBJECTIVES, as_objectives
 from gradprom.orchestrator.results import error_line
-from gradprom.orchestrator.rows import end_status, epoch_row, trial_row, write_results
+from gradprom.orchestrator.rows import epoch_row, trial_row, trial_status, write_results
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class ResultsRecorder(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         final = self._final(trial)
-        self._record(trial, final, end_status(final, self.budget), "")
+        self._record(trial, final, trial_status(final, self.budget), "")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error = ""

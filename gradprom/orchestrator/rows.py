@@ -37,11 +37,14 @@ def metrics_only(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in TUNE_KEYS and not k.startswith("config/")}
 
 
-def end_status(final: dict[str, Any], budget: int) -> str:
-    """How a trial that Tune saw complete ended, from its last result: failed (a NaN loss or bad data; the
-    result says why), completed (its whole budget) or stopped_early (a scheduler stopped it)."""
-    if final.get(FAILED_KEY):
+def trial_status(final: dict[str, Any], budget: int, ended: bool = True, error: Any = None) -> str:
+    """How a trial ended, the one place that decides it: failed (an error, or a NaN loss or bad data its last
+    result names), interrupted (the search was stopped before the trial ended: `ended` is False), completed (its
+    whole budget) or stopped_early (a scheduler stopped it)."""
+    if error or final.get(FAILED_KEY):
         return "failed"
+    if not ended:
+        return "interrupted"
     return "completed" if epochs_done(final) >= budget else "stopped_early"
 
 
@@ -56,7 +59,7 @@ def trial_row(base: dict[str, Any], space: str, dataset: str, experiment: str, b
     if not pipeline_info(config["pipeline"])["strategies"]:  # a pipeline without gradient strategies: one system
         columns["strategy"] = config["pipeline"]
     if final.get(FAILED_KEY):  # a trial that ended itself for good (NaN loss, bad data): its last result says why
-        status, error = "failed", str(final[FAILED_KEY])
+        error = str(final[FAILED_KEY])
     done = epochs_done(final)
     tags = {"schema_version": SCHEMA_VERSION, "experiment": experiment, "dataset": dataset, "trial_id": trial_id}
     # the full config also as JSON: a metric column (the training loss `loss_ip`) shadows a setting of that name

@@ -44,7 +44,7 @@ from gradprom.orchestrator.pareto import (
     parse_objectives,
 )
 from gradprom.orchestrator.results import TRIALS, error_line, read_rows
-from gradprom.orchestrator.rows import epoch_row, epochs_done, trial_row, write_results
+from gradprom.orchestrator.rows import epoch_row, trial_row, trial_status, write_results
 from gradprom.orchestrator.schedulers import TIEBREAKS
 from gradprom.orchestrator.storage import local_folder, publish, store_of, tune_storage
 from gradprom.orchestrator.tables import front_table
@@ -357,29 +357,15 @@ def prepare_reference(base: dict[str, Any], console: Console) -> None:
                 pretrained_recognizer(one, data, resolve_device(one.device), reference=True)
 
 
-def trial_status(tune_status: str, error: Any, epochs_done: int, budget: int, stopped_by_scheduler: bool) -> str:
-    """completed / stopped_early (a scheduler stopped it) / failed / interrupted (the search was stopped).
-
-    On Ctrl-C Tune saves running trials as RUNNING (so --resume continues them) but reports them
-    TERMINATED, so a trial short of its budget counts as stopped early only if the scheduler stopped it.
-    """
-    if error is not None or tune_status == "ERROR":
-        return "failed"
-    if epochs_done >= budget and tune_status == "TERMINATED":
-        return "completed"
-    return "stopped_early" if tune_status == "TERMINATED" and stopped_by_scheduler else "interrupted"
-
-
-def result_rows(grid: Any, study: StudyPlan, experiment: str, states: dict[str, str],
-                interrupted_ids: set[str]) -> tuple[list[dict], list[dict]]:
-    """(trial rows, epoch rows) from a Tune ResultGrid, given Tune's trial states; `interrupted_ids` were
-    cut short by a stop, not by a scheduler."""
+def result_rows(grid: Any, study: StudyPlan, experiment: str, ended: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """(trial rows, epoch rows) from a Tune ResultGrid; `ended` holds the trials that ended (the others were cut
+    short by a stop, not by a scheduler)."""
     trials, epochs = [], []
     for result in grid:
         trial_id = Path(result.path).name
         final = result.metrics or {}
-        status = trial_status(states.get(trial_id, "TERMINATED"), result.error, epochs_done(final), study.budget,
-                              stopped_by_scheduler=trial_id not in interrupted_ids)
+        status = trial_status(final, study.budget, ended=trial_id in ended or result.error is not None,
+                              error=result.error)
         row = trial_row(study.base, study.space.name, study.dataset, experiment, study.budget, trial_id,
                         result.config or {}, final, status, error_line(result.error))
         trials.append(row)
@@ -405,7 +391,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     import optuna
     from ray import tune
 
-    from gradprom.orchestrator.progress import SearchProgress, open_display
+    from gradprom.orchestrator.progress import SearchProgress, ended_trials, open_display
     from gradprom.orchestrator.recorder import ResultsRecorder
     from gradprom.trainables.ray_trial import make_trainable
 
@@ -440,11 +426,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
         )
     with open_display(f"{study.dataset} · {req.space}", req.trials, console, status=waiting or "starting trials…"):
         grid = tuner.fit()
-    states = {t.trial_id: t.status for t in grid._experiment_analysis.trials}
-    interrupted = len(grid) < req.trials or any(s not in ("TERMINATED", "ERROR") for s in states.values())
-    # in a stopped search, a trial short of its budget that the scheduler was not seen stopping was cut short
-    cut_short = {tid for tid in states if tid not in progress.done} if interrupted else set()
-    return result_rows(grid, study, req.name, states, cut_short)
+    return result_rows(grid, study, req.name, ended_trials(progress))
 
 
 def make_scheduler(req: SearchRequest, study: StudyPlan) -> Any:
@@ -470,7 +452,7 @@ def make_searcher(study: StudyPlan, req: SearchRequest, folder: Path | None = No
     there, or `--storage`), named NAME-DATASET, and `--warm-start` hands it an earlier experiment's trials."""
     import optuna
 
-    from gradprom.orchestrator.optuna_search import BudgetAwareOptunaSearch, study_storage, warm_start
+    from gradprom.orchestrator.optuna_search import StudySearcher, study_storage, warm_start
 
     names, modes = [n for n, _ in study.objectives], [d for _, d in study.objectives]
     storage, study_name = (study_storage(folder, req.storage), f"{req.name}-{study.dataset}") if folder else (None,
@@ -483,10 +465,8 @@ def make_searcher(study: StudyPlan, req: SearchRequest, folder: Path | None = No
                                       directions=["maximize" if m == "max" else "minimize" for m in modes])
         earlier = [r for r in read_rows(local_folder(req.warm_start) / TRIALS) if r.get("dataset") == study.dataset]
         warm_start(created, earlier, study.space.distributions(), names)
-    return BudgetAwareOptunaSearch(
-        space=study.space.distributions(), metric=names, mode=modes, points_to_evaluate=study.points or None,
-        sampler=make_sampler(req.sampler, req.seed, req.trials), budget=study.budget, storage=storage,
-        study_name=study_name)
+    return StudySearcher(study.space.distributions(), names, modes, make_sampler(req.sampler, req.seed, req.trials),
+                         study.budget, points_to_evaluate=study.points, storage=storage, study_name=study_name)
 
 
 #: options that may differ when resuming: where and how wide it runs, not what it searches
