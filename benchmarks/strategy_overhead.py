@@ -11,7 +11,7 @@ computed aside) is evaluated on the same batch; the share of equal decisions is 
 
 Prints one JSON object per line: one per variant, then the summary (`"benchmark": ...`); `--record` also adds
 the summary as a row to benchmarks/README.md (or `--readme PATH`).
-Run: `python benchmarks/strategy_overhead.py [--quick] [--device cpu|cuda] [--record]`.
+Run: `python benchmarks/strategy_overhead.py [--quick] [--device cpu|cuda] [--warmup N] [--image-size PX] [--record]`.
 """
 
 from __future__ import annotations
@@ -115,16 +115,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="small models (SRResNet 2×16, ResNet-10 w8, 32 px), 24 agreement steps")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=40, help="timed rounds, after three warm-up rounds")
+    parser.add_argument("--rounds", type=int, default=40, help="timed rounds, after the warm-up rounds")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up rounds before them (default 3)")
+    parser.add_argument("--image-size", type=int, default=0, help="image size in px (default 32 with --quick, else 64)")
     parser.add_argument("--agreement-steps", type=int, default=0,
                         help="training steps per cheap gate's agreement run (default 24 with --quick, else 60)")
     add_arguments(parser)
     args = parser.parse_args()
     check_arguments(parser, args)
-    if args.rounds < 1 or args.agreement_steps < 0:
-        parser.error("--rounds must be at least 1 and --agreement-steps at least 0")
+    if args.rounds < 1 or args.agreement_steps < 0 or args.warmup < 0 or args.image_size < 0:
+        parser.error("--rounds must be at least 1, --agreement-steps, --warmup and --image-size at least 0")
     quick = args.quick
-    base = {"dataset": "synthetic", "image_size": 32 if quick else 64, "n_train": 128 if quick else 256,
+    base = {"dataset": "synthetic", "image_size": args.image_size or (32 if quick else 64),
+            "n_train": 128 if quick else 256,
             "n_val": 16, "n_test": 16, "enhancer_blocks": 2 if quick else 8, "enhancer_channels": 16 if quick else 32,
             "recognizer_width": 8 if quick else 16, "batch_size": 16, "pretrain_epochs": 1, "device": args.device,
             "threads": 0, "lam": 1.0, "cache_dir": str(Path.home() / ".cache" / "gradprom-bench")}
@@ -134,7 +137,8 @@ def main() -> None:
     device = next(iter(trials.values())).device
     data = next(iter(trials.values())).data.train
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    for r in range(rounds + 3):  # three warm-up rounds
+    warmup = args.warmup
+    for r in range(rounds + warmup):  # the first `warmup` rounds are not timed
         start = (r * 16) % (len(data) - 16)
         x, y = data.images[start:start + 16], data.targets[start:start + 16]
         names = list(trials)
@@ -145,7 +149,7 @@ def main() -> None:
             tic = time.perf_counter()
             (floor_step if name == "floor" else train_step)(t, x, y, gen)
             sync(device)
-            if r >= 3:
+            if r >= warmup:
                 times[name].append(time.perf_counter() - tic)
     joint = statistics.median(times["joint"])
     steps = args.agreement_steps or (24 if quick else 60)
@@ -169,7 +173,8 @@ def main() -> None:
     figures["joint_ms"] = round(1000 * joint, 2)
     shape = (f"{'quick: ' if quick else ''}SRResNet {base['enhancer_blocks']}×{base['enhancer_channels']}, ResNet-10 "
              f"w{base['recognizer_width']}, {base['image_size']}px, batch 16, {rounds} rounds, {device.type}"
-             f"{f', {steps} agreement steps' if args.agreement_steps else ''}")
+             f"{f', {steps} agreement steps' if args.agreement_steps else ''}"
+             f"{f', {warmup} warm-up rounds' if warmup != 3 else ''}")
     record("strategy_overhead_quick" if quick else "strategy_overhead", figures, args, note=shape)
 
 

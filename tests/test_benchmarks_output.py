@@ -1,5 +1,10 @@
 """Every benchmark script, in its quickest form: stdout is one JSON object per line (valid JSON, no NaN), the
-figures it promises are there, and benchmarks/README.md is written only with `--record` (into `--readme PATH`)."""
+figures it promises are there, and benchmarks/README.md is written only with `--record` (into `--readme PATH`).
+
+The scripts mostly wait (for Ray to start, for trial processes to import torch), so the module starts every run
+at once, at most three at a time and the longest first, and each test checks its own script's runs as they end.
+No assertion reads a duration, only how the printed figures relate to each other, so sharing the CPU changes none.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,19 +26,25 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "benchmarks" / "README.md"
 pytestmark = pytest.mark.slow
 
-#: each script's quickest form (seconds on a 2-core CPU; main_job mostly waits for Ray to start)
+#: each script's quickest form (seconds on a 2-core CPU, alone; the Ray ones mostly wait for Ray to start)
 QUICKEST = {
     "data_cache.py": ["--images", "4", "--image-size", "16"],
     "reference_levels.py": ["--quick"],
-    "strategy_overhead.py": ["--quick", "--rounds", "1", "--agreement-steps", "2"],
+    "strategy_overhead.py": ["--quick", "--rounds", "1", "--warmup", "0", "--image-size", "16",
+                             "--agreement-steps", "2"],
     "throughput.py": ["--quick", "--n-train", "32", "--epochs", "1"],
     "orchestration_overhead.py": ["--quick", "--trials", "2", "--epochs", "1"],
     "packing.py": ["--quick", "--trials", "2", "--levels", "1,2", "--device", "cpu"],
     "search_efficiency.py": ["--quick", "--trials", "3", "--epochs", "2"],
     "main_job.py": ["--trials", "1", "--epochs", "1", *(a for p in (
         "image_size=16", "n_train=32", "n_val=16", "n_test=16", "enhancer_blocks=1", "enhancer_channels=8",
-        "recognizer_width=4", "batch_size=16") for a in ("-p", p))],
+        "recognizer_width=4", "batch_size=16", "pretrain_epochs=1", "threads=1") for a in ("-p", p))],
 }
+#: the runs the module starts, longest first (about 50, 30, 20, 10, 5, 4, 2 and 2 s alone); the key is the
+#: script and the arguments added to its quickest form
+RUNS = ("orchestration_overhead.py", "search_efficiency.py", "main_job.py", "packing.py", "throughput.py",
+        "strategy_overhead.py", "data_cache.py", "data_cache.py --record")
+AT_ONCE = 3
 
 
 def reject_constant(name: str) -> None:
@@ -43,16 +57,45 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("home"))
 
 
-def run(script: str, home: str, *extra: str) -> list[dict]:
-    """Run the script's quickest form; check that every stdout line is a JSON object, the last one the summary
-    (its table exists in the README), and that the tracked README is byte for byte unchanged."""
-    before = README.read_bytes()
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *QUICKEST[script], *extra],
+@dataclass
+class Runs:
+    """The module's script runs, under way: `readme` is the tracked README as they found it, `copy` the copy
+    that `data_cache.py --record` writes into (`--readme`)."""
+
+    readme: bytes
+    copy: Path
+    started: dict[str, Future] = field(default_factory=dict)
+
+
+def start(script: str, home: str, *extra: str) -> subprocess.CompletedProcess:
+    """Run the script's quickest form, plus `extra`, to its end."""
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *QUICKEST[script], *extra],
                           capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": home}, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def scripts(home: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    """Every run of RUNS, started when the module's first test asks; the module waits for all of them at its end."""
+    copy = tmp_path_factory.mktemp("readme") / "README.md"
+    shutil.copy(README, copy)
+    found = Runs(README.read_bytes(), copy)
+    extra = {"data_cache.py --record": ["--record", "--readme", str(copy)]}
+    with ThreadPoolExecutor(max_workers=AT_ONCE) as pool:
+        for key in RUNS:
+            found.started[key] = pool.submit(start, key.split()[0], home, *extra.get(key, []))
+        yield found
+    assert README.read_bytes() == found.readme, f"one of {', '.join(RUNS)} changed benchmarks/README.md"
+
+
+def run(scripts: Runs, key: str) -> list[dict]:
+    """The run's output, once it ended: every stdout line is a JSON object, the last one the summary (its table
+    exists in the README), and the tracked README is byte for byte what it was before the module's runs."""
+    done = scripts.started[key].result()
     assert done.returncode == 0, done.stderr[-3000:]
-    assert README.read_bytes() == before, f"{script} {' '.join(extra)} changed benchmarks/README.md"
+    assert README.read_bytes() == scripts.readme, \
+        f"{key} (or a run beside it, of {', '.join(RUNS)}) changed benchmarks/README.md"
     lines = done.stdout.splitlines()
-    assert lines, f"{script} printed nothing on stdout"
+    assert lines, f"{key} printed nothing on stdout"
     rows = [json.loads(line, parse_constant=reject_constant) for line in lines]
     assert all(isinstance(r, dict) for r in rows), done.stdout
     summary = rows[-1]
@@ -61,20 +104,18 @@ def run(script: str, home: str, *extra: str) -> list[dict]:
     return rows
 
 
-def test_data_cache_records_only_when_asked(home: str, tmp_path: Path) -> None:
-    (row,) = run("data_cache.py", home)
+def test_data_cache_records_only_when_asked(scripts: Runs) -> None:
+    (row,) = run(scripts, "data_cache.py")
     assert row["benchmark"] == "data_cache" and row["images"] == 4 and row["speedup"] > 0
-    copy = tmp_path / "README.md"
-    shutil.copy(README, copy)
-    run("data_cache.py", home, "--record", "--readme", str(copy))
-    added = [line for line in copy.read_text().splitlines() if line not in README.read_text().splitlines()]
+    run(scripts, "data_cache.py --record")
+    added = [line for line in scripts.copy.read_text().splitlines() if line not in README.read_text().splitlines()]
     assert len(added) == 1 and "images=4; image_size=16;" in added[0]
-    lines = copy.read_text().splitlines()
+    lines = scripts.copy.read_text().splitlines()
     assert lines[lines.index("<!-- rows:data_cache -->") + 1] == added[0]  # the newest row first
 
 
-def test_strategy_overhead(home: str) -> None:
-    rows = run("strategy_overhead.py", home)
+def test_strategy_overhead(scripts: Runs) -> None:
+    rows = run(scripts, "strategy_overhead.py")
     by_name = {r["strategy"]: r for r in rows[:-1]}
     assert {"joint", "floor", "gradprom", "pcgrad", "gradprom_gate_every_4", "gradprom_gate_on_head"} <= set(by_name)
     assert by_name["joint"]["ratio_vs_joint"] == 1.0
@@ -85,8 +126,8 @@ def test_strategy_overhead(home: str) -> None:
     assert rows[-1]["benchmark"] == "strategy_overhead_quick" and "gradprom_vs_floor" in rows[-1]
 
 
-def test_throughput(home: str) -> None:
-    rows = run("throughput.py", home)
+def test_throughput(scripts: Runs) -> None:
+    rows = run(scripts, "throughput.py")
     assert [r["strategy"] for r in rows[:-1]] == ["joint", "gradprom"]
     for r in rows[:-1]:
         name = r["strategy"]
@@ -103,16 +144,16 @@ def test_throughput_channels_last_on_cuda_only() -> None:
     assert memory_format("fp32", "cuda") == "contiguous"
 
 
-def test_main_job(home: str) -> None:
-    (row,) = run("main_job.py", home)
+def test_main_job(scripts: Runs) -> None:
+    (row,) = run(scripts, "main_job.py")
     assert row["benchmark"] == "main_job" and row["trials"] == 1 and row["completed"] == 1
     assert row["front_size"] >= 1 and len(row["psnr_range_db"]) == 2 and row["note"].startswith("changed: trials=1")
 
 
-def test_orchestration_overhead(home: str) -> None:
+def test_orchestration_overhead(scripts: Runs) -> None:
     """Three timed runs of the same two trials and two of the first alone, then the summary whose ratios and
     overheads (the slope and intercept of search − loop over 1 and 2 trials) are those runs' walls."""
-    *runs, summary = run("orchestration_overhead.py", home)
+    *runs, summary = run(scripts, "orchestration_overhead.py")
     walls = {r["run"]: r["wall_s"] for r in runs}
     assert set(walls) == {"gradprom_search", "gradprom_search_1", "plain_loop", "plain_loop_1", "hand_ray_tune"}
     assert [r["trials"] for r in runs] == [2, 1, 2, 1, 2]
@@ -124,9 +165,9 @@ def test_orchestration_overhead(home: str) -> None:
     assert summary["per_search_overhead_s"] == pytest.approx(d1 - (d2 - d1), abs=0.1)
 
 
-def test_packing(home: str) -> None:
+def test_packing(scripts: Runs) -> None:
     """Two levels of the same two trials; the summary's throughputs and speedups are those levels' walls'."""
-    *levels, summary = run("packing.py", home)
+    *levels, summary = run(scripts, "packing.py")
     cores = os.cpu_count() or 1
     assert [r["at_once"] for r in levels] == [1, 2]
     assert [r["threads_per_trial"] for r in levels] == [max(1, cores), max(1, cores // 2)]
@@ -137,9 +178,9 @@ def test_packing(home: str) -> None:
     assert summary["trials_per_core_2"] == round(2 / cores, 2) and summary["benchmark"] == "packing_quick"
 
 
-def test_search_efficiency(home: str) -> None:
+def test_search_efficiency(scripts: Runs) -> None:
     """Two searches (random/fifo, tpe/pareto-asha), each with its curve; the summary's figures are those curves'."""
-    *runs, summary = run("search_efficiency.py", home)
+    *runs, summary = run(scripts, "search_efficiency.py")
     assert [(r["sampler"], r["scheduler"]) for r in runs] == [("random", "fifo"), ("tpe", "pareto-asha")]
     for r in runs:
         worth = [w for w, _, _ in r["curve"]]

@@ -24,7 +24,15 @@ from gradprom.trainables.fastpath import FastPath
 from gradprom.trainables.pipeline import train_trial
 from gradprom.trainables.state import restore_state, trial_state
 from gradprom.trainables.step import train_step
-from tests.conftest import run_isolated
+from tests.conftest import TINY, run_isolated
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """TINY settings with one recognizer cache for the module's tests (overrides conftest's per-test cache): the
+    pretrained recognizers are deterministic per cache key, so the isolated processes after the first one load
+    the weights they would have trained themselves."""
+    return {**TINY, "cache_dir": str(tmp_path_factory.mktemp("cache"))}
 
 
 def step_update(tiny: dict, **settings: object) -> tuple[list[torch.Tensor], object]:
@@ -129,8 +137,8 @@ def test_a_crash_or_hang_in_isolation_is_one_failed_test() -> None:
     """What the isolation promises: an abort is reported with its signal, a hang after the timeout."""
     with pytest.raises(pytest.fail.Exception, match="killed its process with signal SIGABRT"):
         run_isolated(os.abort)
-    with pytest.raises(pytest.fail.Exception, match="sleep hung: no result after 3 s"):
-        run_isolated(time.sleep, 600, timeout=3)
+    with pytest.raises(pytest.fail.Exception, match="sleep hung: no result after 1 s"):
+        run_isolated(time.sleep, 600, timeout=1)
 
 
 def test_compile_refuses_batched_vjps() -> None:

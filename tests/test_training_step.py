@@ -14,8 +14,17 @@ from gradprom.strategies import get_strategy, safe_cos
 from gradprom.trainables.build import build_trial, seeded_generator
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.step import output_layer, train_step
+from tests.conftest import TINY
 
 STRATEGIES = ["enhancer_only", "joint", "frozen", "gradprom", "threshold", "gradprom_soft", "pcgrad"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """TINY settings with one recognizer cache for the module's tests (overrides conftest's per-test cache): the
+    pretrained recognizers are deterministic per cache key, so a test reading one another test trained sees the
+    weights it would have trained itself, without paying for it again."""
+    return {**TINY, "cache_dir": str(tmp_path_factory.mktemp("cache"))}
 
 
 def plain_gradients(trial, x, y, gen_seed):

@@ -13,9 +13,18 @@ from gradprom.trainables.build import build_trial
 from gradprom.trainables.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.pipeline import train_trial
+from tests.conftest import TINY
 
 METRICS = {"epoch", "psnr", "ssim", "acc", "acc_ref", "promoted_frac", "cos_mean", "loss_ip", "loss_vr",
            "time_train_s", "time_eval_s", "images_per_s", "psnr_input", "task_metric", "schema_version"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """TINY settings with one recognizer cache for the module's tests (overrides conftest's per-test cache): the
+    pretrained recognizers are deterministic per cache key, so a test reading one another test trained sees the
+    weights it would have trained itself, without paying for it again."""
+    return {**TINY, "cache_dir": str(tmp_path_factory.mktemp("cache"))}
 
 
 def collect(settings: dict, resume_from: str | None = None, keep: Path | None = None) -> list[dict]:
@@ -32,8 +41,15 @@ def collect(settings: dict, resume_from: str | None = None, keep: Path | None = 
     return reports
 
 
-def test_reports_every_epoch_with_metrics_and_test_figures(tiny: dict) -> None:
-    reports = collect({**tiny, "epochs": 2, "strategy": "gradprom"})
+@pytest.fixture(scope="module")
+def two_epochs(tiny: dict) -> tuple[dict, list[dict]]:
+    """A two-epoch gradprom trial's settings and reports, read by the next two tests."""
+    settings = {**tiny, "epochs": 2, "strategy": "gradprom"}
+    return settings, collect(settings)
+
+
+def test_reports_every_epoch_with_metrics_and_test_figures(two_epochs: tuple[dict, list[dict]]) -> None:
+    _, reports = two_epochs
     assert [r["epoch"] for r in reports] == [1, 2]
     for r in reports:
         assert set(r) >= METRICS
@@ -42,11 +58,10 @@ def test_reports_every_epoch_with_metrics_and_test_figures(tiny: dict) -> None:
     assert "test_psnr" in reports[-1] and "test_acc_ref" in reports[-1] and "test_psnr" not in reports[0]
 
 
-def test_reference_levels_on_clean_and_degraded_images(tiny: dict) -> None:
+def test_reference_levels_on_clean_and_degraded_images(two_epochs: tuple[dict, list[dict]]) -> None:
     """acc_ref_clean / acc_ref_input are the fixed reference's accuracy on the clean and on the degraded images,
     computed here by calling the model directly; they are the same every epoch (constants of the data)."""
-    settings = {**tiny, "epochs": 2, "strategy": "gradprom"}
-    reports = collect(settings)
+    settings, reports = two_epochs
     trial = build_trial(TrialConfig.from_dict(settings))
     trial.reference.eval()
     with torch.no_grad():
@@ -69,7 +84,9 @@ def test_segmentation_reports_miou(tiny: dict) -> None:
 def test_deterministic_and_resumes_where_it_stopped(tiny: dict, tmp_path: Path) -> None:
     settings = {**tiny, "epochs": 3, "strategy": "threshold", "threshold": 0.1}
     full = collect(settings, keep=tmp_path)
-    assert collect(settings)[-1]["psnr"] == full[-1]["psnr"]  # same seed, same figures
+    # same seed, same figures; the run again pretrains its recognizers afresh, so it also holds when `full` read
+    # them from the module's cache
+    assert collect({**settings, "cache_dir": str(tmp_path / "cold")})[-1]["psnr"] == full[-1]["psnr"]
     resumed = collect(settings, resume_from=str(tmp_path / "epoch1"))
     assert [r["epoch"] for r in resumed] == [2, 3]
     assert resumed[-1]["psnr"] == pytest.approx(full[-1]["psnr"], abs=1e-4)

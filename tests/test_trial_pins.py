@@ -35,10 +35,16 @@ def close(got: object, want: object) -> bool:
     return (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-4, abs_tol=5e-3)
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One recognizer cache for every case, as `make_trial_pins.py` wrote the pins (its cases share one)."""
+    return str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.mark.parametrize("name", sorted(PINS["cases"]))
-def test_the_trial_gives_its_pinned_figures(name: str, tmp_path: Path) -> None:
+def test_the_trial_gives_its_pinned_figures(name: str, cache: str) -> None:
     assert PINS["small"] == json.loads(json.dumps(__import__("tests.make_trial_pins").make_trial_pins.SMALL))
-    got = run_case(PINS["cases"][name], str(tmp_path))
+    got = run_case(PINS["cases"][name], cache)
     want = MACHINE_PINS[name]
     assert len(got) == len(want)
     for epoch, (g, w) in enumerate(zip(got, want, strict=True), start=1):
