@@ -22,6 +22,9 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# every Ray runtime the tests start (in this process, the CLI's children, the clusters) skips the idle workers Ray
+# starts ahead for a new driver: trials run in actors of their own, so these only cost a second of CPU each
+os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 os.environ["COLUMNS"] = "120"  # Rich's width for the CLI's console, in this process as in the children
 
 #: a trial small enough for a 2-core CPU in about a second per epoch

@@ -1,5 +1,5 @@
 """`--scheduler pareto-asha` inside a real small search: the trials it stops are the ones the rung's ranking
-says, they are told PRUNED to Optuna and never enter the front; `asha` with two objectives warns."""
+says, they are told PRUNED to Optuna and never enter the front (`asha` with two objectives warns: test_search_e2e)."""
 
 from __future__ import annotations
 
@@ -57,10 +57,3 @@ def test_pareto_asha_stops_the_trials_its_rung_ranks_low(tmp_path: Path, shared_
     assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped)
     assert states.count(optuna.trial.TrialState.COMPLETE) == len(trials) - len(stopped)
     assert manifest["request"]["scheduler"] == "pareto-asha"
-
-
-def test_asha_with_two_objectives_warns(tmp_path: Path, shared_cache: str) -> None:
-    run = cli("search", "--trials", "1", "--epochs", "1", "--scheduler", "asha", "--out", str(tmp_path),
-                   "--name", "a", "--device", "cpu", *TINY_PARAMS, cache=shared_cache)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "stops trials on psnr alone" in run.stdout + run.stderr and "pareto-asha" in run.stdout + run.stderr

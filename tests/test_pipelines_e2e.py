@@ -21,7 +21,8 @@ FILES = ("trials.parquet", "epochs.parquet", "pareto.parquet", "manifest.json")
 def searches(tmp_path_factory: pytest.TempPathFactory, shared_cache: str, request: pytest.FixtureRequest) -> Path:
     shared_ray(shared_cache, request)
     out = tmp_path_factory.mktemp("pipelines")
-    common = ["--trials", "2", "--epochs", "1", "--sampler", "random", "--out", str(out), "--device", "cpu",
+    common = ["--trials", "2", "--epochs", "1", "--sampler", "random", "--concurrency", "1", "--out", str(out),
+              "--device", "cpu",
               *TINY_PARAMS]
     runs = [cli("search", "--space", "r2c_weights", "--dataset", "synthetic",  # the space's own pipeline: r2c_gan
                 "--name", "r2c", *common, cache=shared_cache),

@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
 def test_quick_protocol_runs_the_grid_and_reads_it_as_evidence(tmp_path: Path, shared_cache: str) -> None:
     run = cli("protocol", "denoise", "--quick", "--out", str(tmp_path), "--name", "q", "--device", "cpu",
+              "--concurrency", "1",
               cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     folder = tmp_path / "q"
@@ -42,22 +43,13 @@ def test_quick_protocol_runs_the_grid_and_reads_it_as_evidence(tmp_path: Path, s
     assert "gradprom vs frozen" in run.stdout and "mean ± std" in run.stdout
 
 
-def test_objectives_reach_optuna_and_the_front(tmp_path: Path, shared_cache: str) -> None:
+def test_objectives_reach_optuna_and_are_checked(tmp_path: Path, shared_cache: str) -> None:
+    """--objectives become the study's metrics and directions (a loss or time minimised); an unknown one is one line.
+    A search's front on its --objectives, end to end: test_results_e2e (its experiment searches psnr,acc_ref)."""
     request = SearchRequest(space="lambda_threshold", datasets=["synthetic"], objectives="psnr,acc_ref,step_ms",
                             params=[p for p in TINY_PARAMS if p != "-p"])
     (study,) = plan(request)
     searcher = make_searcher(study, request)
     assert (searcher.metric, searcher.mode) == (["psnr", "acc_ref", "step_ms"], ["max", "max", "min"])
-
-    run = cli("search", "--trials", "4", "--epochs", "1", "--objectives", "psnr,acc_ref", "--sampler", "random",
-              "--out", str(tmp_path), "--name", "o", "--device", "cpu", *TINY_PARAMS, cache=shared_cache)
-    assert run.returncode == 0, run.stderr[-3000:]
-    trials = [t for t in read_rows(tmp_path / "o" / "trials.parquet") if t["status"] == "completed"]
-    expected = {t["trial_id"] for t in trials if not any(
-        o["psnr"] >= t["psnr"] and o["acc_ref"] >= t["acc_ref"] and (o["psnr"] > t["psnr"] or o["acc_ref"] >
-                                                                      t["acc_ref"]) for o in trials)}
-    assert {f["trial_id"] for f in read_rows(tmp_path / "o" / "pareto.parquet")} == expected
-    assert "psnr vs acc_ref" in run.stdout and "acc_ref ↑" in run.stdout
-
     bad = cli("search", "--objectives", "psnr,acc_rf", "--out", str(tmp_path), cache=shared_cache)
     assert bad.returncode == 2 and "unknown objective 'acc_rf'. Did you mean 'acc_ref'" in bad.stderr

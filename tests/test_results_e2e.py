@@ -25,13 +25,32 @@ needs_browser = pytest.mark.skipif(not (CHROMIUM and DRIVER) and not os.environ.
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory: pytest.TempPathFactory, shared_cache: str, request: pytest.FixtureRequest) -> Path:
+def searched(tmp_path_factory: pytest.TempPathFactory, shared_cache: str, request: pytest.FixtureRequest) -> tuple:
+    """One small real search on two objectives of its own (--objectives psnr,acc_ref): its folder and its output."""
     shared_ray(shared_cache, request)
     out = tmp_path_factory.mktemp("report-exp")
     run = cli("search", "--space", "strategies", "--trials", "3", "--epochs", "1", "--sampler", "random",
-                   "--out", str(out), "--name", "exp", "--device", "cpu", *TINY_PARAMS, cache=shared_cache)
+              "--concurrency", "1",
+              "--objectives", "psnr,acc_ref", "--out", str(out), "--name", "exp", "--device", "cpu", *TINY_PARAMS,
+              cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
-    return out / "exp"
+    return out / "exp", run
+
+
+@pytest.fixture(scope="module")
+def experiment(searched: tuple) -> Path:
+    return searched[0]
+
+
+def test_the_front_is_on_the_searched_objectives(searched: tuple) -> None:
+    folder, run = searched
+    trials = [t for t in read_rows(folder / "trials.parquet") if t["status"] == "completed"]
+    expected = {t["trial_id"] for t in trials if not any(
+        o["psnr"] >= t["psnr"] and o["acc_ref"] >= t["acc_ref"] and (o["psnr"] > t["psnr"] or o["acc_ref"] >
+                                                                      t["acc_ref"]) for o in trials)}
+    assert {f["trial_id"] for f in read_rows(folder / "pareto.parquet")} == expected
+    assert "psnr vs acc_ref" in run.stdout and "acc_ref ↑" in run.stdout
+    assert json.loads((folder / "manifest.json").read_text())["request"]["objectives"] == "psnr,acc_ref"
 
 
 @needs_browser

@@ -48,6 +48,8 @@ def test_search_asha_writes_results_and_exact_front(tmp_path: Path, shared_cache
     run = cli(*args, cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Pareto front" in run.stdout
+    # asha stops on --metric alone while the search has two objectives: it says so, and what ranks on both
+    assert "--scheduler asha stops trials on psnr alone" in run.stdout and "pareto-asha ranks on all" in run.stdout
     folder = out / "e2e"
     trials = read_rows(folder / "trials.parquet")
     epochs = read_rows(folder / "epochs.parquet")
@@ -100,6 +102,7 @@ def test_segmentation_search_where_a_trial_diverges(tmp_path: Path, shared_cache
     # with --seed 4 the random sampler draws lr 1e30 for two of the four trials, and gradprom (which trains
     # its recognizer) among the healthy ones (both checked in the asserts)
     args = ["search", "--space", "strategies", "--task", "segmentation", "--trials", "4", "--epochs", "1",
+            "--concurrency", "1",  # one trial process, reused: these tests check results, not parallelism
             "--sampler", "random", "--seed", "4", "--out", str(tmp_path), "--name", "seg", "--device", "cpu",
             "-p", "strategy=enhancer_only,gradprom", "-p", "lr=0.001,1e30", *TINY_PARAMS]
     run = cli(*args, cache=shared_cache)
@@ -125,6 +128,7 @@ def test_search_whose_every_trial_fails_exits_1(tmp_path: Path, shared_cache: st
     """lr 1e30 passes every check before Ray (it is a finite number > 0) and turns the loss non-finite in the
     first epoch: both trials fail, the summary is printed, the rows are written, and the exit code is 1."""
     args = ["search", "--space", "gradprom_lambda", "--trials", "2", "--epochs", "1", "--sampler", "random",
+            "--concurrency", "1",
             "--out", str(tmp_path), "--name", "allfail", "--device", "cpu", *TINY_PARAMS, "-p", "lr=1e30"]
     run = cli(*args, cache=shared_cache)
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-3000:]
@@ -261,6 +265,7 @@ def test_search_on_a_camus_fixture(tmp_path: Path, shared_cache: str) -> None:
     bad = tmp_path / "data" / "camus" / "database_nifti" / "patient0002" / "patient0002_4CH_ES.nii.gz"
     bad.write_bytes(bad.read_bytes()[:40])
     args = ["search", "--space", "lambda_threshold", "--dataset", "camus", "--task", "segmentation",
+            "--concurrency", "1",
             "--data-root", str(tmp_path / "data"), "--trials", "2", "--epochs", "1", "--out", str(tmp_path),
             "--device", "cpu", *TINY_PARAMS, "-p", "batch_size=4", "-o", "views=4CH"]
     stopped = cli(*args, "--name", "strict", cache=shared_cache)

@@ -50,7 +50,7 @@ def test_search_to_a_storage_uri_then_pareto_from_it(tmp_path: Path, shared_cach
     needed to read them back."""
     store = tmp_path / "store"
     uri = f"file://{store}"
-    run = cli("search", "--dataset", "synthetic", "--trials", "2", "--epochs", "1", "--out", uri,
+    run = cli("search", "--dataset", "synthetic", "--trials", "2", "--epochs", "1", "--concurrency", "1", "--out", uri,
                    "--name", "shared", "--device", "cpu", *TINY_PARAMS, cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     folder = store / "shared"
