@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
 from benchmarks.record import add_arguments, check_arguments, record  # noqa: E402
-from gradprom.orchestrator.results import read_rows  # noqa: E402
+from gradprom.results.parquet import read_rows  # noqa: E402
 
 
 def value_range(rows: list[dict], key: str, digits: int) -> list[float] | None:

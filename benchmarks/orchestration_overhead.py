@@ -127,7 +127,7 @@ def main() -> None:
 
 
 def _rows(path: Path) -> list[dict]:
-    from gradprom.orchestrator.results import read_rows
+    from gradprom.results.parquet import read_rows
 
     return read_rows(path)
 

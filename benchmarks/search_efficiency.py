@@ -51,7 +51,7 @@ def curve(folder: Path) -> list[tuple[float, float, float]]:
     import numpy as np
     import optuna
 
-    from gradprom.orchestrator.results import read_rows
+    from gradprom.results.parquet import read_rows
 
     rows = read_rows(folder / "trials.parquet")
     budget = rows[0]["budget"]
@@ -80,7 +80,7 @@ def rank_to_final(folder: Path) -> dict[str, list[float]]:
     the objective did not vary."""
     from scipy.stats import ConstantInputWarning, spearmanr
 
-    from gradprom.orchestrator.results import read_rows
+    from gradprom.results.parquet import read_rows
 
     trials = read_rows(folder / "trials.parquet")
     done = {r["trial_id"] for r in trials if r["status"] == "completed"}

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.aggregate import aggregate, write_aggregate
-from gradprom.orchestrator.results import SCHEMA_KEY, TRIALS, to_table
+from gradprom.results.aggregate import aggregate, write_aggregate
+from gradprom.results.parquet import SCHEMA_KEY, TRIALS, to_table
 
 
 def experiment(folder: Path, rows: list[dict], version: int) -> str:

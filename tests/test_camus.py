@@ -12,63 +12,7 @@ import torch
 
 from gradprom.datasets import get_dataset
 from gradprom.errors import GradpromError
-
-QUALITIES = ("Good", "Medium", "Poor")
-
-
-def frame_pair(rng: np.random.Generator, shape=(24, 32)) -> tuple[np.ndarray, np.ndarray]:
-    """A blocky mask with all four labels and an image that encodes it (value = 60·label + 10)."""
-    mask = np.kron(rng.integers(0, 4, size=(shape[0] // 4, shape[1] // 4)), np.ones((4, 4))).astype(np.uint8)
-    mask[:4, :4] = 3
-    return (mask * 60 + 10).astype(np.uint8), mask
-
-
-def write_cfg(folder: Path, view: str, quality: str) -> None:
-    (folder / f"Info_{view}.cfg").write_text(f"ED: 1\nES: 12\nNbFrame: 20\nImageQuality: {quality}\nEF: 55\n")
-
-
-def make_2023(root: Path, splits=(4, 1, 1)) -> dict[str, list[str]]:
-    rng = np.random.default_rng(0)
-    nifti, split_dir = root / "camus" / "database_nifti", root / "camus" / "database_split"
-    split_dir.mkdir(parents=True)
-    names, members, k = ("training", "validation", "testing"), {}, 0
-    for split, count in zip(names, splits, strict=True):
-        members[split] = []
-        for _ in range(count):
-            k += 1
-            patient = f"patient{k:04d}"
-            members[split].append(patient)
-            (nifti / patient).mkdir(parents=True)
-            for v, view in enumerate(("2CH", "4CH")):
-                write_cfg(nifti / patient, view, QUALITIES[(k + v) % 3])
-                for phase in ("ED", "ES"):
-                    image, mask = frame_pair(rng)
-                    for arr, suffix in ((image, ""), (mask, "_gt")):
-                        path = nifti / patient / f"{patient}_{view}_{phase}{suffix}.nii.gz"
-                        nibabel.save(nibabel.Nifti1Image(arr, np.eye(4)), path)
-        (split_dir / f"subgroup_{split}.txt").write_text("\n".join(members[split]) + "\n")
-    return members
-
-
-def write_mhd(path: Path, array: np.ndarray) -> None:
-    raw = path.with_suffix(".raw")
-    raw.write_bytes(array.astype(np.uint8).tobytes())
-    path.write_text(f"ObjectType = Image\nNDims = 3\nDimSize = {array.shape[1]} {array.shape[0]} 1\n"
-                    f"ElementSpacing = 0.3 0.15 1\nElementType = MET_UCHAR\nElementDataFile = {raw.name}\n")
-
-
-def make_2019(root: Path, patients: int = 10) -> None:
-    rng = np.random.default_rng(1)
-    for k in range(1, patients + 1):
-        patient = f"patient{k:04d}"
-        folder = root / "camus" / "training" / patient
-        folder.mkdir(parents=True)
-        for view in ("2CH", "4CH"):
-            write_cfg(folder, view, QUALITIES[k % 3])
-            for phase in ("ED", "ES"):
-                image, mask = frame_pair(rng)
-                write_mhd(folder / f"{patient}_{view}_{phase}.mhd", image)
-                write_mhd(folder / f"{patient}_{view}_{phase}_gt.mhd", mask)
+from tests.fixtures.camus import frame_pair, make_2019, make_2023
 
 
 def check_pairing(images: torch.Tensor, masks: torch.Tensor) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gradprom.cli import main
-from gradprom.orchestrator.experiment import write_manifest
+from gradprom.results.experiment import write_manifest
 
 
 def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
@@ -92,7 +92,7 @@ def test_overwrite_only_replaces_gradprom_experiments(capsys: pytest.CaptureFixt
     """--overwrite removes only a folder proven gradprom's: its manifest's signature and nothing in it that gradprom
     does not write. A folder without a manifest, one with somebody else's manifest.json (the issue's web app), one
     whose manifest is not JSON, and a real experiment with a user's file put in it all survive byte for byte."""
-    from gradprom.orchestrator.experiment import new_manifest
+    from gradprom.results.experiment import new_manifest
 
     (tmp_path / "thesis").mkdir()
     (tmp_path / "thesis" / "thesis.tex").write_text("years of work")
@@ -119,7 +119,7 @@ def test_overwrite_only_replaces_gradprom_experiments(capsys: pytest.CaptureFixt
 
 
 def test_what_overwrite_removes_is_exactly_what_gradprom_wrote(tmp_path: Path) -> None:
-    from gradprom.orchestrator.experiment import OWNED, new_manifest, prepare_folder
+    from gradprom.results.experiment import OWNED, new_manifest, prepare_folder
 
     folder = tmp_path / "exp"
     write_manifest(folder, {**new_manifest({"trials": 1}), "status": "finished"})
@@ -140,7 +140,7 @@ def test_a_run_refused_before_its_first_trial_is_reused_without_resume(capsys: p
     folder is left `not_started`, so the corrected rerun is not told to --resume the bad settings."""
     import json
 
-    from gradprom.orchestrator.experiment import prepare_folder
+    from gradprom.results.experiment import prepare_folder
 
     (tmp_path / "db.sqlite").mkdir()  # a folder where the database file should be
     started = time.monotonic()
@@ -161,7 +161,7 @@ def test_results_files_are_checked_for_what_they_claim(capsys: pytest.CaptureFix
     columns, is refused by pareto, report and aggregate in one line (no '2 trials', no traceback)."""
     import shutil
 
-    from gradprom.orchestrator.results import write_rows
+    from gradprom.results.parquet import write_rows
 
     exp = tmp_path / "exp"
     write_rows(exp / "epochs.parquet", [{"trial_id": "a", "epoch": e, "dataset": "synthetic", "psnr": 20.0 + e}
@@ -179,7 +179,7 @@ def test_results_files_are_checked_for_what_they_claim(capsys: pytest.CaptureFix
 
 
 def test_an_experiment_without_numeric_columns_says_so(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    from gradprom.orchestrator.results import write_rows
+    from gradprom.results.parquet import write_rows
 
     write_rows(tmp_path / "e" / "trials.parquet", [{"trial_id": "a", "status": "completed", "dataset": "x"}])
     code, _, err = run(capsys, "pareto", str(tmp_path / "e"))
@@ -191,7 +191,7 @@ def test_an_experiment_without_numeric_columns_says_so(capsys: pytest.CaptureFix
 def test_outputs_are_checked_before_any_work(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     """An unwritable --plot, --out of aggregate, report and rerun: one line, exit 2, before anything is read or
     retrained (rerun is refused without a trial to retrain: its --out is checked first)."""
-    from gradprom.orchestrator.results import write_rows
+    from gradprom.results.parquet import write_rows
 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -259,7 +259,7 @@ def test_listings(capsys: pytest.CaptureFixture, command: str, expected: list[st
 
 def test_train_runs_one_trial_without_ray(capsys: pytest.CaptureFixture, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import TINY
+    from tests.fixtures.settings import TINY
 
     monkeypatch.setenv("GRADPROM_CACHE", str(tmp_path))
     sets = [arg for k, v in TINY.items() if k not in ("epochs", "device") for arg in ("--set", f"{k}={v}")]
@@ -330,7 +330,7 @@ def test_batch_that_fits_passes_the_check(capsys: pytest.CaptureFixture, tmp_pat
 def test_batch_larger_than_a_small_camus_folder(capsys: pytest.CaptureFixture, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """The issue's case: a CAMUS folder with few patients. 4 training patients, one view, two phases: 8 frames."""
-    from tests.test_camus import make_2023
+    from tests.fixtures.camus import make_2023
 
     monkeypatch.setenv("GRADPROM_CACHE", str(tmp_path / "cache"))
     make_2023(tmp_path / "data", splits=(4, 1, 1))

@@ -15,11 +15,12 @@ import typer
 import gradprom
 from gradprom.cli import app, main, options
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.experiment import write_manifest
-from gradprom.orchestrator.search import SearchRequest, plan, resumed_request
+from gradprom.results.experiment import write_manifest
+from gradprom.search.request import SearchRequest, plan, resumed_request
 from gradprom.search_spaces import apply_overrides, load_space
 
-BELOW_THE_CLI = ("cluster", "orchestrator", "trainables", "strategies", "models", "datasets", "search_spaces")
+BELOW_THE_CLI = ("cluster", "search", "results", "analysis", "trainables", "strategies", "models", "datasets",
+                 "search_spaces")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -102,7 +103,7 @@ FLAGS = ["--precision", "fp32", "--nan-policy", "skip-step", "--compile", "aot_e
 
 def test_train_and_search_take_the_flags_by_one_route(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same flags give `train` the same trial settings as every trial of `search`."""
-    import gradprom.orchestrator.search as search
+    import gradprom.search.driver as search
     import gradprom.trainables.pipeline as pipeline
 
     monkeypatch.chdir(tmp_path)
@@ -140,7 +141,7 @@ def test_resume_keeps_and_checks_the_flag_settings(tmp_path: Path) -> None:
 
 
 def test_a_protocol_takes_flag_settings_its_grid_leaves_alone(tmp_path: Path) -> None:
-    from gradprom.orchestrator.protocols import protocol_request
+    from gradprom.search.driver import protocol_request
 
     _, request = protocol_request("denoise", SearchRequest(datasets=["synthetic"],
                                                            settings={"data_root": str(tmp_path)}), quick=True)

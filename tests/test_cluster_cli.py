@@ -10,8 +10,8 @@ import pytest
 from gradprom.cli import command_names, main
 from gradprom.cluster.launcher import job_entrypoint, job_runtime_env
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.nodes import capacity_note, fits
-from gradprom.orchestrator.search import SearchRequest, parse_resources, plan
+from gradprom.search.nodes import capacity_note, fits
+from gradprom.search.request import SearchRequest, parse_resources, plan
 
 
 def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:

@@ -9,47 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from gradprom.datasets import files, get_dataset
 from gradprom.errors import GradpromError
-from tests.conftest import record_decodes
-
-# name -> (class folder, split, PIL mode, pixel value); grey level PIL gives it: 299R + 587G + 114B / 1000
-IMAGES = {
-    "2020.02.10.20021584-p6-52%0.png": ("CT_COVID", "train", "L", 200),
-    "covid case 1%2.png": ("CT_COVID", "train", "RGB", (255, 0, 0)),  # grey 76
-    "2020.03.01 p3%1.png": ("CT_COVID", "train", "L", 150),
-    "c val%0.png": ("CT_COVID", "val", "L", 120),
-    "c test%0.png": ("CT_COVID", "test", "RGB", (0, 255, 0)),  # grey 150
-    "1058.png": ("CT_NonCOVID", "train", "L", 40),
-    "35%0.jpg": ("CT_NonCOVID", "train", "RGB", (0, 0, 255)),  # grey 29
-    "non covid 7%1.jpg": ("CT_NonCOVID", "train", "L", 100),
-    "n val.png": ("CT_NonCOVID", "val", "RGB", (200, 200, 200)),
-    "n test%3.jpg": ("CT_NonCOVID", "test", "L", 220),
-}
-GREY = {name: v if isinstance(v, int) else round((299 * v[0] + 587 * v[1] + 114 * v[2]) / 1000)
-        for name, (_, _, _, v) in IMAGES.items()}
-SPLIT_DIRS = {"CT_COVID": "COVID", "CT_NonCOVID": "NonCOVID"}
-
-
-def make_covid_ct(root: Path, official: bool = True) -> Path:
-    """The dataset under root/covid_ct; images are 24 wide × 16 high (so padding shows), split files
-    with CRLF endings, an outer space, a blank line and one name listed twice."""
-    base = root / "covid_ct"
-    for name, (folder, _, mode, value) in IMAGES.items():
-        (base / "Images-processed" / folder).mkdir(parents=True, exist_ok=True)
-        Image.new(mode, (24, 16), value).save(base / "Images-processed" / folder / name)
-    if official:
-        for folder, short in SPLIT_DIRS.items():
-            (base / "Data-split" / short).mkdir(parents=True)
-            for split in ("train", "val", "test"):
-                names = [n for n, (f, s, _, _) in IMAGES.items() if f == folder and s == split]
-                if "35%0.jpg" in names:
-                    names = names + ["35%0.jpg"]  # listed twice in the real files too
-                text = "\r\n".join(names[:1] + [f" {n} " for n in names[1:]]) + "\r\n\r\n"
-                (base / "Data-split" / short / f"{split}CT_{short}.txt").write_bytes(text.encode())
-    return base
+from tests.fixtures.covid_ct import GREY, IMAGES, make_covid_ct
+from tests.fixtures.decoding import record_decodes
 
 
 def centre_values(images: torch.Tensor) -> list[int]:

@@ -18,11 +18,11 @@ from gradprom.datasets import get_dataset
 from gradprom.datasets.base import Split
 from gradprom.datasets.check import CheckReport, TaskCounts, check_dataset
 from gradprom.errors import DataMissing, GradpromError
-from tests.test_camus import frame_pair, make_2023
-from tests.test_covid_ct import make_covid_ct
-from tests.test_isic2018 import make_task1, make_task3
-from tests.test_lizard import LABELS, make_lizard
-from tests.test_qata_cov19 import make_qata
+from tests.fixtures.camus import frame_pair, make_2023
+from tests.fixtures.covid_ct import make_covid_ct
+from tests.fixtures.isic2018 import make_task1, make_task3
+from tests.fixtures.lizard import LABELS, make_lizard
+from tests.fixtures.qata_cov19 import make_qata
 
 SIZE = 32
 SPLITS = ("train", "val", "test")

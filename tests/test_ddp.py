@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import torch
@@ -14,14 +13,9 @@ from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.epoch import train_epoch
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, port: int, settings: dict, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+def _worker(rank: int, rendezvous: str, settings: dict, out: str) -> None:
+    # a file to meet at, not a TCP port picked in advance: another process of the test run may take that port
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
     try:
         torch.set_num_threads(1)
         trial = build_trial(TrialConfig.from_dict(settings))
@@ -40,7 +34,7 @@ def _worker(rank: int, port: int, settings: dict, out: str) -> None:
 
 def test_replicas_stay_identical_under_gradprom(tiny: dict, tmp_path: Path) -> None:
     settings = {**tiny, "strategy": "gradprom", "lam": 2.0, "batch_size": 16, "max_steps_per_epoch": 3}
-    mp.spawn(_worker, args=(_free_port(), settings, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), settings, str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert not torch.equal(r0["start"], r0["enhancer"]), "the enhancer must have trained"
     assert r0["loss_ip"] != r1["loss_ip"], "each worker must see its own shard of the data"

@@ -23,10 +23,10 @@ import gradprom.datasets.lizard as lizard
 from gradprom.datasets import TaskData, get_dataset
 from gradprom.datasets.files import carve
 from gradprom.errors import GradpromError
-from tests.conftest import record_decodes
-from tests.test_camus import make_2019, make_2023
-from tests.test_isic2018 import make_task1, make_task3, write_jpeg
-from tests.test_lizard import image_index, make_lizard
+from tests.fixtures.camus import make_2019, make_2023
+from tests.fixtures.decoding import record_decodes
+from tests.fixtures.isic2018 import make_task1, make_task3, write_jpeg
+from tests.fixtures.lizard import image_index, make_lizard
 
 SPLITS = ("train", "val", "test")
 SIZE = 32
@@ -432,8 +432,8 @@ def test_camus_2019_raw_data_change_invalidates(tmp_path: Path) -> None:
 
 def _fixture(name: str, root: Path) -> tuple[str, Path]:
     """(task, one source file) of a fresh tiny fixture of dataset `name` under root."""
-    from tests.test_covid_ct import make_covid_ct
-    from tests.test_qata_cov19 import make_qata
+    from tests.fixtures.covid_ct import make_covid_ct
+    from tests.fixtures.qata_cov19 import make_qata
 
     if name == "camus":
         make_2023(root)

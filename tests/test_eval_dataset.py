@@ -12,6 +12,7 @@ import pytest
 from gradprom.datasets import DATASETS, TaskData, get_dataset, parse_dataset_options, register_dataset
 from gradprom.errors import GradpromError
 from gradprom.trainables.build import dataset_options
+from gradprom.trainables.checks import check_config
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.pipeline import preflight, train_trial
 
@@ -46,17 +47,17 @@ def test_bad_dataset_options_are_one_line(name: str, pairs: list[str], message: 
 
 def test_config_checks_data_options_and_eval_dataset() -> None:
     with pytest.raises(GradpromError, match="data_options must be a JSON object"):
-        TrialConfig(data_options="views=4CH").check_names()
+        check_config(TrialConfig(data_options="views=4CH"))
     with pytest.raises(GradpromError, match="data_options must be a JSON object"):
-        TrialConfig(data_options="[1, 2]").check_names()
+        check_config(TrialConfig(data_options="[1, 2]"))
     with pytest.raises(GradpromError, match="has no option 'views'"):
-        TrialConfig(data_options='{"views": "4CH"}').check_names()  # synthetic has no views
+        check_config(TrialConfig(data_options='{"views": "4CH"}'))  # synthetic has no views
     with pytest.raises(GradpromError, match="is the training dataset"):
-        TrialConfig(eval_dataset="synthetic").check_names()
+        check_config(TrialConfig(eval_dataset="synthetic"))
     with pytest.raises(GradpromError, match="Did you mean 'lizard'"):
-        TrialConfig(eval_dataset="lizzard").check_names()
+        check_config(TrialConfig(eval_dataset="lizzard"))
     with pytest.raises(GradpromError, match="eval dataset 'lizard' has no task 'classification'"):
-        TrialConfig(eval_dataset="lizard").check_names()
+        check_config(TrialConfig(eval_dataset="lizard"))
 
 
 def test_dataset_options_pass_data_settings_only_to_datasets_that_take_them(tmp_path: Path) -> None:
@@ -83,8 +84,8 @@ def test_eval_on_a_dataset_with_the_same_classes_scores_both_recognizers(tiny: d
 
 
 def test_eval_across_datasets_with_other_classes_uses_their_reference(tiny: dict, tmp_path: Path) -> None:
-    from tests.test_isic2018 import make_task1
-    from tests.test_lizard import make_lizard
+    from tests.fixtures.isic2018 import make_task1
+    from tests.fixtures.lizard import make_lizard
 
     make_task1(tmp_path / "isic2018", "Training", 20, 0, np.random.default_rng(0))
     make_lizard(tmp_path)
@@ -96,8 +97,8 @@ def test_eval_across_datasets_with_other_classes_uses_their_reference(tiny: dict
 
 
 def test_eval_dataset_must_have_the_same_channels(tiny: dict, tmp_path: Path) -> None:
-    from tests.test_camus import make_2023
-    from tests.test_isic2018 import make_task1
+    from tests.fixtures.camus import make_2023
+    from tests.fixtures.isic2018 import make_task1
 
     make_2023(tmp_path)
     make_task1(tmp_path / "isic2018", "Training", 20, 0, np.random.default_rng(0))

@@ -24,7 +24,8 @@ from gradprom.trainables.fastpath import FastPath
 from gradprom.trainables.pipeline import train_trial
 from gradprom.trainables.state import restore_state, trial_state
 from gradprom.trainables.step import train_step
-from tests.conftest import TINY, run_isolated
+from tests.fixtures.processes import run_isolated
+from tests.fixtures.settings import TINY
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.results import read_rows
-from tests.conftest import TINY_PARAMS, Ran, cli
+from gradprom.results.parquet import read_rows
+from tests.fixtures.cli import Ran, cli
+from tests.fixtures.settings import TINY_PARAMS
 
 pytestmark = pytest.mark.slow
 

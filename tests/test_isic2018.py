@@ -11,55 +11,8 @@ from PIL import Image
 
 from gradprom.datasets import get_dataset
 from gradprom.errors import GradpromError
-from tests.conftest import record_decodes
-
-SIZES = ((24, 32), (32, 24), (32, 32), (16, 32))  # (H, W); the longest side is 32, so image_size 32 is no resize
-HEADER = "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC"
-
-
-def write_jpeg(path: Path, grey: np.ndarray, green: int = 90) -> None:
-    """RGB JPEG of flat 8×8 blocks (R = grey, G = `green`, B = 40): blocks on the JPEG grid decode almost exactly."""
-    rgb = np.stack([grey, np.full_like(grey, green), np.full_like(grey, 40)], axis=-1).astype(np.uint8)
-    Image.fromarray(rgb).save(path, quality=95, subsampling=0)
-
-
-def make_task1(folder: Path, split: str, count: int, start: int, rng: np.random.Generator) -> list[str]:
-    """`count` images of mixed sizes with 0/255 masks; the image encodes the mask (lesion 200, background 60)."""
-    inputs, truth = folder / f"ISIC2018_Task1-2_{split}_Input", folder / f"ISIC2018_Task1_{split}_GroundTruth"
-    inputs.mkdir(parents=True)
-    truth.mkdir(parents=True)
-    for extra in ("ATTRIBUTION.txt", "LICENSE.txt"):
-        (inputs / extra).write_text("CC BY-NC 4.0\n")
-        (truth / extra).write_text("CC BY-NC 4.0\n")
-    names = []
-    for k in range(count):
-        h, w = SIZES[k % len(SIZES)]
-        lesion = np.kron(rng.integers(0, 2, size=(h // 8, w // 8)), np.ones((8, 8))).astype(bool)
-        lesion[:8, :8] = True
-        name = f"ISIC_{start + k:07d}"
-        write_jpeg(inputs / f"{name}.jpg", np.where(lesion, 200, 60))
-        Image.fromarray((lesion * 255).astype(np.uint8)).save(truth / f"{name}_segmentation.png")
-        names.append(name)
-    return names
-
-
-def make_task3(folder: Path, count: int = 24, lesions: list[int] | None = None) -> list[int]:
-    """`count` flat images: red = 20 + 30·class, green = 10·index + 5; CSV one-hot; optional lesion groupings."""
-    inputs, truth = folder / "ISIC2018_Task3_Training_Input", folder / "ISIC2018_Task3_Training_GroundTruth"
-    inputs.mkdir(parents=True)
-    truth.mkdir(parents=True)
-    (inputs / "LICENSE.txt").write_text("CC BY-NC 4.0\n")
-    classes, rows = [k * 5 % 7 for k in range(count)], [HEADER]
-    for k, c in enumerate(classes):
-        h, w = SIZES[k % len(SIZES)]
-        write_jpeg(inputs / f"ISIC_{k:07d}.jpg", np.full((h, w), 20 + 30 * c), green=10 * k + 5)
-        rows.append(f"ISIC_{k:07d}," + ",".join("1.0" if j == c else "0.0" for j in range(7)))
-    (truth / "ISIC2018_Task3_Training_GroundTruth.csv").write_text("\n".join(rows) + "\n")
-    if lesions is not None:
-        lines = ["image,lesion_id,diagnosis_confirm_type"]
-        lines += [f"ISIC_{k:07d},HAM_{lesion:07d},histo" for k, lesion in enumerate(lesions)]
-        (folder / "ISIC2018_Task3_Training_LesionGroupings.csv").write_text("\n".join(lines) + "\n")
-    return classes
+from tests.fixtures.decoding import record_decodes
+from tests.fixtures.isic2018 import make_task1, make_task3
 
 
 def check_pairing(images: torch.Tensor, masks: torch.Tensor) -> None:

@@ -14,49 +14,7 @@ import gradprom.datasets.lizard  # noqa: F401  (registers "lizard" even before t
 from gradprom.datasets import get_dataset
 from gradprom.datasets.files import cap
 from gradprom.errors import GradpromError
-
-H, W = 48, 64  # every fixture image is 64×48
-# name, fold; the first two are in lizard_images1, the others in lizard_images2
-IMAGES = (("consep_1", 1), ("crag_2", 3), ("glas_3", 2), ("pannuke_4", 1))
-LABELS = Path("lizard_labels/Lizard_Labels")
-
-
-def encode(label: np.ndarray, k: int) -> np.ndarray:
-    """An RGB image that encodes its semantic mask (red = 30·label + 10) and its image index (green = 40·k)."""
-    rgb = np.zeros((H, W, 3), np.uint8)
-    rgb[..., 0] = label * 30 + 10
-    rgb[..., 1] = 40 * k
-    rgb[..., 2] = 200
-    return rgb
-
-
-def make_lizard(root: Path, seed: int = 0) -> Path:
-    """Four images; 8×8 blocks are instances (every other one background), `id` rows in shuffled order."""
-    rng = np.random.default_rng(seed)
-    folder = root / "lizard"
-    (folder / LABELS / "Labels").mkdir(parents=True)
-    rows = ["Filename,Source,Split"]
-    for k, (name, fold) in enumerate(IMAGES):
-        inst = np.zeros((H, W), np.int32)
-        n = 0
-        for by in range(H // 8):
-            for bx in range(W // 8):
-                if (by + bx + k) % 2:
-                    n += 1
-                    inst[by * 8:(by + 1) * 8, bx * 8:(bx + 1) * 8] = n
-        cls_of = rng.integers(1, 7, size=n + 1)  # cls_of[i]: class of instance i (index 0 unused)
-        cls_of[1:7] = [1, 2, 3, 4, 5, 6]  # every class present in every image
-        ids = rng.permutation(np.arange(1, n + 1))
-        semantic = np.where(inst > 0, cls_of[inst], 0)
-        savemat(folder / LABELS / "Labels" / f"{name}.mat",
-                {"inst_map": inst, "id": ids[:, None].astype(np.int32), "class": cls_of[ids][:, None].astype(np.uint8),
-                 "bbox": np.zeros((n, 4), np.int32), "centroid": np.zeros((n, 2))})
-        image_dir = folder / ("lizard_images1/Lizard_Images1" if k < 2 else "lizard_images2/Lizard_Images2")
-        image_dir.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(encode(semantic, k)).save(image_dir / f"{name}.png")
-        rows.append(f"{name},{name.split('_')[0]},{fold}")
-    (folder / LABELS / "info.csv").write_text("\n".join(rows) + "\n")
-    return folder
+from tests.fixtures.lizard import LABELS, H, W, encode, image_index, make_lizard
 
 
 def check_pairing(images: torch.Tensor, masks: torch.Tensor) -> None:
@@ -64,8 +22,6 @@ def check_pairing(images: torch.Tensor, masks: torch.Tensor) -> None:
     assert torch.equal(((values - 10) / 30).round().long(), masks)
 
 
-def image_index(images: torch.Tensor) -> set[int]:
-    return set((images[:, 1] * 255 / 40).round().long().unique().tolist())
 
 
 def test_patch_counts_labels_pairing_and_folds(tmp_path: Path) -> None:

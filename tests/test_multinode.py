@@ -1,4 +1,4 @@
-"""Searches on a real two-node Ray cluster on this machine (tests/ray_cluster.py): a head without CPUs and a
+"""Searches on a real two-node Ray cluster on this machine (tests/fixtures/ray_cluster.py): a head without CPUs and a
 worker node with 2 CPUs and the custom resource `gradprom_worker`, token authentication on and off.
 
 One cluster per auth mode serves the whole module (both start at once: a start takes 10-15 s); their teardown
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from gradprom.orchestrator.results import read_rows
-from tests.conftest import TINY_PARAMS
-from tests.ray_cluster import RAY_CLI, LocalRayCluster
+from gradprom.results.parquet import read_rows
+from tests.fixtures.ray_cluster import RAY_CLI, LocalRayCluster
+from tests.fixtures.settings import TINY_PARAMS
 
 pytestmark = pytest.mark.slow  # no skip: Ray's CLI, dashboard and Jobs API are project dependencies
 
@@ -84,7 +84,7 @@ def start_cluster(root: Path, auth: bool) -> LocalRayCluster:
     """A started cluster under `root`, its nodes and clients sharing one gradprom cache. Each node has its own
     environment: GRADPROM_PROBE names the node, and GRADPROM_DATA holds the camus data on the head and points
     nowhere on the worker (only the data-root test reads it: the other searches use built-in data)."""
-    from tests.test_camus import make_2023
+    from tests.fixtures.camus import make_2023
 
     make_2023(root / "data")
     cache = {"GRADPROM_CACHE": str(root / "cache")}

@@ -7,7 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.optuna_search import StudySearcher, make_sampler
+from gradprom.search.searcher import StudySearcher, make_sampler
 from gradprom.search_spaces import load_space
 
 

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.search import SearchRequest, placement_of, plan
+from gradprom.search.request import SearchRequest, plan
+from gradprom.search.study import placement_of
 from gradprom.trainables.build import trial_device
 from gradprom.trainables.config import TrialConfig
-from tests.conftest import TINY, run_isolated
+from tests.fixtures.processes import run_isolated
+from tests.fixtures.settings import TINY
 
 
 def test_a_quarter_gpu_is_the_trials_share_and_its_memory_bound() -> None:

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from gradprom.orchestrator.pareto import front_rows, non_dominated
+from gradprom.analysis.pareto import front_rows, non_dominated
 
 
 def brute_force(points: list[tuple[float, float]]) -> list[bool]:
@@ -47,8 +47,8 @@ def test_front_rows_only_full_budget_and_finite_per_dataset() -> None:
 
 
 def test_objectives_parse_with_directions() -> None:
+    from gradprom.analysis.pareto import parse_objectives
     from gradprom.errors import GradpromError
-    from gradprom.orchestrator.pareto import parse_objectives
 
     assert parse_objectives("psnr,acc_ref") == (("psnr", "max"), ("acc_ref", "max"))
     assert parse_objectives("psnr, loss_ip, step_ms:max") == (("psnr", "max"), ("loss_ip", "min"), ("step_ms", "max"))
@@ -70,7 +70,7 @@ def test_a_minimised_objective_flips_dominance() -> None:
 
 
 def test_pareto_ranks_are_layers_of_non_dominated_sorting() -> None:
-    from gradprom.orchestrator.pareto import pareto_ranks
+    from gradprom.analysis.pareto import pareto_ranks
 
     # front 0: (30, .5), (25, .8); front 1: (29, .4), (20, .8); front 2: (19, .3); plus rows that cannot rank
     pts = [(30, 0.5), (29, 0.4), (25, 0.8), (20, 0.8), (19, 0.3)]
@@ -81,7 +81,7 @@ def test_pareto_ranks_are_layers_of_non_dominated_sorting() -> None:
 
 
 def test_hypervolume_and_knee_by_hand() -> None:
-    from gradprom.orchestrator.pareto import fronts_by, hypervolume, knee, reference_point
+    from gradprom.analysis.pareto import fronts_by, hypervolume, knee, reference_point
 
     # three front points and a dominated one, reference (10 dB, 0): the union of rectangles is
     # (30−10)·0.5 + (25−10)·(0.8−0.5) + (14−10)·(0.95−0.8) = 10 + 4.5 + 0.6 = 15.1

@@ -9,8 +9,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from gradprom.orchestrator.results import read_rows
-from tests.conftest import TINY_PARAMS, cli
+from gradprom.results.parquet import read_rows
+from tests.fixtures.cli import cli
+from tests.fixtures.settings import TINY_PARAMS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 

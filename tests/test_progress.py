@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from gradprom.orchestrator.progress import LogLines, SearchProgress, clock, open_display
-from gradprom.orchestrator.search import TERMINATED, sigterm_as_interrupt
+from gradprom.search.progress import LogLines, SearchProgress, clock, open_display
+from gradprom.search.runtime import TERMINATED, sigterm_as_interrupt
 
 
 def test_clock() -> None:
@@ -111,8 +111,8 @@ def test_the_callback_state_tune_checkpoints_restores_which_trials_ended() -> No
     ({"last_epoch": 0, "failed": "non-finite loss at epoch 1 step 2"}, True, None, "failed"),
 ])
 def test_one_function_decides_how_a_trial_ended(final: dict, ended: bool, error: object, status: str) -> None:
-    from gradprom.orchestrator.rows import trial_status
-    from gradprom.trainables.ray_trial import FAILED_KEY
+    from gradprom.results.rows import trial_status
+    from gradprom.trainables.pipeline import FAILED_KEY
 
     final = {FAILED_KEY if k == "failed" else k: v for k, v in final.items()}
     assert trial_status(final, budget=3, ended=ended, error=error) == status

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from gradprom.cli import main
 from gradprom.errors import GradpromError
+from gradprom.trainables.checks import check_config
 from gradprom.trainables.config import TrialConfig
 
 FIELDS = set(TrialConfig.field_names())
@@ -111,7 +112,7 @@ valid_configs = st.fixed_dictionaries({
 @QUICK
 @given(values=valid_configs)
 def test_valid_configs_round_trip_through_json(values: dict) -> None:
-    cfg = TrialConfig.from_dict(values).check_names()
+    cfg = check_config(TrialConfig.from_dict(values))
     again = TrialConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))  # as the manifest and Parquet keep it
     assert again == cfg
     assert all(getattr(again, k) == v for k, v in values.items())

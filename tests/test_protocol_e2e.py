@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gradprom.orchestrator.results import read_rows
-from gradprom.orchestrator.search import SearchRequest, make_searcher, plan
-from tests.conftest import TINY_PARAMS, cli
+from gradprom.results.parquet import read_rows
+from gradprom.search.request import SearchRequest, plan
+from gradprom.search.study import make_searcher
+from tests.fixtures.cli import cli
+from tests.fixtures.settings import TINY_PARAMS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 

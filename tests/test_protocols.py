@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gradprom.analysis.evidence import analyse, markdown
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.evidence import analyse, markdown
 from gradprom.search_spaces.protocol import load_protocol, protocol_names
 
 STRATEGIES = ["enhancer_only", "joint", "frozen", "gradprom", "gradprom_soft", "pcgrad"]

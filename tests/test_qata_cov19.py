@@ -11,52 +11,8 @@ from PIL import Image
 
 from gradprom.datasets import get_dataset
 from gradprom.errors import GradpromError
-from tests.conftest import record_decodes
-
-SIZES = ((24, 32), (32, 20), (32, 32))  # (H, W); the longer side is 32 = image_size, so no interpolation
-CONTROL_VALUE = 77  # every control pixel; COVID pixels are 10 (background) or 210 (infection)
-
-
-def covid_pair(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A blocky 0/255 mask and an image that encodes it (10 background, 210 infection)."""
-    blocks = rng.integers(0, 2, size=(shape[0] // 4, shape[1] // 4))
-    blocks[0, 0], blocks[-1, -1] = 1, 0
-    mask = (np.kron(blocks, np.ones((4, 4))) * 255).astype(np.uint8)
-    return np.where(mask == 255, 210, 10).astype(np.uint8), mask
-
-
-def make_qata(root: Path, n_train: int = 10, n_test: int = 3, control: bool = True) -> Path:
-    """root/qata_cov19/QaTa-COV19/… as on Kaggle; returns the QaTa-COV19 folder."""
-    rng = np.random.default_rng(0)
-    base = root / "qata_cov19" / "QaTa-COV19"
-    k = 0
-    for split, count in (("Train Set", n_train), ("Test Set", n_test)):
-        images, masks = base / "QaTa-COV19-v2" / split / "Images", base / "QaTa-COV19-v2" / split / "Ground-truths"
-        images.mkdir(parents=True)
-        masks.mkdir(parents=True)
-        for _ in range(count):
-            k += 1
-            image, mask = covid_pair(rng, SIZES[k % len(SIZES)])
-            pil = Image.fromarray(image)
-            (pil.convert("RGB") if k == 2 else pil).save(images / f"covid_{k}.png")  # one RGB file: read as grey
-            Image.fromarray(mask).save(masks / f"mask_covid_{k}.png")
-        (images / "readme.txt").write_text("not an image")
-        (images / "._covid_1.png").write_bytes(b"macOS metadata")
-    if control:
-        for i, (group, count) in enumerate((("Control_Group_I", 6), ("Control_Group_II", 4))):
-            for j in range(count):
-                folder = base / "Control_Group" / group / ("sub folder" if j == 3 else "")
-                folder.mkdir(parents=True, exist_ok=True)
-                shape = SIZES[(i + j) % len(SIZES)]
-                Image.fromarray(np.full(shape, CONTROL_VALUE, np.uint8)).save(folder / f"normal_{i}_{j}.png")
-        (base / "Control_Group" / "Control_Group_I" / "info.txt").write_text("control group")
-        # in case a copy ships lung masks beside the control images: never read as images
-        (base / "Control_Group" / "Control_Group_I" / "Ground-truths").mkdir()
-        Image.fromarray(np.zeros((32, 32), np.uint8)).save(base / "Control_Group" / "Control_Group_I" /
-                                                           "Ground-truths" / "normal_0_0.png")
-        Image.fromarray(np.zeros((32, 32), np.uint8)).save(base / "Control_Group" / "Control_Group_II" /
-                                                           "mask_normal_1_0.png")
-    return base
+from tests.fixtures.decoding import record_decodes
+from tests.fixtures.qata_cov19 import CONTROL_VALUE, make_qata
 
 
 def check_pairing(images: torch.Tensor, masks: torch.Tensor) -> None:

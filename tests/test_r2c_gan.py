@@ -330,7 +330,7 @@ def test_the_space_and_the_settings() -> None:
 def test_the_space_picks_the_pipeline_and_a_contrary_flag_is_one_line() -> None:
     """r2c_weights is r2c_gan's space: a search of it runs r2c_gan without --pipeline (end to end through the CLI in
     test_pipelines_e2e), with --pipeline r2c_gan alike, and --pipeline task_driven is refused."""
-    from gradprom.orchestrator.search import SearchRequest, pipeline_of
+    from gradprom.search.request import SearchRequest, pipeline_of
     from gradprom.search_spaces import load_space
 
     space = load_space("r2c_weights", "classification")

@@ -15,7 +15,7 @@ import torch
 
 import gradprom.trainables.step as steps
 from gradprom.errors import GradpromError, NonFiniteLossError
-from gradprom.orchestrator.experiment import (
+from gradprom.results.experiment import (
     check_free_space,
     driver_alive,
     new_manifest,
@@ -25,7 +25,7 @@ from gradprom.orchestrator.experiment import (
     this_driver,
     write_manifest,
 )
-from gradprom.orchestrator.results import read_rows, write_rows
+from gradprom.results.parquet import read_rows, write_rows
 from gradprom.trainables.pipeline import train_trial
 
 

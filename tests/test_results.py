@@ -9,7 +9,7 @@ import pytest
 
 from gradprom import SCHEMA_VERSION
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.results import error_line, read_rows, write_rows
+from gradprom.results.parquet import error_line, read_rows, write_rows
 
 
 def test_round_trip_mixed_rows(tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from gradprom.orchestrator.results import read_rows
-from tests.conftest import TINY_PARAMS, cli, shared_ray
+from gradprom.results.parquet import read_rows
+from tests.fixtures.cli import cli
+from tests.fixtures.processes import shared_ray
+from tests.fixtures.settings import TINY_PARAMS
 
 pytestmark = pytest.mark.slow
 

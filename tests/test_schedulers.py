@@ -10,7 +10,7 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.schedulers import ParetoASHA, crowding_distance, promotable, rung_order
+from gradprom.search.schedulers import ParetoASHA, crowding_distance, promotable, rung_order
 
 # five points of one front (maximise both): A and D are the extremes, E the middle, B next to A, C next to D
 A, B, C, D, E = (0.0, 10.0), (1.0, 9.9), (9.0, 1.0), (10.0, 0.0), (5.0, 5.0)

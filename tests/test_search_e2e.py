@@ -18,8 +18,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from gradprom.orchestrator.results import read_rows
-from tests.conftest import TINY_PARAMS, cli, gradprom
+from gradprom.results.parquet import read_rows
+from tests.fixtures.cli import cli, gradprom
+from tests.fixtures.settings import TINY_PARAMS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
@@ -154,7 +155,7 @@ def test_trial_with_two_ray_train_workers(tmp_path: Path, shared_cache: str) -> 
     assert len(read_rows(tmp_path / "ddp" / "epochs.parquet")) == 2
 
 
-PLUGINS = {"GRADPROM_PLUGINS": "tests.plugin_example", "PYTHONPATH": str(ROOT)}
+PLUGINS = {"GRADPROM_PLUGINS": "tests.fixtures.plugin_example", "PYTHONPATH": str(ROOT)}
 
 
 def start_driver(args: list[str], cache: str, **env: str) -> subprocess.Popen:
@@ -257,8 +258,8 @@ def test_search_on_a_camus_fixture(tmp_path: Path, shared_cache: str) -> None:
     """The main job's dataset, from tiny files of the real 2023 format (--data-root), segmentation, with a
     corrupt frame left out (--skip-bad), a loader option (-o views=4CH) and cross-dataset evaluation on a
     QaTa-COV19 fixture (--eval-dataset)."""
-    from tests.test_camus import make_2023
-    from tests.test_qata_cov19 import make_qata
+    from tests.fixtures.camus import make_2023
+    from tests.fixtures.qata_cov19 import make_qata
 
     make_2023(tmp_path / "data")
     make_qata(tmp_path / "data")

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.search_efficiency import rank_to_final
 from gradprom import SCHEMA_VERSION
-from gradprom.orchestrator.results import SCHEMA_KEY
+from gradprom.results.parquet import SCHEMA_KEY
 
 
 def write(path: Path, rows: list[dict]) -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gradprom.orchestrator.stats import paired, spread, wilcoxon_floor
+from gradprom.analysis.stats import paired, spread, wilcoxon_floor
 
 T_975_DF4 = 2.7764451051977987  # the two-sided 95 % point of Student's t with 4 degrees of freedom (tables)
 

@@ -11,10 +11,11 @@ import pyarrow.fs
 import pytest
 
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.results import read_rows
-from gradprom.orchestrator.storage import Store, local_folder, publish, store_of
+from gradprom.results.parquet import read_rows
+from gradprom.results.storage import Store, local_folder, publish, store_of
 from gradprom.trainables.checkpoint import CHECKPOINT_FILE
-from tests.conftest import TINY_PARAMS, cli, gradprom
+from tests.fixtures.cli import cli, gradprom
+from tests.fixtures.settings import TINY_PARAMS
 
 
 def test_store_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """Strategies own their gradient path: the step hands them the losses and a VJP, they return the update.
 
-A user's strategy with a path of its own (`tests/plugin_example.ImageSpaceGate`) runs through the unchanged
+A user's strategy with a path of its own (`tests/fixtures/plugin_example.ImageSpaceGate`) runs through the unchanged
 trainer, and its update is checked against the gradient of the loss it stands for, computed by autograd on copies.
 """
 
@@ -23,7 +23,7 @@ from gradprom.trainables.step import train_step
 
 def test_a_plugin_strategy_with_its_own_path_trains_through_the_unchanged_step(
         tiny: dict, monkeypatch) -> None:
-    monkeypatch.setenv("GRADPROM_PLUGINS", "tests.plugin_example")
+    monkeypatch.setenv("GRADPROM_PLUGINS", "tests.fixtures.plugin_example")
     load_plugins()
     trial = build_trial(TrialConfig.from_dict({**tiny, "strategy": "image_space_gate", "lam": 0.7}))
     trial.opt_enhancer = torch.optim.SGD(trial.enhancer.parameters(), lr=1.0)  # a change is minus the gradient

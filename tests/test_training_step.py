@@ -12,9 +12,10 @@ import torch.nn.functional as F
 from gradprom.errors import GradpromError
 from gradprom.strategies import get_strategy, safe_cos
 from gradprom.trainables.build import build_trial, seeded_generator
+from gradprom.trainables.checks import check_config
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.step import output_layer, train_step
-from tests.conftest import TINY
+from tests.fixtures.settings import TINY
 
 STRATEGIES = ["enhancer_only", "joint", "frozen", "gradprom", "threshold", "gradprom_soft", "pcgrad"]
 
@@ -144,7 +145,7 @@ def test_gate_on_head_decides_on_the_last_layer(tiny: dict) -> None:
 ])
 def test_bad_gate_settings_are_one_line(settings: dict, message: str) -> None:
     with pytest.raises(GradpromError, match=message):
-        TrialConfig.from_dict(settings).check_names()
+        check_config(TrialConfig.from_dict(settings))
 
 
 def test_two_auxiliaries_each_through_its_own_gate(tiny: dict) -> None:
@@ -193,7 +194,7 @@ def test_two_auxiliaries_each_through_its_own_gate(tiny: dict) -> None:
 ])
 def test_bad_multi_auxiliary_settings(settings: dict, message: str) -> None:
     with pytest.raises(GradpromError, match=message):
-        TrialConfig.from_dict(settings).check_names()
+        check_config(TrialConfig.from_dict(settings))
 
 
 @pytest.mark.parametrize("gate", [{"gate_on": "head"}, {"gate_every": 2}])

@@ -13,7 +13,7 @@ from gradprom.trainables.build import build_trial
 from gradprom.trainables.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.pipeline import train_trial
-from tests.conftest import TINY
+from tests.fixtures.settings import TINY
 
 METRICS = {"epoch", "psnr", "ssim", "acc", "acc_ref", "promoted_frac", "cos_mean", "loss_ip", "loss_vr",
            "time_train_s", "time_eval_s", "images_per_s", "psnr_input", "task_metric", "schema_version"}

@@ -1,6 +1,6 @@
 """Every gradient path of the step gives the figures it gave before the strategies took it over.
 
-`tests/data/trial_pins.json` was written by `tests/make_trial_pins.py` at commit fa9cc9a, when `train_step`
+`tests/data/trial_pins.json` was written by `tests/fixtures/pins.py` at commit fa9cc9a, when `train_step`
 still held every strategy's special case; each case here runs the same small trial with today's code and must
 reproduce every figure of every epoch bit for bit (floats compared as exact hex strings) on the CPU. Bits
 depend on the CPU's kernels, so the file holds one set per machine fingerprint (CPU model, ISA, torch). On a
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.make_trial_pins import figures, fingerprint, run_case
+from tests.fixtures.pins import SMALL, figures, fingerprint, run_case
 
 PINS = json.loads((Path(__file__).parent / "data" / "trial_pins.json").read_text())
 #: this machine's own set when the file has one (compared bit for bit), else the first (compared with tolerance)
@@ -37,13 +37,13 @@ def close(got: object, want: object) -> bool:
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One recognizer cache for every case, as `make_trial_pins.py` wrote the pins (its cases share one)."""
+    """One recognizer cache for every case, as `tests/fixtures/pins.py` wrote the pins (its cases share one)."""
     return str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.mark.parametrize("name", sorted(PINS["cases"]))
 def test_the_trial_gives_its_pinned_figures(name: str, cache: str) -> None:
-    assert PINS["small"] == json.loads(json.dumps(__import__("tests.make_trial_pins").make_trial_pins.SMALL))
+    assert PINS["small"] == json.loads(json.dumps(SMALL))
     got = run_case(PINS["cases"][name], cache)
     want = MACHINE_PINS[name]
     assert len(got) == len(want)

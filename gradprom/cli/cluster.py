@@ -78,7 +78,7 @@ def cluster_submit(
         submit_job,
         submit_target,
     )
-    from gradprom.orchestrator.storage import is_uri
+    from gradprom.results.storage import is_uri
 
     root = ctx.find_root().command
     commands = set(root.commands)  # what may follow `gradprom`: this app's own verbs

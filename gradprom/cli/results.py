@@ -34,9 +34,7 @@ def pareto(
 ) -> None:
     """Print the Pareto front of an experiment (non-dominated sorting on its objectives: front, ranks,
     hypervolume, knee) and optionally plot it."""
-    from gradprom.metrics import task_metric_name
-    from gradprom.orchestrator.experiment import read_manifest
-    from gradprom.orchestrator.pareto import (
+    from gradprom.analysis.pareto import (
         BY,
         front_rows,
         fronts_by,
@@ -46,10 +44,12 @@ def pareto(
         parse_objectives,
         reference_point,
     )
-    from gradprom.orchestrator.plots import plot_front
-    from gradprom.orchestrator.results import TRIALS, read_rows, writable_file
-    from gradprom.orchestrator.storage import is_uri, local_folder, publish
-    from gradprom.orchestrator.tables import front_table
+    from gradprom.analysis.plots import plot_front
+    from gradprom.analysis.tables import front_table
+    from gradprom.metrics import task_metric_name
+    from gradprom.results.experiment import read_manifest
+    from gradprom.results.parquet import TRIALS, read_rows, writable_file
+    from gradprom.results.storage import is_uri, local_folder, publish
 
     if on not in ("val", "test"):
         raise GradpromError(f"--on must be val or test, got '{on}'")
@@ -101,8 +101,8 @@ def pareto(
     if plot is not None:
         console.print(f"plot written to {plot_front(rows, plot, pairs, title=experiment.name)}")
     if telemetry:
-        from gradprom.orchestrator.plots import plot_telemetry
-        from gradprom.orchestrator.results import EPOCHS
+        from gradprom.analysis.plots import plot_telemetry
+        from gradprom.results.parquet import EPOCHS
 
         path = plot_telemetry(read_rows(experiment / EPOCHS), chosen, experiment / "telemetry.png",
                               title=f"gate telemetry · {experiment.name}")
@@ -119,8 +119,8 @@ def aggregate(
 ) -> None:
     """Merge experiments into one table (tagged experiment, dataset, space, strategy), reading every older
     results schema as today's; columns whose types cannot be merged are refused in one line."""
-    from gradprom.orchestrator.aggregate import write_aggregate
-    from gradprom.orchestrator.results import writable_file
+    from gradprom.results.aggregate import write_aggregate
+    from gradprom.results.parquet import writable_file
 
     path, table = write_aggregate(list(experiments), writable_file(out, "--out", suffix=".parquet"))
     names = sorted(set(table.column("experiment").to_pylist()))
@@ -140,8 +140,8 @@ def report(
 ) -> None:
     """One self-contained HTML page (no network needed): fronts coloured by strategy with hypervolume, sensitivity
     to λ and τ, gate telemetry, protocol tables and verdicts, Grad-CAM of the best trials, the front table."""
-    from gradprom.orchestrator.report import build_report
-    from gradprom.orchestrator.results import writable_folder
+    from gradprom.analysis.report import build_report
+    from gradprom.results.parquet import writable_folder
 
     writable_folder(out, "--out")
     with console.status("building the report…") as status:
@@ -159,9 +159,9 @@ def rerun(
 ) -> None:
     """Retrain one trial from its recorded config in a plain loop (no Ray) and print the original and the new
     figures side by side."""
-    from gradprom.orchestrator.rerun import comparison
-    from gradprom.orchestrator.rerun import rerun as run_again
-    from gradprom.orchestrator.results import writable_folder
+    from gradprom.analysis.rerun import comparison
+    from gradprom.analysis.rerun import rerun as run_again
+    from gradprom.results.parquet import writable_folder
 
     if out is not None:  # before the retraining, not after it
         writable_folder(out, "--out")

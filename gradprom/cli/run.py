@@ -100,7 +100,8 @@ def search(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Search λ, thresholds, strategies or architectures with Optuna on Ray Tune; write Parquet and a front."""
-    from gradprom.orchestrator.search import SearchRequest, run_search
+    from gradprom.search.driver import run_search
+    from gradprom.search.request import SearchRequest
 
     settings = trial_settings(degradation=degradation, nan_policy=nan_policy, precision=precision,
                               compile=compile_, data_root=data_root, enhancer=enhancer)
@@ -113,7 +114,7 @@ def search(
         eval_dataset=eval_dataset, device=device, max_failures=max_failures, resume=resume, overwrite=overwrite,
         trial_resources=list(trial_resource), objectives=objectives, storage=storage, warm_start=warm_start)
     if ctx.obj == CHECK_ONLY:
-        from gradprom.orchestrator.search import check_offline
+        from gradprom.search.request import check_offline
 
         return check_offline(request)
     run_search(request, console)
@@ -142,8 +143,8 @@ def protocol(
 ) -> None:
     """Run a fixed grid (strategies × degradations × auxiliaries × seeds) and read it as evidence: mean ± std
     and 95 % CI over seeds, paired t and Wilcoxon tests against the baselines, one verdict per comparison."""
-    from gradprom.orchestrator.protocols import run_protocol
-    from gradprom.orchestrator.search import SearchRequest
+    from gradprom.search.driver import run_protocol
+    from gradprom.search.request import SearchRequest
 
     if seeds < 0:
         raise GradpromError(f"--seeds must be ≥ 1 (or 0 for the protocol's own), got {seeds}")
@@ -152,8 +153,8 @@ def protocol(
                             device=device, resume=resume, overwrite=overwrite, params=list(param),
                             settings=trial_settings(data_root=data_root))
     if ctx.obj == CHECK_ONLY:
-        from gradprom.orchestrator.protocols import protocol_request
-        from gradprom.orchestrator.search import check_offline
+        from gradprom.search.driver import protocol_request
+        from gradprom.search.request import check_offline
 
         return check_offline(protocol_request(name, request, quick, seeds)[1])
     run_protocol(name, request, console, quick=quick, seeds=seeds)
@@ -185,6 +186,7 @@ def train(
     from gradprom.datasets import dataset_options_json
     from gradprom.keyvalue import parse_value, split_pair
     from gradprom.metrics import task_metric_name
+    from gradprom.trainables.checks import check_config
     from gradprom.trainables.config import TrialConfig
     from gradprom.trainables.pipeline import train_trial
 
@@ -199,7 +201,7 @@ def train(
     for item in set_:
         key, text = split_pair(item, f"--set '{item}' is not KEY=VALUE")
         values[key] = parse_value(text)
-    cfg = TrialConfig.from_dict(values).check_names()
+    cfg = check_config(TrialConfig.from_dict(values))
     if ctx.obj == CHECK_ONLY:
         return
     table = Table(title=f"{cfg.build_strategy().describe()} on {cfg.dataset}/{cfg.task}")

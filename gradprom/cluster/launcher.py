@@ -64,8 +64,8 @@ def rendered_config(config: str, source: str = "", create_token: bool = False) -
     write the rendered copy Ray's CLI will read under the gradprom cache; returns (config, its path)."""
     import yaml
 
+    from gradprom.cache import default_cache_dir
     from gradprom.cluster.templates import LAUNCHER, kind_of, render, validate
-    from gradprom.trainables.config import default_cache_dir
 
     config_dict = render(config, source_dir(source), token_file(create_token))
     if kind_of(config_dict) != LAUNCHER:

@@ -16,12 +16,14 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna.distributions as od
+if TYPE_CHECKING:
+    import optuna.distributions as od
 
 from gradprom.errors import GradpromError, unknown_name
 from gradprom.keyvalue import parse_value, split_pair
+from gradprom.trainables.checks import check_config
 from gradprom.trainables.config import TrialConfig
 
 PARAM_TYPES = ("float", "int", "categorical")
@@ -38,6 +40,8 @@ class SearchSpace:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def distributions(self) -> dict[str, od.BaseDistribution]:
+        import optuna.distributions as od  # only a search needs Optuna's types: reading a protocol does not
+
         """The params as Optuna distributions (what OptunaSearch samples)."""
         out: dict[str, od.BaseDistribution] = {}
         for key, spec in self.params.items():
@@ -92,7 +96,7 @@ def validate(space: SearchSpace) -> SearchSpace:
     for key, spec in space.params.items():
         _check_spec(space.name, key, spec)
     for values in space.endpoints():
-        TrialConfig.from_dict(values).check_names()
+        check_config(TrialConfig.from_dict(values))
     return space
 
 

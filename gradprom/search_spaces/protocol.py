@@ -20,6 +20,7 @@ from typing import Any
 
 from gradprom.errors import GradpromError, unknown_name
 from gradprom.search_spaces import SearchSpace, validate
+from gradprom.trainables.checks import check_config
 from gradprom.trainables.config import TrialConfig
 
 PROTOCOL_KEYS = ("description", "fixed", "grid", "seeds", "baselines", "needs", "quick")
@@ -144,6 +145,6 @@ def load_protocol(name: str, quick: bool = False, seeds: int = 0) -> Protocol:
         if key not in known:
             raise unknown_name(f"trial setting in protocol {label}", key, known)
     for cell in protocol.cells():
-        TrialConfig.from_dict({**fixed, **cell}).check_names()
+        check_config(TrialConfig.from_dict({**fixed, **cell}))
     validate(protocol.space())
     return protocol

@@ -18,6 +18,7 @@ from gradprom.errors import GradpromError
 from gradprom.models import MODELS, create_model
 from gradprom.strategies import Strategy
 from gradprom.trainables import distributed as ddp
+from gradprom.trainables.checks import check_config
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.fastpath import FastPath
 from gradprom.trainables.reference import CALIBRATION_IMAGES, pretrained_recognizer, recognizer_spec
@@ -119,7 +120,7 @@ def preflight(cfg: TrialConfig) -> TrialConfig:
     Catches what names alone cannot (image size vs downsampling scale, blur radius or UNet depth, a
     model registered for another role) as one line, before Ray starts or a trial is launched.
     """
-    cfg.check_names()
+    check_config(cfg)
     for field, role in (("enhancer", "enhancer"), ("recognizer", "recognizer")):
         name = getattr(cfg, field)
         if name and MODELS.meta(name).get("role") != role:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gradprom.cache import default_cache_dir
 from gradprom.errors import GradpromError
 from gradprom.trainables.fastpath import CPU_CHANNELS_LAST
 
@@ -29,11 +28,6 @@ MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 COMPILE_MODES = ("off", "inductor", "aot_eager")  # torch.compile backends (aot_eager: traced, no codegen)
 GAN_LAYERS = ("operational", "conv")  # r2c_gan: Self-ONN layers or plain convolutions
 ONN_Q_MAX = 9  # r2c_gan: powers per layer at most (each costs a block of weights; the paper uses 3)
-
-
-def default_cache_dir() -> str:
-    """Where pretrained reference recognizers are cached: $GRADPROM_CACHE or ~/.cache/gradprom."""
-    return os.environ.get("GRADPROM_CACHE") or str(Path.home() / ".cache" / "gradprom")
 
 
 @dataclass
@@ -221,49 +215,6 @@ class TrialConfig:
 
         options = {k: getattr(self, k) for k in strategy_options(self.strategy) if hasattr(self, k)}
         return get_strategy(self.strategy, **options)
-
-    def check_names(self) -> TrialConfig:
-        """Check the names against the registries (strategy and its options, dataset and task, models,
-        degradation) so a typo fails before Ray starts, not inside a trial."""
-        from gradprom.datasets import dataset_info, parse_degradation
-        from gradprom.models import MODELS
-        from gradprom.strategies import strategy_options
-        from gradprom.trainables.pipeline import PIPELINES
-
-        PIPELINES.get(self.pipeline)
-        strategy = self.build_strategy()
-        unused = [k for k, off in (("ema", 0.0), ("gate_every", 1), ("gate_on", "all"))
-                  if getattr(self, k) != off and k not in strategy_options(self.strategy)]
-        if unused:
-            raise GradpromError(f"strategy '{self.strategy}' has no gate to set {', '.join(unused)} on; they apply "
-                                "to threshold, gradprom and gradprom_soft")
-        tasks = dataset_info(self.dataset)["tasks"]
-        if self.task not in tasks:
-            raise GradpromError(f"dataset '{self.dataset}' has no task '{self.task}'; its tasks: {', '.join(tasks)}")
-        self.dataset_options()
-        if self.aux_task:
-            if self.aux_task == self.task or self.aux_task not in tasks:
-                raise GradpromError(f"aux_task must be another task of dataset '{self.dataset}' than '{self.task}' "
-                                    f"(its tasks: {', '.join(tasks)}), got '{self.aux_task}'")
-            if not strategy.uses_aux_gradient:
-                raise GradpromError(f"aux_task needs a strategy that uses the recognizers' gradients (not "
-                                    f"enhancer_only); got {strategy.describe()}")
-        if self.eval_dataset:
-            if self.eval_dataset == self.dataset:
-                raise GradpromError(f"eval_dataset '{self.eval_dataset}' is the training dataset, whose test split is "
-                                    "scored already; name another dataset")
-            try:
-                tasks = dataset_info(self.eval_dataset)["tasks"]
-            except GradpromError as exc:  # say which option named it: the training dataset has a flag too
-                raise GradpromError(f"--eval-dataset: {exc}") from None
-            if self.task not in tasks:
-                raise GradpromError(f"eval dataset '{self.eval_dataset}' has no task '{self.task}'; its tasks: "
-                                    f"{', '.join(tasks)}")
-        parse_degradation(self.degradation)
-        for model in (self.enhancer, self.recognizer):
-            if model:
-                MODELS.get(model)
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -25,6 +25,10 @@ from gradprom.trainables import distributed as ddp
 from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
 from gradprom.trainables.config import TrialConfig
 
+#: in the last result of a trial that failed for good (a NaN loss, bad data), its reason: the Ray glue sends it
+#: instead of raising, so the trial is not retried, and results read the trial as failed
+FAILED_KEY = "failed"
+
 #: report(metrics, checkpoint_dir or None): called once per epoch on every worker
 Reporter = Callable[[dict[str, Any], "str | None"], None]
 #: a pipeline's trial: train for cfg.epochs, report every epoch, return the last report
@@ -42,7 +46,7 @@ def register_pipeline(name: str, train: Train, *, preflight: Callable[[TrialConf
     """Register a pipeline; `datasets` () means any dataset that has one of its `tasks`; `reference`: its trials
     score with the clean-trained reference recognizer, which a search then pretrains once before trials start;
     `inspect(config, checkpoint_dir)` rebuilds a finished trial's enhancer and recognizer for the report's
-    qualitative view (`gradprom.trainables.inspect.Trained`; None: the report shows none for it); `task_metric`:
+    qualitative view (`gradprom.trainables.qualitative.Trained`; None: the report shows none for it); `task_metric`:
     the metric its `task_metric` column copies, for tables and plots (empty: the task's own, acc or miou);
     `strategies`: its trials train with a gradient strategy (else their rows name the pipeline as `strategy`,
     so a report or `pareto --by strategy` shows it as one system beside the strategies)."""

@@ -47,6 +47,7 @@ from gradprom.trainables.build import (
     seeded_generator,
     trial_device,
 )
+from gradprom.trainables.checks import check_config
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.pipeline import Reporter, config_of, register_pipeline, run_epochs
 from gradprom.trainables.provenance import provenance
@@ -256,7 +257,7 @@ def train(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
 def preflight(cfg: TrialConfig) -> TrialConfig:
     """Names, the task, the image size against the strides, one image through both generators and both
     discriminators, and the batch against the poor-quality pool: one line on any mismatch, before Ray starts."""
-    cfg.check_names()
+    check_config(cfg)
     if cfg.task != "classification":
         raise GradpromError(f"r2c_gan restores and classifies: task must be classification, got '{cfg.task}'")
     for key, off in (("eval_dataset", ""), ("aux_task", ""), ("nan_policy", "fail")):

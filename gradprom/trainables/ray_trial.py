@@ -19,11 +19,9 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from gradprom.errors import GradpromError, NonFiniteLossError
 from gradprom.plugins import load_plugins
-from gradprom.trainables.pipeline import train_trial
+from gradprom.trainables.pipeline import FAILED_KEY, train_trial
 
 DRIVER_MEMORY = 100 * 1024**2  # bytes
-#: in the last result of a trial that failed for good (its reason), sent here instead of raising
-FAILED_KEY = "failed"
 
 
 @dataclass(frozen=True)

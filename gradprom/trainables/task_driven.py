@@ -15,9 +15,9 @@ from gradprom.trainables.build import build_trial, preflight
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.epoch import train_epoch
 from gradprom.trainables.evaluate import evaluate, evaluate_elsewhere, reference_baselines
-from gradprom.trainables.inspect import load_trained
 from gradprom.trainables.pipeline import Reporter, config_of, register_pipeline, run_epochs
 from gradprom.trainables.provenance import provenance
+from gradprom.trainables.qualitative import load_trained
 from gradprom.trainables.state import restore_state, trial_state
 
 

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from gradprom.errors import GradpromError, unknown_name
-from gradprom.trainables.ray_trial import FAILED_KEY
+from gradprom.trainables.pipeline import FAILED_KEY
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 #: samplers users ask for that this Optuna does not ship, and why gradprom does not offer them
@@ -52,20 +52,25 @@ def check_storage_url(url: str) -> None:
                                 "create it or give another path")
 
 
+def check_sampler(name: str) -> None:
+    """A sampler name this gradprom offers, or one line (why it is not offered, or a did-you-mean)."""
+    if name in NOT_OFFERED:
+        raise GradpromError(NOT_OFFERED[name])
+    if name not in SAMPLERS:
+        raise unknown_name("sampler", name, SAMPLERS, option="--sampler")
+
+
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
     """A seeded Optuna sampler by name; every one of them takes multi-objective studies in Optuna 5 (GPSampler
     with a multi-objective acquisition; categorical dimensions included)."""
-    if name in NOT_OFFERED:
-        raise GradpromError(NOT_OFFERED[name])
+    check_sampler(name)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 2)))
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 2)))
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, trials // 2)))
-    raise unknown_name("sampler", name, SAMPLERS, option="--sampler")
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, trials // 2)))
 
 
 class StudySearcher(Searcher):

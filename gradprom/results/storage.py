@@ -107,7 +107,7 @@ def local_folder(out: str, name: str = "") -> Path:
     gradprom cache, filled from the store (once per process) and mirrored back by `publish`."""
     if not is_uri(out):
         return Path(out).expanduser().resolve() / name if name else Path(out).expanduser().resolve()
-    from gradprom.trainables.config import default_cache_dir
+    from gradprom.cache import default_cache_dir
 
     store = Store.open(out)
     store = store.child(name) if name else store

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.experiment import redact  # credentials in an address are never echoed
+from gradprom.results.experiment import redact  # credentials in an address are never echoed
 
 PROBE_TIMEOUT_S = 300  # reading one sample per split on a node (first import of torch included)
 TCP_TIMEOUT_S = 5.0  # name lookup, then TCP connect, each

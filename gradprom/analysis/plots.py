@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gradprom.orchestrator.pareto import OBJECTIVES, Objective, as_objectives, front_rows
+from gradprom.analysis.pareto import OBJECTIVES, Objective, as_objectives, front_rows
 
 
 def plot_front(rows: list[dict[str, Any]], path: Path, objectives: Sequence[str | Objective] = OBJECTIVES,

@@ -22,6 +22,8 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from gradprom.errors import GradpromError
 
+#: what --scheduler names: every trial its budget, Ray's ASHA on one metric, or gradprom's on every objective
+SCHEDULERS = ("fifo", "asha", "pareto-asha")
 TIEBREAKS = ("crowding", "epsnet")
 
 

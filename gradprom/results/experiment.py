@@ -14,7 +14,7 @@ from typing import Any
 
 from gradprom import SCHEMA_VERSION, __version__
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.storage import publish
+from gradprom.results.storage import publish
 
 MANIFEST = "manifest.json"
 #: the manifest's signature: only a folder whose manifest carries it is one gradprom may replace

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 
 from gradprom import SCHEMA_VERSION
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.results import SCHEMA_KEY, TRIALS, read_table, to_table
-from gradprom.orchestrator.storage import local_folder
+from gradprom.results.parquet import SCHEMA_KEY, TRIALS, read_table, to_table
+from gradprom.results.storage import local_folder
 
 #: what every aggregated row is tagged with (experiment: its folder name when the row lacks one)
 TAGS = ("experiment", "dataset", "space", "strategy")

@@ -11,8 +11,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from gradprom.analysis.stats import LEVEL, paired, spread, wilcoxon_floor
 from gradprom.metrics import task_metric_name
-from gradprom.orchestrator.stats import LEVEL, paired, spread, wilcoxon_floor
+from gradprom.results.parquet import TRIALS, read_rows, write_rows
+from gradprom.results.storage import publish
 from gradprom.search_spaces.protocol import SEED, STRATEGY, Protocol
 
 UNITS = {"psnr": " dB"}
@@ -181,3 +187,44 @@ def plot(protocol: Protocol, summary: list[dict], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+PROTOCOL_TABLE, PROTOCOL_PAGE, PROTOCOL_FIGURE = "protocol.parquet", "protocol.md", "protocol.png"
+
+
+def write_evidence(protocol: Protocol, folder: Path, console: Console) -> list[str]:
+    """protocol.parquet/.md/.png from the experiment's trials, and the tables and verdicts on the console."""
+    rows = read_rows(folder / TRIALS)
+    summary, comparisons, verdicts = analyse(protocol, rows)
+    table: list[dict[str, Any]] = [{"kind": "summary", **r} for r in summary] + \
+        [{"kind": "paired", **r} for r in comparisons]
+    write_rows(folder / PROTOCOL_TABLE, table, ("kind", "group", "strategy", "baseline", "metric"))
+    (folder / PROTOCOL_PAGE).write_text(markdown(protocol, summary, comparisons, verdicts))
+    plot(protocol, summary, folder / PROTOCOL_FIGURE)
+    publish(folder, PROTOCOL_TABLE, PROTOCOL_PAGE, PROTOCOL_FIGURE)
+    show(summary, verdicts, console)
+    console.print(f"protocol tables in {folder / PROTOCOL_PAGE}, figure {folder / PROTOCOL_FIGURE}")
+    return verdicts
+
+
+def show(summary: list[dict], verdicts: list[str], console: Console) -> None:
+    """One Rich table per group (mean ± std over seeds per strategy and metric), then the verdicts."""
+    for group in dict.fromkeys(r["group"] for r in summary):
+        mine = [r for r in summary if r["group"] == group]
+        metrics = list(dict.fromkeys(r["metric"] for r in mine))
+        table = Table(title=f"{group}: mean ± std over seeds", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("strategy", "n", *(m.removeprefix("test_") for m in metrics)):
+            table.add_column(col, justify="left" if col == "strategy" else "right")
+        for strategy in dict.fromkeys(r["strategy"] for r in mine):
+            cells = {r["metric"]: r for r in mine if r["strategy"] == strategy}
+            table.add_row(strategy, str(max(c["n"] for c in cells.values())),
+                          *(_mean_std(cells[m]) for m in metrics))
+        console.print(table)
+    for line in verdicts:
+        console.print(f"• {line}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _mean_std(r: dict[str, Any]) -> str:
+    if not r["n"]:
+        return "–"
+    return f"{r['mean']:.4g}" if r["n"] < 2 else f"{r['mean']:.4g} ± {r['std']:.2g}"

@@ -18,9 +18,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gradprom.orchestrator.pareto import OBJECTIVES, as_objectives, front_rows
-from gradprom.orchestrator.rows import trial_status
-from gradprom.orchestrator.tables import front_table
+from gradprom.analysis.pareto import OBJECTIVES, as_objectives, front_rows
+from gradprom.analysis.tables import front_table
+from gradprom.results.rows import trial_status
 
 #: seconds between heartbeat lines in a log ($GRADPROM_HEARTBEAT_S overrides it)
 HEARTBEAT_S = 60.0

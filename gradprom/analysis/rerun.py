@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.results import TRIALS, read_rows, write_rows
-from gradprom.orchestrator.storage import local_folder
+from gradprom.results.parquet import TRIALS, read_rows, write_rows
+from gradprom.results.storage import local_folder
 
 #: the figures compared, in this order (those the row and the rerun both have)
 FIGURES = ("test_psnr", "test_ssim", "test_acc", "test_acc_ref", "test_miou", "test_miou_ref", "psnr", "ssim",

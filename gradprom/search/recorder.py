@@ -15,10 +15,10 @@ from typing import Any
 
 from ray.tune import Callback
 
+from gradprom.analysis.pareto import OBJECTIVES, as_objectives, front_rows
 from gradprom.errors import GradpromError
-from gradprom.orchestrator.pareto import OBJECTIVES, as_objectives
-from gradprom.orchestrator.results import error_line
-from gradprom.orchestrator.rows import epoch_row, trial_row, trial_status, write_results
+from gradprom.results.parquet import error_line
+from gradprom.results.rows import epoch_row, trial_row, trial_status, write_results
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ class ResultsRecorder(Callback):
         epochs = [e for tid, ended in self.ended.items() for e in
                   (epoch_row(ended, r) for r in self.results.get(tid, [])) if e is not None]
         try:
-            write_results(self.folder, self.earlier[0] + list(self.ended.values()), self.earlier[1] + epochs,
-                          self.objectives)
+            trials = self.earlier[0] + list(self.ended.values())
+            write_results(self.folder, trials, self.earlier[1] + epochs, front_rows(trials, self.objectives))
         except GradpromError as exc:  # the search goes on; the write after the study reports it if it persists
             if not self.warned:
                 logger.warning("%s", exc)

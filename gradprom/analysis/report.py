@@ -16,10 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gradprom.errors import GradpromError
-from gradprom.orchestrator import plots
-from gradprom.orchestrator.aggregate import aggregate
-from gradprom.orchestrator.pareto import (
+from gradprom.analysis import plots
+from gradprom.analysis.pareto import (
     OBJECTIVES,
     as_objectives,
     front_rows,
@@ -28,8 +26,10 @@ from gradprom.orchestrator.pareto import (
     parse_objectives,
     reference_point,
 )
-from gradprom.orchestrator.results import EPOCHS, read_rows
-from gradprom.orchestrator.storage import local_folder
+from gradprom.errors import GradpromError
+from gradprom.results.aggregate import aggregate
+from gradprom.results.parquet import EPOCHS, read_rows
+from gradprom.results.storage import local_folder
 
 PAGE = "index.html"
 #: at most this many trials get the qualitative (Grad-CAM) view, and this many test images each
@@ -190,7 +190,7 @@ def _qualitative(front: list[dict[str, Any]], pairs: Any, folders: list[Path], o
                  step: Callable[[str], None]) -> str:
     """Degraded / enhanced / clean images and Grad-CAM for the best trials: the knee, then each objective's best."""
     from gradprom.trainables import pipeline_info
-    from gradprom.trainables.inspect import qualitative
+    from gradprom.trainables.qualitative import qualitative
 
     chosen: list[dict[str, Any]] = []
     best = knee(front, pairs)

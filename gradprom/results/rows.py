@@ -6,17 +6,15 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gradprom import SCHEMA_VERSION
-from gradprom.orchestrator.pareto import OBJECTIVES, Objective, front_rows
-from gradprom.orchestrator.results import EPOCHS, PARETO, TRIALS, write_rows
-from gradprom.orchestrator.storage import publish
+from gradprom.results.parquet import EPOCHS, PARETO, TRIALS, write_rows
+from gradprom.results.storage import publish
 from gradprom.trainables import pipeline_info, pipeline_names
 from gradprom.trainables.config import TrialConfig
-from gradprom.trainables.ray_trial import FAILED_KEY
+from gradprom.trainables.pipeline import FAILED_KEY
 
 #: Tune's own bookkeeping keys, left out of the results tables
 TUNE_KEYS = {
@@ -97,12 +95,10 @@ def unique_epochs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(keyed.values())
 
 
-def write_results(folder: Path, trials: list[dict], epochs: list[dict],
-                  objectives: Sequence[str | Objective] = OBJECTIVES) -> list[dict]:
-    """Write the three Parquet files (each atomically), the front on the search's `objectives`; returns it."""
-    front = front_rows(trials, objectives)
+def write_results(folder: Path, trials: list[dict], epochs: list[dict], front: list[dict]) -> None:
+    """Write the three Parquet files (each atomically): the trials, their epochs, and `front` (the caller's front on
+    the search's objectives: results store it, the search computes it)."""
     write_rows(folder / TRIALS, trials, LEADING)
     write_rows(folder / EPOCHS, unique_epochs(epochs), ("dataset", "trial_id", "epoch"))
     write_rows(folder / PARETO, front, LEADING)
     publish(folder, TRIALS, EPOCHS, PARETO)
-    return front

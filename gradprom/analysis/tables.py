@@ -8,8 +8,8 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from gradprom.analysis.pareto import OBJECTIVES, Objective, as_objectives
 from gradprom.metrics import task_metric_name
-from gradprom.orchestrator.pareto import OBJECTIVES, Objective, as_objectives
 
 
 def front_table(rows: list[dict[str, Any]], title: str, objectives: Sequence[str | Objective] = OBJECTIVES,

@@ -1,0 +1,51 @@
+"""A trial's settings checked against every registry (pipeline, strategy and its options, dataset and task, models,
+degradation), so a typo fails before Ray starts, not inside a trial. Kept apart from the config record, which every
+part reads, so that the record imports no registry."""
+
+from __future__ import annotations
+
+from gradprom.datasets import dataset_info, parse_degradation
+from gradprom.errors import GradpromError
+from gradprom.models import MODELS
+from gradprom.strategies import strategy_options
+from gradprom.trainables.config import TrialConfig
+from gradprom.trainables.pipeline import PIPELINES
+
+
+def check_config(cfg: TrialConfig) -> TrialConfig:
+    """Check the names against the registries (strategy and its options, dataset and task, models,
+    degradation); returns `cfg`."""
+    PIPELINES.get(cfg.pipeline)
+    strategy = cfg.build_strategy()
+    unused = [k for k, off in (("ema", 0.0), ("gate_every", 1), ("gate_on", "all"))
+              if getattr(cfg, k) != off and k not in strategy_options(cfg.strategy)]
+    if unused:
+        raise GradpromError(f"strategy '{cfg.strategy}' has no gate to set {', '.join(unused)} on; they apply "
+                            "to threshold, gradprom and gradprom_soft")
+    tasks = dataset_info(cfg.dataset)["tasks"]
+    if cfg.task not in tasks:
+        raise GradpromError(f"dataset '{cfg.dataset}' has no task '{cfg.task}'; its tasks: {', '.join(tasks)}")
+    cfg.dataset_options()
+    if cfg.aux_task:
+        if cfg.aux_task == cfg.task or cfg.aux_task not in tasks:
+            raise GradpromError(f"aux_task must be another task of dataset '{cfg.dataset}' than '{cfg.task}' "
+                                f"(its tasks: {', '.join(tasks)}), got '{cfg.aux_task}'")
+        if not strategy.uses_aux_gradient:
+            raise GradpromError(f"aux_task needs a strategy that uses the recognizers' gradients (not "
+                                f"enhancer_only); got {strategy.describe()}")
+    if cfg.eval_dataset:
+        if cfg.eval_dataset == cfg.dataset:
+            raise GradpromError(f"eval_dataset '{cfg.eval_dataset}' is the training dataset, whose test split is "
+                                "scored already; name another dataset")
+        try:
+            tasks = dataset_info(cfg.eval_dataset)["tasks"]
+        except GradpromError as exc:  # say which option named it: the training dataset has a flag too
+            raise GradpromError(f"--eval-dataset: {exc}") from None
+        if cfg.task not in tasks:
+            raise GradpromError(f"eval dataset '{cfg.eval_dataset}' has no task '{cfg.task}'; its tasks: "
+                                f"{', '.join(tasks)}")
+    parse_degradation(cfg.degradation)
+    for model in (cfg.enhancer, cfg.recognizer):
+        if model:
+            MODELS.get(model)
+    return cfg
