@@ -56,6 +56,8 @@ BAD = [
     (["train", "--set", "image_sise=32"], "Did you mean 'image_size'"),
     (["train", "--threshold", "3", "--strategy", "threshold"], "[-1, 1]"),
     (["pareto", "/nonexistent/experiment"], "no trials.parquet"),
+    (["cluster", "up", "aws-gpuu", "--dry-run"], "Did you mean the template 'aws-gpu'?"),
+    (["cluster", "templates", "--write", "aws-gpuu"], "Did you mean 'aws-gpu'?"),
 ]
 
 

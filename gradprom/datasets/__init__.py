@@ -25,7 +25,6 @@ from gradprom.datasets.base import (
     orientation_free,
     parse_dataset_options,
     register_dataset,
-    split_sizes,
 )
 from gradprom.datasets.degradations import (
     DEGRADATIONS,
@@ -34,6 +33,7 @@ from gradprom.datasets.degradations import (
     get_degradation,
     parse_degradation,
 )
+from gradprom.datasets.disk import split_sizes
 
 __all__ = [
     "DATASETS",

@@ -137,27 +137,6 @@ def get_dataset(
     return factory(task=task, image_size=int(image_size), seed=int(seed), **options)
 
 
-def split_sizes(name: str, task: str = "classification", image_size: int = 64, seed: int = 0,
-                **options: Any) -> tuple[int, int, int] | None:
-    """Samples per split (train, val, test) that `get_dataset` with these arguments would hold, without
-    decoding any: files are listed, not read, so a search can check its batch size before Ray starts.
-
-    For data read from disk the counts are of listed samples (bad files that `skip_bad` would leave out
-    still count); None when a dataset cannot say (a plugin without a disk loader or `n_*` options)."""
-    loader = DATASETS.meta(name).get("loader")
-    counts = (options.pop("n_train", 0), options.pop("n_val", 0), options.pop("n_test", 0))
-    if loader is not None:
-        from gradprom.datasets.disk import kept_samples  # disk builds on this module
-
-        data_root = options.pop("data_root", "")
-        own = {k: v for k, v in options.items() if k not in MANAGED_OPTIONS}
-        _, _, groups = kept_samples(loader, task, image_size, seed, data_root, counts, **own)
-        return len(groups[0]), len(groups[1]), len(groups[2])
-    defaults = _options_of(DATASETS.get(name)) or {}
-    sizes = [n or defaults.get(key) for n, key in zip(counts, ("n_train", "n_val", "n_test"), strict=True)]
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
-        return None
-    return sizes[0], sizes[1], sizes[2]
 
 
 def dataset_names() -> list[str]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradprom.datasets.base import Split, TaskData, check_count
+from gradprom.datasets.base import DATASETS, MANAGED_OPTIONS, Split, TaskData, check_count, dataset_info
 from gradprom.datasets.files import cap
 from gradprom.errors import GradpromError
 from gradprom.filelock import file_lock
@@ -178,3 +178,24 @@ def write_entry(entry: Path, stamp: str, arrays: list[tuple[np.ndarray, np.ndarr
                                                "counts": [len(a[0]) for a in arrays]}))
     shutil.rmtree(entry, ignore_errors=True)
     tmp.rename(entry)
+
+
+def split_sizes(name: str, task: str = "classification", image_size: int = 64, seed: int = 0,
+                **options: Any) -> tuple[int, int, int] | None:
+    """Samples per split (train, val, test) that `get_dataset` with these arguments would hold, without
+    decoding any: files are listed, not read, so a search can check its batch size before Ray starts.
+
+    For data read from disk the counts are of listed samples (bad files that `skip_bad` would leave out
+    still count); None when a dataset cannot say (a plugin without a disk loader or `n_*` options)."""
+    loader = DATASETS.meta(name).get("loader")
+    counts = (options.pop("n_train", 0), options.pop("n_val", 0), options.pop("n_test", 0))
+    if loader is not None:
+        data_root = options.pop("data_root", "")
+        own = {k: v for k, v in options.items() if k not in MANAGED_OPTIONS}
+        _, _, groups = kept_samples(loader, task, image_size, seed, data_root, counts, **own)
+        return len(groups[0]), len(groups[1]), len(groups[2])
+    defaults = dataset_info(name)["options"]
+    sizes = [n or defaults.get(key) for n, key in zip(counts, ("n_train", "n_val", "n_test"), strict=True)]
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+        return None
+    return sizes[0], sizes[1], sizes[2]
