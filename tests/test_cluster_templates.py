@@ -11,6 +11,7 @@ import json
 import re
 import socket
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,17 @@ def test_validation_contacts_no_cloud(paths: tuple[Path, Path], monkeypatch: pyt
 
 SCHEMA_BREAKS = [
     (lambda c: c.update(bogus_key=1), r"schema at the top level: .*'bogus_key' was unexpected"),
+    (lambda c: c["provider"]["security_group"].update(bogus=1),
+     r"schema at provider\.security_group: Additional properties are not allowed \('bogus' was unexpected\)"),
+    (lambda c: c.update(max_workers="many"), r"schema at max_workers: 'many' is not of type 'integer'"),
+    (lambda c: c["available_node_types"].update({7: c["available_node_types"]["gpu-spot"]}),
+     r"quote setting names that are numbers"),
     (lambda c: c.pop("provider"), r"no 'provider'"),
-    (lambda c: c["provider"].update(type="nosuchcloud"), r"Unsupported node provider: nosuchcloud"),
+    (lambda c: c["provider"].update(type="nosuchcloud"),
+     r"Unsupported node provider: nosuchcloud; set provider.type to one of aws, azure, gcp, local"),
+    (lambda c: c["provider"].update(type="readonly"), r"Unsupported node provider: readonly"),  # Ray-internal
+    (lambda c: c.update(head_node={"InstanceType": "m5.large"}), r"head_node is Ray's old node format"),
+    (lambda c: c.update(docker={"image": "rayproject/ray:latest"}), r"docker needs both container_name and an image"),
     (lambda c: c["available_node_types"]["gpu-spot"]["resources"].update(GPU="one"),
      r"available_node_types\.gpu-spot\.resources\.GPU: 'one' is not of type 'integer'"),
     (lambda c: c["available_node_types"]["gpu-spot"].pop("node_config"), r"'node_config' is a required property"),
@@ -116,10 +126,62 @@ SCHEMA_BREAKS = [
 ]
 
 
-def test_rays_local_provider_rules_apply(paths: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize(("break_it", "expected"), [
+    (lambda c: c["provider"].pop("worker_ips"), r"needs provider\.head_ip and a list provider\.worker_ips"),
+    (lambda c: c.update(available_node_types={"big": {"node_config": {}, "resources": {}}}),
+     r"available_node_types is not supported for on-premise clusters"),
+    (lambda c: (c.pop("max_workers", None), c["provider"].update(coordinator_address="10.0.0.1:1234")),
+     r"coordinator_address needs max_workers"),
+    (lambda c: c.update(min_workers="two"), r"min_workers 'two' is not a whole number"),
+])
+def test_rays_local_provider_rules_apply(break_it: Any, expected: str, paths: tuple[Path, Path]) -> None:
     config = rendered("onprem", paths)
-    del config["provider"]["worker_ips"]
-    assert "worker_ips" in refused(config)
+    break_it(config)
+    assert re.search(expected, refused(config))
+
+
+@pytest.mark.parametrize(("settings", "low", "high"), [
+    ({}, 2, 2),                                   # Ray's default: every listed worker, always on
+    ({"max_workers": 10, "min_workers": 1}, 1, 2),  # both capped at the number of worker_ips
+    ({"max_workers": 1, "min_workers": 0}, 0, 1),
+])
+def test_onprem_gets_rays_one_node_type_with_its_worker_range(settings: dict[str, int], low: int, high: int,
+                                                              paths: tuple[Path, Path]) -> None:
+    config = rendered("onprem", paths)
+    config.pop("max_workers", None)
+    config.pop("min_workers", None)
+    config["provider"]["worker_ips"] = ["10.0.0.2", "10.0.0.3"]
+    prepared = validate({**config, **settings})
+    assert prepared["head_node_type"] == "local.cluster.node" and "min_workers" not in prepared
+    assert prepared["available_node_types"] == {"local.cluster.node": {"node_config": {}, "resources": {},
+                                                                       "min_workers": low, "max_workers": high}}
+    assert prepared["max_workers"] == high
+
+
+def _ray_defaults_file(provider: str) -> dict[str, Any]:
+    return yaml.safe_load(resources.files("ray.autoscaler").joinpath(provider, "defaults.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_settings_left_out_come_from_rays_shipped_provider_defaults(name: str, paths: tuple[Path, Path]) -> None:
+    config = rendered(name, paths)
+    defaults = _ray_defaults_file(config["provider"]["type"])
+    prepared = validate(config)
+    for key in defaults.keys() - config.keys() - {"head_setup_commands", "worker_setup_commands", "min_workers"}:
+        assert prepared[key] == defaults[key], key
+    for key in config.keys() - {"head_setup_commands", "worker_setup_commands", "available_node_types",
+                                "head_node_type", "max_workers", "min_workers"}:
+        assert prepared[key] == config[key], key  # the config's own settings win, whole (as in Ray's merge)
+
+
+def test_validation_imports_nothing_private_of_ray(paths: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Public Ray only: the schema and defaults are read as Ray's package data, never through ray.*._private."""
+    for module in Path(tpl.__file__).parent.glob("*.py"):
+        assert "_private" not in module.read_text(), module
+    for module in [m for m in sys.modules if m.startswith("ray.autoscaler._private")] + ["ray.autoscaler._private"]:
+        monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
+    for name in LAUNCHERS:
+        validate(rendered(name, paths), name)
 
 
 # ------------------------------------------------------------------------------------------------ security

@@ -176,7 +176,8 @@ def test_bad_seed() -> None:
 
 
 def test_unknown_option_lists_valid_options() -> None:
-    with pytest.raises(GradpromError, match="no option 'n_trian'; valid options: n_test, n_train, n_val"):
+    with pytest.raises(GradpromError, match=r"dataset 'synthetic' has no option 'n_trian'. Did you mean "
+                                            r"'n_train'\? Its options: n_train \(default 512\)"):
         get_dataset("synthetic", n_trian=10)
 
 
@@ -192,7 +193,7 @@ def test_names_info_and_registering_a_dataset() -> None:
         split = Split(torch.zeros(n, 1, image_size, image_size), torch.zeros(n, dtype=torch.int64))
         return TaskData("_test_tiny", task, 2, 1, image_size, ["a", "b"], split, split, split)
 
-    register_dataset("_test_turnable", tiny, tasks=("classification",), dihedral_invariant=True, help="turnable")
+    register_dataset("_test_turnable", tasks=("classification",), dihedral_invariant=True, help="turnable")(tiny)
     try:
         # orientation matters unless a dataset says otherwise; synthetic's findings are arrangements of spots
         assert orientation_free("synthetic") and orientation_free("_test_turnable")
@@ -202,7 +203,10 @@ def test_names_info_and_registering_a_dataset() -> None:
         with pytest.raises(GradpromError, match="supported tasks: classification$"):
             get_dataset("_test_tiny", task="segmentation")
         with pytest.raises(GradpromError, match="already registered"):
-            register_dataset("_test_tiny", tiny)
+            register_dataset("_test_tiny")(tiny)
+        with pytest.raises(GradpromError, match=r"unknown metadata key of dataset '_test_x' 'unpaird'. Did you mean "
+                                                r"'unpaired'\?"):
+            register_dataset("_test_x", unpaird=True)
     finally:  # keep the global registry as other tests expect it
         for name in ("_test_tiny", "_test_turnable"):
             DATASETS._entries.pop(name, None)

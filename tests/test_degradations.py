@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -24,7 +25,7 @@ def test_names() -> None:
     assert degradation_names() == [
         "blind", "blur", "composite", "downsample", "exposure", "gaussian", "none", "poisson"
     ]
-    assert all("help" in DEGRADATIONS.meta(name) for name in degradation_names())
+    assert all(DEGRADATIONS.meta(name).help for name in degradation_names())
 
 
 @pytest.mark.parametrize("sigma", [0.05, 0.1, 0.15])
@@ -221,7 +222,7 @@ def test_spec_and_describe_round_trip(spec: str) -> None:
         ("gaussian:=0.1", "is not key=value"),
         ("gaussian:sigma=abc", "sigma=abc is not a number"),
         ("gaussian:sigma=0.1,sigma=0.2", "'sigma' is given twice"),
-        ("gaussian:sgima=0.1", "no parameter 'sgima'; valid parameters: sigma"),
+        ("gaussian:sgima=0.1", "no option 'sgima'. Did you mean 'sigma'? Its options: sigma (default"),
         ("gausian", "unknown degradation 'gausian'. Did you mean 'gaussian'"),
         ("gaussian:sigma=-0.1", "sigma must be a number >= 0"),
         ("gaussian:sigma=nan", "sigma must be a number >= 0"),
@@ -229,7 +230,7 @@ def test_spec_and_describe_round_trip(spec: str) -> None:
         ("poisson:peak=0", "peak must be a number > 0"),
         ("downsample:scale=3", "scale must be 2 or 4"),
         ("downsample:scale=2.5", "scale must be 2 or 4"),
-        ("none:sigma=0.1", "no parameter 'sigma'; valid parameters: none"),
+        ("none:sigma=0.1", "no option 'sigma'. Its options: none"),
         ("gaussian sigma=0.1", "bad degradation spec"),
         ("exposure:gamma=0", "gamma must be a number > 0"),
         ("exposure:gamma=-1.5", "gamma must be a number > 0"),
@@ -241,12 +242,12 @@ def test_spec_and_describe_round_trip(spec: str) -> None:
         ("blind:max_ops=0", "max_ops must be a whole number >= 1"),
         ("blind:max_ops=1.5", "max_ops must be a whole number >= 1"),
         ("blind:gaussian=0,poisson=0,blur=0,exposure=0", "at least one of gaussian, poisson, blur, exposure"),
-        ("blind:speckle=1", "no parameter 'speckle'; valid parameters: severity, max_ops, gaussian, poisson, blur"),
+        ("blind:speckle=1", "no option 'speckle'. Its options: severity (default 1.0), max_ops (default 2), gaussian"),
         ("blind:types=noise", "types=noise is not a number"),  # types are chosen by weight parameters
     ],
 )
 def test_bad_specs_are_one_line_errors(spec: str, message: str) -> None:
-    with pytest.raises(GradpromError, match=message) as info:
+    with pytest.raises(GradpromError, match=re.escape(message)) as info:
         parse_degradation(spec)
     assert "\n" not in str(info.value)
 

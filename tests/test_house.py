@@ -117,3 +117,24 @@ def test_no_test_module_imports_another() -> None:
             wrong += [f"{path.name} imports {n}" for n in names
                       if n.startswith(("tests.test_", "tests.conftest")) or n in ("tests.conftest",)]
     assert not wrong, wrong
+
+
+THIRD_PARTY = ("ray", "optuna", "typer", "click")
+
+
+def test_only_public_apis_of_ray_optuna_and_typer() -> None:
+    """No import of a private module of theirs, and, in a module that imports them, no private attribute read on
+    anything but gradprom's own objects (`self`, `cls`) and `os._exit`: their internals change without notice between
+    releases."""
+    wrong = []
+    for module, path in sorted(MODULES.items()):
+        names = imports(module)
+        wrong += [f"{module} imports {n}" for n in names
+                  if n.split(".")[0] in THIRD_PARTY and any(p.startswith("_") for p in n.split(".")[1:])]
+        if not any(n.split(".")[0] in THIRD_PARTY for n in names):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls", "os", "sys")):
+                wrong.append(f"{module}:{node.lineno} reads .{node.attr}")
+    assert not wrong, wrong

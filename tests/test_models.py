@@ -10,6 +10,7 @@ from torch import nn
 from gradprom.errors import GradpromError
 from gradprom.models import (
     MODELS,
+    ModelMeta,
     ResNet,
     SRResNet,
     UNet,
@@ -81,8 +82,8 @@ def test_names_meta_and_defaults() -> None:
     assert model_names(task="classification") == ["resnet"]
     assert model_names(role="recognizer", task="segmentation") == ["unet"]
     assert set(model_names()) >= {"srresnet", "resnet", "unet"}
-    assert MODELS.meta("srresnet")["task"] is None
-    assert all(MODELS.meta(n)["help"] for n in model_names())
+    assert MODELS.meta("srresnet").task is None
+    assert all(MODELS.meta(n).help for n in model_names())
     assert model_defaults("srresnet") == {"in_channels": 1, "blocks": 8, "channels": 32, "scale": 1}
     assert model_defaults("resnet") == {"in_channels": 1, "num_classes": 3, "depth": 10, "width": 16}
     assert model_defaults("unet") == {"in_channels": 1, "num_classes": 3, "depth": 3, "width": 16}
@@ -117,7 +118,7 @@ def test_unknown_option_lists_valid_options() -> None:
         create_model("srresnet", block=4)
     msg = one_line(err)
     assert "'block'" in msg and "Did you mean 'blocks'" in msg
-    assert "in_channels, blocks, channels, scale" in msg
+    assert "Its options: in_channels (default 1), blocks (default 8), channels (default 32), scale (default 1)" in msg
 
 
 @pytest.mark.parametrize(
@@ -150,12 +151,24 @@ def test_user_registered_model_gets_the_same_checks(monkeypatch: pytest.MonkeyPa
 
     # Patch the entries so the global registry is restored after the test.
     monkeypatch.setitem(MODELS._entries, "tiny", tiny)
-    monkeypatch.setitem(MODELS._meta, "tiny", {"role": "enhancer", "task": None, "help": "test"})
+    monkeypatch.setitem(MODELS._meta, "tiny", ModelMeta(role="enhancer", help="test"))
     assert "tiny" in model_names(role="enhancer")
     assert model_defaults("tiny") == {"in_channels": 1, "gain": 2.0}
     assert isinstance(create_model("tiny", in_channels=3), nn.Conv2d)
-    with pytest.raises(GradpromError, match="Valid options: in_channels, gain"):
+    with pytest.raises(GradpromError, match=r"Did you mean 'gain'\? Its options: in_channels "
+                                                 r"\(default 1\), gain \(default 2.0\)"):
         create_model("tiny", gian=1.0)
+
+
+def test_metadata_is_typed_and_unknown_keys_are_refused() -> None:
+    """Each registry's metadata is a dataclass of its own: a misspelt key or a bad role fails at registration."""
+    with pytest.raises(GradpromError, match=r"unknown metadata key of model 'x' 'rol'. Did you mean 'role'\?"):
+        MODELS.register("x", rol="enhancer")
+    with pytest.raises(GradpromError, match="role must be one of enhancer, recognizer, got 'denoiser'"):
+        MODELS.register("x", role="denoiser")
+    with pytest.raises(GradpromError, match="model 'x': .*role"):
+        MODELS.register("x", help="no role")
+    assert "x" not in MODELS
 
 
 # --- behaviour ------------------------------------------------------------------------------

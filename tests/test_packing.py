@@ -42,7 +42,7 @@ def test_whole_gpus_and_cpu_trials_get_no_bound_and_a_user_bound_wins() -> None:
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.5])
 def test_a_fraction_outside_0_1_is_refused(fraction: float) -> None:
-    with pytest.raises(GradpromError, match=r"gpu_memory_fraction must lie in \[0, 1\]"):
+    with pytest.raises(GradpromError, match=r"gpu_memory_fraction must be in \[0, 1\]"):
         TrialConfig.from_dict({**TINY, "gpu_memory_fraction": fraction})
 
 

@@ -275,7 +275,7 @@ def test_train_trial_reports_every_column(two_epochs: tuple[dict[str, Any], list
     for key in ("psnr", "ssim", "task_metric", "psnr_input", *CLASS_COLUMNS, *r2c.LOSSES):
         assert math.isfinite(last[key]), key
         if key != "task_metric":
-            assert key in pipeline_info("r2c_gan")["metrics"], key
+            assert key in pipeline_info("r2c_gan").metrics, key
         if key in ("psnr", "ssim", "task_metric", *CLASS_COLUMNS):
             assert math.isfinite(last[f"test_{key}"]), key
     assert last["task_metric"] == last["f1"] and last["test_task_metric"] == last["test_f1"]
@@ -317,7 +317,7 @@ def test_the_space_and_the_settings() -> None:
     space = load_space("r2c_weights")
     assert space.fixed == {"pipeline": "r2c_gan"}
     assert {"w_cycle", "w_identity", "w_cls", "w_adv", "onn_q", "lr_g", "lr_d"} == set(space.params)
-    assert "r2c_weights" in pipeline_info("r2c_gan")["spaces"]
+    assert "r2c_weights" in pipeline_info("r2c_gan").spaces
     defaults = TrialConfig()
     assert (defaults.pipeline, defaults.lr, defaults.lr_g, defaults.w_cycle, defaults.onn_q) == \
         ("task_driven", 1e-3, 2e-4, 10.0, 3)

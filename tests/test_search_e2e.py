@@ -175,10 +175,11 @@ def wait_for_a_result(runs: Path, driver: subprocess.Popen) -> None:
 def test_ctrl_c_in_a_two_dataset_search_with_a_plugin_then_resume(tmp_path: Path, shared_cache: str) -> None:
     """Ctrl-C: finished trials are saved, the experiment says `interrupted`; --resume runs the rest once, the second
     dataset's study included. --dataset a,b runs one study each; a plugin's dataset and strategy (GRADPROM_PLUGINS)
-    reach the Ray trial processes of both runs."""
+    reach the Ray trial processes of both runs, and the strategy's own setting (`share`) is searched with -p."""
     args = ["search", "--space", "strategies", "--dataset", "synthetic,synthetic_shifted", "--trials", "2",
             "--epochs", "2", "--concurrency", "1", "--sampler", "random", "--out", str(tmp_path), "--name", "r",
-            "--device", "cpu", "-p", "strategy=half_promotion,gradprom", "-p", "max_steps_per_epoch=2", *TINY_PARAMS]
+            "--device", "cpu", "-p", "strategy=half_promotion,gradprom", "-p", "share=0.2:0.8",
+            "-p", "max_steps_per_epoch=2", *TINY_PARAMS]
     driver = start_driver(args, shared_cache, **PLUGINS)
     wait_for_a_result(tmp_path / "r" / "ray" / "synthetic", driver)
     driver.send_signal(signal.SIGINT)
@@ -197,6 +198,8 @@ def test_ctrl_c_in_a_two_dataset_search_with_a_plugin_then_resume(tmp_path: Path
     assert len({t["trial_id"] for t in trials}) == 4
     assert all(t["status"] == "completed" and t["image_size"] == 32 for t in trials)  # the original settings
     assert {t["strategy"] for t in trials} == {"half_promotion", "gradprom"}  # the plugin's strategy ran
+    shares = [(t["dataset"], t["share"]) for t in trials]  # the plugin's setting: a column, sampled per trial
+    assert all(0.2 <= s <= 0.8 for _, s in shares) and len({s for d, s in shares if d == "synthetic"}) == 2, shares
     for t in trials:
         if before.get(t["trial_id"], {}).get("status") == "completed":
             assert t["psnr"] == before[t["trial_id"]]["psnr"]  # finished trials kept as they were

@@ -63,7 +63,7 @@ def softmax(t: Tensor, dim: int) -> Tensor:
 def test_registered_as_guided_enhancer() -> None:
     assert "sesr" in model_names(role="enhancer")
     meta = MODELS.meta("sesr")
-    assert meta["role"] == "enhancer" and meta["task"] is None and meta["guided"] is True and meta["help"]
+    assert meta.role == "enhancer" and meta.task is None and meta.guided is True and meta.help
     assert model_defaults("sesr") == {"in_channels": 1, "blocks": 4, "channels": 16, "scale": 2, "kernels": 4,
                                       "anneal_steps": 200, "guide": None}
     m = create_model("sesr")

@@ -127,7 +127,7 @@ def test_flags() -> None:
     ({"name": "joint", "lam": -1.0}, "lam"),
     ({"name": "joint", "lam": math.nan}, "lam"),
     ({"name": "threshold", "threshold": 1.5}, "[-1, 1]"),
-    ({"name": "gradprom", "threshold": 0.5}, "no option threshold"),
+    ({"name": "gradprom", "threshold": 0.5}, "strategy 'gradprom' has no option 'threshold'"),
     ({"name": "joint", "granularity": "layer"}, "granularity"),
 ])
 def test_bad_options(kwargs: dict, message: str) -> None:
@@ -137,6 +137,7 @@ def test_bad_options(kwargs: dict, message: str) -> None:
 
 
 def test_register_user_strategy() -> None:
+    @register_strategy("half_for_test")
     class Half(Strategy):
         """Always half of λ·g_vr."""
 
@@ -145,14 +146,13 @@ def test_register_user_strategy() -> None:
         def weights(self, cos: torch.Tensor) -> torch.Tensor:
             return torch.full_like(cos, 0.5)
 
-    register_strategy("half_for_test", Half)
     g_ip, g_vr = CASES["conflict"]
     got = flat(get_strategy("half_for_test", lam=2.0).combine(g_ip, g_vr))
     torch.testing.assert_close(got, flat(g_ip) + flat(g_vr))
     with pytest.raises(GradpromError, match="already registered"):
-        register_strategy("half_for_test", Half)
+        register_strategy("half_for_test")(Half)
     with pytest.raises(GradpromError, match="Strategy subclass"):
-        register_strategy("not_a_strategy", dict)  # type: ignore[arg-type]
+        register_strategy("not_a_strategy")(dict)  # type: ignore[type-var]
 
 
 def pair_with_cos(c: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

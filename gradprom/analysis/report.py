@@ -202,7 +202,7 @@ def _qualitative(front: list[dict[str, Any]], pairs: Any, folders: list[Path], o
     for trial in chosen:
         folder = by_name.get(str(trial.get("experiment")))
         checkpoint = _checkpoint(folder, trial) if folder else None
-        load_trained = pipeline_info(str(trial.get("pipeline") or "task_driven"))["inspect"]
+        load_trained = pipeline_info(str(trial.get("pipeline") or "task_driven")).inspect
         if checkpoint is None or load_trained is None:  # a pipeline may have no enhancer-then-recognizer view
             continue
         step(f"Grad-CAM of trial {trial['trial_id']}")

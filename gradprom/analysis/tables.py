@@ -42,7 +42,7 @@ def _header(name: str, rows: list[dict[str, Any]]) -> str:
     if not name.endswith("task_metric"):
         return name
     pipelines = {str(r.get("pipeline") or "task_driven") for r in rows}
-    named = {pipeline_info(p)["task_metric"] if p in pipeline_names() else "" for p in pipelines}
+    named = {pipeline_info(p).task_metric if p in pipeline_names() else "" for p in pipelines}
     if len(named) == 1 and (only := named.pop()):
         return name.replace("task_metric", only)
     tasks = {r.get("task", "classification") for r in rows}

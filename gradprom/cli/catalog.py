@@ -1,4 +1,4 @@
-"""The verbs that list what a run can name: `spaces`, `protocols`, `strategies`, `pipelines`."""
+"""The verbs that list what a run can name: `spaces`, `protocols`, `strategies`, `pipelines`, `settings`."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def strategies() -> None:
     for n in strategy_names():
         cls = STRATEGIES.get(n)
         table.add_row(n, "yes" if cls.trains_recognizer else "no", ", ".join(strategy_options(n)),
-                      STRATEGIES.meta(n).get("help", ""))
+                      STRATEGIES.meta(n).help)
     console.print(table)
 
 
@@ -66,8 +66,23 @@ def pipelines() -> None:
         table.add_column(col)
     for n in pipeline_names():
         info = pipeline_info(n)
-        datasets = info["datasets"] or [d for d in dataset_names()
-                                        if set(dataset_info(d)["tasks"]) & set(info["tasks"])]
-        table.add_row(n, ", ".join(info["spaces"]), ", ".join(info["metrics"]), ",".join(info["objectives"]),
-                      ", ".join(info["tasks"]), ", ".join(datasets), info["help"])
+        datasets = info.datasets or [d for d in dataset_names() if set(dataset_info(d)["tasks"]) & set(info.tasks)
+                                     and (info.unpaired or not dataset_info(d)["unpaired"])]
+        table.add_row(n, ", ".join(info.spaces), ", ".join(info.metrics), ",".join(info.objectives),
+                      ", ".join(info.tasks), ", ".join(datasets), info.help)
+    console.print(table)
+
+
+@app.command()
+def settings() -> None:
+    """List every trial setting (what -p/--param, --set and search spaces may name): type, default, allowed
+    values and the part that declared it (a plugin's included)."""
+    from gradprom.settings import owner_of
+    from gradprom.trainables.config import all_settings
+
+    table = Table(title="trial settings (-p NAME=VALUE, -p NAME=LOW:HIGH, -p NAME=A,B)")
+    for col in ("name", "type", "default", "values", "declared by", "what it sets"):
+        table.add_column(col)
+    for name, s in all_settings().items():
+        table.add_row(name, s.kind.__name__, repr(s.default), s.allowed(), owner_of(name), s.help)
     console.print(table)

@@ -1,27 +1,26 @@
 """The shipped cluster configs: list them, copy them out, render their placeholders and check them.
 
-Launcher configs (`ray up` format) are checked by Ray's own cluster-config code, the same functions `ray up`
-runs before it contacts a cloud, so a config that passes here fails later only for cloud reasons (quota,
-credentials, capacity). KubeRay manifests have no validator in Ray; they get a structural check. Both kinds
-also get gradprom's security check: the dashboard and Jobs API stay off the internet and token
+Launcher configs (`ray up` format) get the checks `ray up` makes before it contacts a cloud, built only on
+files Ray ships as public data: the provider's defaults.yaml merged in and Ray's JSON schema (ray-schema.json),
+plus Ray's cross-field rules, so a config that passes fails later only for cloud reasons (quota, credentials,
+capacity). No private Ray module is imported. KubeRay manifests have no validator in Ray; they get a structural
+check. Both kinds also get gradprom's security check: the dashboard and Jobs API stay off the internet and token
 authentication stays on. Every problem is one `GradpromError` line saying what is wrong and what to do.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import difflib
-import io
-import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
 
+from gradprom.cluster.ray_config import prepare_and_validate, short
 from gradprom.errors import GradpromError, unknown_name
 
 SOURCE_PLACEHOLDER = "GRADPROM_SOURCE_DIR"
@@ -49,12 +48,9 @@ TEMPLATES: dict[str, Template] = {
     "dockerfile": Template("Dockerfile", "the image the KubeRay RayJob runs (Ray 2.60.0 GPU + gradprom)", DOCKER),
 }
 
-# Ray's cluster-config code reports problems with these; anything else from it is a bug, not bad input.
-_RAY_CONFIG_ERRORS = (ValueError, KeyError, TypeError, RuntimeError, NotImplementedError, AssertionError)
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _RAY_PORTS = {6379: "GCS", 8265: "dashboard/Jobs API", 10001: "Ray Client"}
 _PUBLIC_CIDRS = {"0.0.0.0/0", "::/0"}
-_MAX_DETAIL = 300
 
 
 def _template(name: str) -> Template:
@@ -165,68 +161,21 @@ def kind_of(config: dict[str, Any]) -> str:
 def validate(config: dict[str, Any], source: str = "") -> dict[str, Any]:
     """Check a rendered config; returns what the launcher should use (Ray's defaults filled in for `ray up`).
 
-    Launcher configs go through Ray's own `prepare_config` (merges Ray's per-provider defaults, as `ray up` does)
-    and `validate_config` (Ray's JSON schema and its cross-field rules). These read only files inside the Ray
-    package: no cloud SDK is imported and nothing is contacted. `ray up` then also runs the provider's bootstrap,
-    which does talk to the cloud; that part is deliberately left to `ray up`.
+    Launcher configs get what `ray up` does first: Ray's per-provider defaults merged in, then Ray's JSON schema
+    and its cross-field rules. Only data files inside the Ray package are read: no cloud SDK is imported and
+    nothing is contacted. `ray up` then also runs the provider's bootstrap, which does talk to the cloud; that
+    part is deliberately left to `ray up`.
     """
     where = f"cluster config {source}" if source else "cluster config"
     if kind_of(config) == KUBERAY:
         _check_kuberay(config, where)
         return copy.deepcopy(config)
-    prepared = _ray_prepare_and_validate(config, where)
+    prepared = prepare_and_validate(config, where)
     _check_launcher_security(prepared, where)
     return prepared
 
 
 # ---------------------------------------------------------------------------------------------- launcher
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Ray's config code prints and logs its notes and aborts to the terminal; gradprom reports one line instead."""
-    ray_logger = logging.getLogger("ray.autoscaler")
-    level = ray_logger.level
-    ray_logger.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        ray_logger.setLevel(level)
-
-
-def _short(text: object) -> str:
-    line = " ".join(str(text).split()).rstrip(".")
-    return line if len(line) <= _MAX_DETAIL else line[: _MAX_DETAIL - 1] + "…"
-
-
-def _ray_prepare_and_validate(config: dict[str, Any], where: str) -> dict[str, Any]:
-    provider = config.get("provider")
-    if not isinstance(provider, dict) or not provider.get("type"):
-        raise GradpromError(f"{where} has no 'provider' with a 'type' (aws, gcp, local, ...); "
-                            "start from a shipped template")
-    try:
-        import jsonschema
-        from ray.autoscaler._private.util import prepare_config, validate_config
-    except ImportError as exc:
-        raise GradpromError(f"checking cluster configs needs Ray's cluster launcher ({exc.name} is missing): "
-                            "pip install 'ray[default]'") from exc
-    import click  # Ray's `cli_logger.abort` raises click exceptions; click comes with ray[default]
-
-    try:
-        with _quiet():
-            prepared = prepare_config(copy.deepcopy(config))
-            validate_config(prepared)
-    except jsonschema.ValidationError as exc:
-        at = ".".join(str(p) for p in exc.absolute_path) or "the top level"
-        raise GradpromError(f"{where} fails Ray's cluster-config schema at {at}: {_short(exc.message)}; "
-                            "fix that setting (the shipped templates show valid ones)") from exc
-    except click.ClickException as exc:
-        raise GradpromError(f"{where} is refused by Ray's cluster launcher: {_short(exc.message)}") from exc
-    except _RAY_CONFIG_ERRORS as exc:
-        detail = f"missing setting {exc}" if isinstance(exc, KeyError) else _short(exc) or type(exc).__name__
-        raise GradpromError(f"{where} is refused by Ray's cluster-config check: {detail}; fix it in the YAML") from exc
-    return prepared
 
 
 def _start_commands(config: dict[str, Any], key: str) -> list[str]:
@@ -290,7 +239,7 @@ def _check_launcher_security(config: dict[str, Any], where: str) -> None:
         if missing:
             raise GradpromError(f"{where}: a {role} `ray start` runs without RAY_AUTH_MODE=token, so that node "
                                 "would have no token authentication; prefix it with RAY_AUTH_MODE=token: "
-                                f"{_short(missing[0])}")
+                                f"{short(missing[0])}")
     if not _mounts_token(config, head + workers):
         raise GradpromError(f"{where}: no file mount puts the Ray token at ~/.ray/auth_token on the nodes; add "
                             f"'~/.ray/auth_token: {TOKEN_PLACEHOLDER}' under file_mounts")

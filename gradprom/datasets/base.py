@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 import numbers
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 
 from gradprom.errors import GradpromError
 from gradprom.keyvalue import parse_as, split_pair
-from gradprom.registry import Registry
+from gradprom.registry import Meta, Registry, check_options
 
 TASKS = ("classification", "segmentation")
 
@@ -85,7 +84,20 @@ class TaskData:
         )
 
 
-DATASETS: Registry[TaskData] = Registry("dataset")
+@dataclass(frozen=True, kw_only=True)
+class DatasetMeta(Meta):
+    """A dataset's entry: the `tasks` it has; `loader` (a `disk.Loader`) for one read from disk; whether its labels
+    do not depend on orientation (`dihedral_invariant`, so a recognizer may see its images turned); whether it is
+    `unpaired` (no clean target for an image: only a pipeline that takes unpaired data trains on it). Its
+    `settings` are trial settings its factory takes as keyword options (searchable, unlike `--data-option`)."""
+
+    tasks: tuple[str, ...] = TASKS
+    loader: Any = None
+    dihedral_invariant: bool = False
+    unpaired: bool = False
+
+
+DATASETS: Registry[TaskData, DatasetMeta] = Registry("dataset", DatasetMeta)
 register_dataset = DATASETS.register
 
 
@@ -103,24 +115,18 @@ def check_image_size(image_size: Any) -> None:
         raise GradpromError(f"image_size must be an integer >= 16 and a multiple of 4, got {image_size!r}")
 
 
-def _options_of(factory: Callable[..., TaskData]) -> dict[str, Any] | None:
-    """The dataset-specific keyword options of a factory with their defaults; None if it takes **kwargs."""
-    params = inspect.signature(factory).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    return {
-        n: (None if p.default is inspect.Parameter.empty else p.default)
-        for n, p in params.items()
-        if n not in _COMMON_ARGS
-    }
+def _options_of(name: str) -> dict[str, Any] | None:
+    """The dataset-specific keyword options of a factory with their defaults (None where it has none); None if it
+    takes **kwargs."""
+    options = DATASETS.options(name, skip=_COMMON_ARGS)
+    return None if options is None else {k: (None if v is inspect.Parameter.empty else v) for k, v in options.items()}
 
 
 def get_dataset(
     name: str, task: str = "classification", image_size: int = 64, seed: int = 0, **options: Any
 ) -> TaskData:
     """Build dataset `name` for `task`, validating everything a user can mistype before any work starts."""
-    factory = DATASETS.get(name)  # unknown name -> did-you-mean error
-    tasks = tuple(DATASETS.meta(name).get("tasks", TASKS))
+    tasks = DATASETS.meta(name).tasks  # unknown name -> did-you-mean error
     if task not in tasks:
         raise GradpromError(
             f"dataset '{name}' does not support task '{task}'; supported tasks: {', '.join(tasks)}"
@@ -128,13 +134,8 @@ def get_dataset(
     check_image_size(image_size)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise GradpromError(f"seed must be an integer >= 0, got {seed!r}")
-    valid = _options_of(factory)
-    if valid is not None:
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            choices = ", ".join(sorted(valid)) or "none"
-            raise GradpromError(f"dataset '{name}' has no option '{unknown[0]}'; valid options: {choices}")
-    return factory(task=task, image_size=int(image_size), seed=int(seed), **options)
+    return DATASETS.create(name, skip=_COMMON_ARGS, task=task, image_size=int(image_size), seed=int(seed),
+                           **options)
 
 
 
@@ -147,7 +148,7 @@ def dataset_names() -> list[str]:
 def orientation_free(name: str) -> bool:
     """Whether dataset `name` was registered with `dihedral_invariant=True`: its labels (and masks, turned with the
     image) do not depend on orientation, so a recognizer may be shown its images rotated and mirrored."""
-    return name in DATASETS and bool(DATASETS.meta(name).get("dihedral_invariant", False))
+    return name in DATASETS and DATASETS.meta(name).dihedral_invariant
 
 
 def dataset_info(name: str) -> dict[str, Any]:
@@ -155,9 +156,11 @@ def dataset_info(name: str) -> dict[str, Any]:
     meta = DATASETS.meta(name)
     return {
         "name": name,
-        "tasks": tuple(meta.get("tasks", TASKS)),
-        "help": str(meta.get("help", "")),
-        "options": _options_of(DATASETS.get(name)) or {},
+        "tasks": meta.tasks,
+        "help": meta.help,
+        "unpaired": meta.unpaired,
+        "settings": tuple(s.name for s in meta.settings),
+        "options": _options_of(name) or {},
     }
 
 
@@ -166,14 +169,15 @@ def dataset_options_of(name: str, options: dict[str, Any]) -> dict[str, Any]:
 
     Values given as text (from the CLI) are converted to the option's type; returns the typed options.
     """
-    valid = {k: v for k, v in dataset_info(name)["options"].items() if k not in MANAGED_OPTIONS}
+    info = dataset_info(name)
+    managed = {**MANAGED_OPTIONS, **{k: f"-p {k}=VALUE (a trial setting)" for k in info["settings"]}}
+    valid = {k: v for k, v in info["options"].items() if k not in managed}
+    for key in options:
+        if key in managed:
+            raise GradpromError(f"dataset option '{key}' is not a --data-option: set it with {managed[key]}")
+    check_options(f"dataset '{name}'", options, valid)
     out: dict[str, Any] = {}
     for key, value in options.items():
-        if key in MANAGED_OPTIONS:
-            raise GradpromError(f"dataset option '{key}' is not a --data-option: set it with {MANAGED_OPTIONS[key]}")
-        if key not in valid:
-            choices = ", ".join(f"{k} (default {v!r})" for k, v in valid.items()) or "none"
-            raise GradpromError(f"dataset '{name}' has no option '{key}'; its options: {choices}")
         kind = type(valid[key]) if valid[key] is not None else str
         try:
             if isinstance(value, str):

@@ -62,12 +62,12 @@ def check_dataset(name: str, data_root: str = "", task: str = "", image_size: in
                   step: Progress | None = None) -> CheckReport:
     """Check dataset `name` for `task` (empty: every task it supports whose files are present)."""
     meta = DATASETS.meta(name)
-    tasks = tuple(meta.get("tasks", ("classification", "segmentation")))
+    tasks = meta.tasks
     if task and task not in tasks:
         raise GradpromError(f"dataset '{name}' has no task '{task}'; its tasks: {', '.join(tasks)}")
     check_image_size(image_size)
     report = CheckReport(name)
-    loader: DiskLoader | None = meta.get("loader")
+    loader: DiskLoader | None = meta.loader
     for t in (task,) if task else tasks:
         if loader is None:  # built in or a plugin without files: count what it generates
             _count_generated(report, name, t, image_size, seed)

@@ -11,10 +11,10 @@ Each degradation takes x float [B, C, H, W] in [0, 1] and returns the corrupted 
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 import re
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from gradprom.errors import GradpromError, unknown_name
 from gradprom.keyvalue import parse_value, split_pair
-from gradprom.registry import Registry
+from gradprom.registry import Meta, Registry
 
 
 def _fmt(value: Any) -> str:
@@ -84,7 +84,12 @@ class Degradation:
         return self.describe()
 
 
-DEGRADATIONS: Registry[Degradation] = Registry("degradation")
+@dataclass(frozen=True, kw_only=True)
+class DegradationMeta(Meta):
+    """A degradation's entry: its help line (its parameters are its constructor's, given in the spec)."""
+
+
+DEGRADATIONS: Registry[Degradation, DegradationMeta] = Registry("degradation", DegradationMeta)
 
 
 def _gaussian_noise(x: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -365,16 +370,7 @@ class Blind(Degradation):
 
 def get_degradation(name: str, **params: Any) -> Degradation:
     """Build degradation `name`; unknown names or parameters and bad values give a one-line error."""
-    factory = DEGRADATIONS.get(name)
-    sig = inspect.signature(factory).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values()):
-        for key in params:
-            if key not in sig:
-                valid = ", ".join(sig) or "none"
-                raise GradpromError(
-                    f"degradation '{name}' has no parameter '{key}'; valid parameters: {valid}"
-                )
-    return factory(**params)
+    return DEGRADATIONS.create(name, **params)
 
 
 def degradation_names() -> list[str]:

@@ -187,7 +187,7 @@ def split_sizes(name: str, task: str = "classification", image_size: int = 64, s
 
     For data read from disk the counts are of listed samples (bad files that `skip_bad` would leave out
     still count); None when a dataset cannot say (a plugin without a disk loader or `n_*` options)."""
-    loader = DATASETS.meta(name).get("loader")
+    loader = DATASETS.meta(name).loader
     counts = (options.pop("n_train", 0), options.pop("n_val", 0), options.pop("n_test", 0))
     if loader is not None:
         data_root = options.pop("data_root", "")

@@ -54,7 +54,7 @@ def trial_row(base: dict[str, Any], space: str, dataset: str, experiment: str, b
     # a setting that some pipeline's metric shadows (the setting `loss_ip`, the training loss `loss_ip`) is left
     # to config_json, so one column never holds a setting in one experiment and a metric in another
     columns = {k: v for k, v in config.items() if k not in shadowed_settings()}
-    if not pipeline_info(config["pipeline"])["strategies"]:  # a pipeline without gradient strategies: one system
+    if not pipeline_info(config["pipeline"]).strategies:  # a pipeline without gradient strategies: one system
         columns["strategy"] = config["pipeline"]
     if final.get(FAILED_KEY):  # a trial that ended itself for good (NaN loss, bad data): its last result says why
         error = str(final[FAILED_KEY])
@@ -68,7 +68,7 @@ def trial_row(base: dict[str, Any], space: str, dataset: str, experiment: str, b
 @functools.cache
 def shadowed_settings() -> frozenset[str]:
     """Trial settings named like a metric of some pipeline."""
-    metrics = {m for name in pipeline_names() for m in pipeline_info(name)["metrics"]}
+    metrics = {m for name in pipeline_names() for m in pipeline_info(name).metrics}
     return frozenset(set(TrialConfig.field_names()) & metrics)
 
 

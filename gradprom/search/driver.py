@@ -149,7 +149,7 @@ def prepare_reference(base: dict[str, Any], console: Console) -> None:
                 console.print(f"[yellow]{one.dataset}: left out {len(data.skipped)} bad file(s) (--skip-bad), e.g. "
                               f"{data.skipped[0]}; `gradprom datasets check {one.dataset}` lists them all[/yellow]",
                               highlight=False, soft_wrap=True)  # a path is never broken across lines
-            if pipeline_info(one.pipeline)["reference"]:
+            if pipeline_info(one.pipeline).reference:
                 pretrained_recognizer(one, data, resolve_device(one.device), reference=True)
 
 

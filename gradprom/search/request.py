@@ -25,7 +25,7 @@ from gradprom.results.parquet import TRIALS, read_rows
 from gradprom.results.storage import local_folder
 from gradprom.search.nodes import check_address
 from gradprom.search.runtime import ray_initialized
-from gradprom.search.schedulers import SCHEDULERS, TIEBREAKS
+from gradprom.search.schedulers import SCHEDULERS, check_rungs
 from gradprom.search.searcher import check_sampler, check_storage_url
 from gradprom.search_spaces import SearchSpace, apply_overrides, load_space
 from gradprom.search_spaces.protocol import load_protocol
@@ -131,11 +131,7 @@ def check_scheduling(req: SearchRequest) -> None:
     check_sampler(req.sampler)
     if req.scheduler not in SCHEDULERS:
         raise unknown_name("scheduler", req.scheduler, SCHEDULERS, option="--scheduler")
-    if req.tiebreak not in TIEBREAKS:
-        raise unknown_name("tiebreak", req.tiebreak, TIEBREAKS, option="--tiebreak")
-    check_ranges(("--grace-period", req.grace_period, req.grace_period >= 1, "≥ 1"),
-                 ("--reduction-factor", req.reduction_factor, req.reduction_factor > 1, "> 1"),
-                 ("--max-t", req.max_t, 0 <= req.max_t <= req.epochs, f"in 0…--epochs ({req.epochs})"))
+    check_rungs(req.grace_period, req.reduction_factor, req.tiebreak, req.max_t, req.epochs)
 
 
 def check_resources(req: SearchRequest) -> None:
@@ -194,7 +190,7 @@ def study_plan(req: SearchRequest, dataset: str) -> StudyPlan:
         base["data_options"] = dataset_options_json(dataset, list(req.data_options))
     for endpoint in space.endpoints():
         check_config(TrialConfig.from_dict({**base, **endpoint}))
-    objectives = parse_objectives(req.objectives or ",".join(pipeline_info(pipeline)["objectives"]),
+    objectives = parse_objectives(req.objectives or ",".join(pipeline_info(pipeline).objectives),
                                   known=epoch_metrics(req.task, pipeline))
     if req.metric not in {*OBJECTIVES, "ssim", *(n for n, _ in objectives)}:
         raise GradpromError(f"--metric must be psnr, ssim, task_metric or one of --objectives, got '{req.metric}'")
@@ -218,7 +214,7 @@ def check_offline(req: SearchRequest) -> None:
     its names, ranges and spaces, none of its data, files or cluster. --resume is the cluster's to check."""
     if req.resume:
         return
-    req.space = req.space or pipeline_info(req.pipeline or DEFAULT_PIPELINE)["spaces"][0]
+    req.space = req.space or pipeline_info(req.pipeline or DEFAULT_PIPELINE).spaces[0]
     req.datasets = req.datasets or [DEFAULT_DATASET]
     if req.name:
         check_name(req.name)
@@ -229,7 +225,7 @@ def epoch_metrics(task: str, pipeline: str = DEFAULT_PIPELINE) -> list[str]:
     """The numeric figures every trial of `task` reports each epoch on the validation split (the pipeline's
     metrics, less the other task's): what a search may optimise (`--objectives`)."""
     other = task_metric_name("segmentation" if task == "classification" else "classification")
-    return [m for m in pipeline_info(pipeline)["metrics"] if not m.startswith(other)]
+    return [m for m in pipeline_info(pipeline).metrics if not m.startswith(other)]
 
 
 def pipeline_of(req: SearchRequest, space: SearchSpace) -> str:
@@ -237,11 +233,11 @@ def pipeline_of(req: SearchRequest, space: SearchSpace) -> str:
     fixed = space.fixed.get("pipeline", "")
     if req.pipeline and fixed and req.pipeline != fixed:
         raise GradpromError(f"space '{space.name}' is for pipeline '{fixed}', not '{req.pipeline}'; pick one of "
-                            f"'{req.pipeline}''s spaces ({', '.join(pipeline_info(req.pipeline)['spaces'])})")
+                            f"'{req.pipeline}''s spaces ({', '.join(pipeline_info(req.pipeline).spaces)})")
     name = req.pipeline or fixed or DEFAULT_PIPELINE
-    if req.task in TASKS and req.task not in pipeline_info(name)["tasks"]:  # an unknown task: preflight says so
-        raise GradpromError(f"pipeline '{name}' trains on {', '.join(pipeline_info(name)['tasks'])}, not "
-                            f"'{req.task}'; pick --task {pipeline_info(name)['tasks'][0]}")
+    if req.task in TASKS and req.task not in pipeline_info(name).tasks:  # an unknown task: preflight says so
+        raise GradpromError(f"pipeline '{name}' trains on {', '.join(pipeline_info(name).tasks)}, not "
+                            f"'{req.task}'; pick --task {pipeline_info(name).tasks[0]}")
     return name
 
 
@@ -315,7 +311,7 @@ def complete_request(req: SearchRequest) -> SearchRequest:
     if req.resume:
         req = resumed_request(req)
     else:
-        req.space = req.space or pipeline_info(req.pipeline or DEFAULT_PIPELINE)["spaces"][0]
+        req.space = req.space or pipeline_info(req.pipeline or DEFAULT_PIPELINE).spaces[0]
         req.datasets = req.datasets or [DEFAULT_DATASET]
         if req.space.endswith(".json"):  # a user's space file: kept by absolute path, so --resume finds it
             req.space = str(Path(req.space).expanduser().resolve())

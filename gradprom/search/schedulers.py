@@ -20,11 +20,23 @@ import moocore
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from gradprom.errors import GradpromError
+from gradprom.errors import GradpromError, unknown_name
 
 #: what --scheduler names: every trial its budget, Ray's ASHA on one metric, or gradprom's on every objective
 SCHEDULERS = ("fifo", "asha", "pareto-asha")
 TIEBREAKS = ("crowding", "epsnet")
+
+
+def check_rungs(grace_period: int, reduction_factor: float, tiebreak: str, max_t: int, epochs: int) -> None:
+    """The rungs' settings, each against its one range (the request checks them before Ray starts; a scheduler
+    built by hand gets the same lines). `max_t` 0 means the trial's epochs."""
+    if tiebreak not in TIEBREAKS:
+        raise unknown_name("tiebreak", tiebreak, TIEBREAKS, option="--tiebreak")
+    for flag, value, holds, rule in (("--grace-period", grace_period, grace_period >= 1, "≥ 1"),
+                                     ("--reduction-factor", reduction_factor, reduction_factor > 1, "> 1"),
+                                     ("--max-t", max_t, 0 <= max_t <= epochs, f"in 0…--epochs ({epochs})")):
+        if not holds:
+            raise GradpromError(f"{flag} must be {rule}, got {value:g}")
 
 
 def crowding_distance(points: np.ndarray) -> np.ndarray:
@@ -99,11 +111,7 @@ class ParetoASHA(FIFOScheduler):
         super().__init__()
         if len(objectives) < 2:
             raise GradpromError("pareto-asha ranks on two or more objectives; with one, use --scheduler asha")
-        if grace_period < 1 or max_t < 1 or not reduction_factor > 1:
-            raise GradpromError(f"pareto-asha needs --grace-period ≥ 1, --max-t ≥ 1 and --reduction-factor > 1, got "
-                                f"{grace_period}, {max_t}, {reduction_factor}")
-        if tiebreak not in TIEBREAKS:
-            raise GradpromError(f"--tiebreak must be one of {', '.join(TIEBREAKS)}, got '{tiebreak}'")
+        check_rungs(grace_period, reduction_factor, tiebreak, max_t, max_t)
         self.objectives = [(n, d) for n, d in objectives]
         self.signs = np.array([1.0 if d == "max" else -1.0 for _, d in self.objectives])
         self.rf, self.tiebreak, self.time_attr, self.max_t = float(reduction_factor), tiebreak, time_attr, max_t

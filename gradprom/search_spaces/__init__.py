@@ -4,7 +4,8 @@ A space file holds `description`, `fixed` (settings every trial gets), `params` 
 `float` with low/high/log, `int` with low/high/log, `categorical` with choices) and optionally
 `task_params` (extra params per task, e.g. a UNet's depth differs from a ResNet's). Every key must
 be a trial setting (`TrialConfig`), and every endpoint must be a valid value: checked on load. Users'
-own space files in the same format are named by path (`--space my_space.json`).
+own space files in the same format are named by path (`--space my_space.json`), or registered by name from a
+plugin: `@register_space("mine", help="…")` on a function that returns the space as a dict.
 Users override from the CLI with `--param KEY=VALUE` (fix), `KEY=LOW:HIGH` (a range, numbers only) or
 `KEY=A,B,C` (choices; for text settings `;` also separates, as in
 `degradation=gaussian:sigma=0.1;composite:blur=1,peak=30`).
@@ -13,6 +14,7 @@ Users override from the CLI with `--param KEY=VALUE` (fix), `KEY=LOW:HIGH` (a ra
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,8 +25,10 @@ if TYPE_CHECKING:
 
 from gradprom.errors import GradpromError, unknown_name
 from gradprom.keyvalue import parse_value, split_pair
+from gradprom.registry import Meta, Registry
+from gradprom.settings import find
 from gradprom.trainables.checks import check_config
-from gradprom.trainables.config import TrialConfig
+from gradprom.trainables.config import TrialConfig, all_settings
 
 PARAM_TYPES = ("float", "int", "categorical")
 SPACE_KEYS = ("description", "fixed", "params", "task_params")
@@ -62,12 +66,27 @@ class SearchSpace:
         return out or [dict(self.fixed)]
 
 
-def _files() -> dict[str, Any]:
-    return {p.name[:-5]: p for p in resources.files(__name__).iterdir() if p.name.endswith(".json")}
+@dataclass(frozen=True, kw_only=True)
+class SpaceMeta(Meta):
+    """A named space's entry: its help line (the space's `description`)."""
+
+
+#: named spaces: each entry returns the space as the JSON format above (a dict); the shipped ones read their file
+SPACES: Registry[dict[str, Any], SpaceMeta] = Registry("search space", SpaceMeta)
+register_space = SPACES.register
+
+
+def _shipped(path: Any) -> Callable[[], dict[str, Any]]:
+    return lambda: json.loads(path.read_text())
+
+
+for _path in sorted(resources.files(__name__).iterdir(), key=lambda p: p.name):
+    if _path.name.endswith(".json"):
+        register_space(_path.name[:-5], help=json.loads(_path.read_text()).get("description", ""))(_shipped(_path))
 
 
 def space_names() -> list[str]:
-    return sorted(_files())
+    return SPACES.names()
 
 
 def _check_spec(space: str, key: str, spec: Any) -> None:
@@ -126,14 +145,11 @@ def read_space_file(path: Path) -> dict[str, Any]:
 def load_space(name: str, task: str = "classification") -> SearchSpace:
     """Load a named space for `task`, or a user's space file (NAME ending in .json); unknown names give a
     did-you-mean listing the spaces."""
-    files = _files()
     if name.endswith(".json"):
         path = Path(name).expanduser()
         raw, name = read_space_file(path), str(path)
-    elif name not in files:
-        raise unknown_name("search space", name, files)
     else:
-        raw = json.loads(files[name].read_text())
+        raw = SPACES.get(name)()
     params = dict(raw.get("params", {}))
     params.update(raw.get("task_params", {}).get(task, {}))
     return validate(SearchSpace(name, raw.get("description", ""), dict(raw.get("fixed", {})), params))
@@ -142,14 +158,13 @@ def load_space(name: str, task: str = "classification") -> SearchSpace:
 def apply_overrides(space: SearchSpace, overrides: list[str], settings: dict[str, Any] | None = None) -> SearchSpace:
     """Apply `--param` overrides: KEY=VALUE fixes, KEY=LOW:HIGH sets a range, KEY=A,B,C sets choices; then
     `settings` (typed values the CLI's own flags gave, e.g. --precision) fix their keys."""
-    known = set(TrialConfig.field_names())
+    known = all_settings()
     for item in overrides:
         key, text = split_pair(item, f"--param '{item}' is not KEY=VALUE, KEY=LOW:HIGH or KEY=A,B,C (e.g. lam=0.1:1)")
-        if key not in known:
-            raise unknown_name("trial setting", key, known)
+        setting = find(key, known)
         space.params.pop(key, None)
         space.fixed.pop(key, None)
-        if isinstance(getattr(TrialConfig(), key), str):
+        if setting.kind is str:
             # names and specs: never a range; choices split on ';' (or ',' when the text has no '=',
             # since a degradation spec such as composite:blur=1,peak=30 has commas of its own)
             sep = ";" if ";" in text else "," if "," in text and "=" not in text else None
@@ -161,9 +176,8 @@ def apply_overrides(space: SearchSpace, overrides: list[str], settings: dict[str
             low, high = (parse_value(v) for v in text.split(":", 1))
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
                 raise GradpromError(f"--param {key}: range bounds must be numbers, got '{text}'")
-            kind = "int" if isinstance(getattr(TrialConfig(), key), int) and isinstance(low, int) \
-                and isinstance(high, int) else "float"
-            log = key == "lam" or (kind == "float" and low > 0 and high / low >= 100)
+            kind = "int" if setting.kind is int and isinstance(low, int) and isinstance(high, int) else "float"
+            log = setting.log or (kind == "float" and low > 0 and high / low >= 100)
             space.params[key] = {"type": kind, "low": low, "high": high, "log": log}
         elif "," in text:
             space.params[key] = {"type": "categorical", "choices": [parse_value(v) for v in text.split(",")]}

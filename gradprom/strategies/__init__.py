@@ -4,46 +4,35 @@
     s = get_strategy("threshold", lam=0.5, threshold=0.2)
     update = s.combine(g_ip, g_vr)      # lists of tensors, one per enhancer parameter
     s.trains_recognizer                 # bool
+
+A strategy registers with `@register_strategy(name, settings=(...))`; its settings are its constructor's options
+and trial settings of their own (searchable with `-p`).
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from gradprom.errors import GradpromError
-from gradprom.registry import Registry
-from gradprom.strategies.base import GRANULARITIES, Strategy, flat_dot, safe_cos
-from gradprom.strategies.rules import EnhancerOnly, Frozen, GradProm, GradPromSoft, Joint, PCGrad, Threshold
-
-STRATEGIES: Registry[Strategy] = Registry("strategy")
-
-for _cls in (EnhancerOnly, Joint, Frozen, GradProm, Threshold, GradPromSoft, PCGrad):
-    STRATEGIES.register(_cls.name, _cls, help=(_cls.__doc__ or "").strip().splitlines()[0])
-
-
-def register_strategy(name: str, cls: type[Strategy]) -> type[Strategy]:
-    """Register a user's own `Strategy` subclass under `name` (then usable in configs and spaces)."""
-    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        raise GradpromError(f"register_strategy needs a Strategy subclass, got {cls!r}")
-    STRATEGIES.register(name, cls, help=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "")
-    return cls
+from gradprom.strategies import rules as _rules  # noqa: F401  (registers the seven strategies of design.md)
+from gradprom.strategies.base import (
+    GRANULARITIES,
+    STRATEGIES,
+    Strategy,
+    StrategyMeta,
+    flat_dot,
+    register_strategy,
+    safe_cos,
+)
 
 
 def strategy_options(name: str) -> list[str]:
-    """The keyword options a strategy accepts (e.g. ['granularity', 'lam', 'threshold'])."""
-    params = inspect.signature(STRATEGIES.get(name).__init__).parameters
-    return sorted(p for p in params if p != "self")
+    """The options (= settings) a strategy takes, sorted (e.g. ['granularity', 'lam', 'threshold'])."""
+    return sorted(s.name for s in STRATEGIES.meta(name).settings)
 
 
 def get_strategy(name: str, **options: Any) -> Strategy:
-    """Build a strategy by name; unknown names and options give a one-line error listing valid ones."""
-    cls = STRATEGIES.get(name)
-    valid = strategy_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise GradpromError(f"strategy '{name}' has no option {', '.join(unknown)}; its options: {', '.join(valid)}")
-    return cls(**options)
+    """Build a strategy by name; unknown names and options, and values out of range, give one line."""
+    return STRATEGIES.create(name, **options)
 
 
 def strategy_names() -> list[str]:
@@ -51,6 +40,6 @@ def strategy_names() -> list[str]:
 
 
 __all__ = [
-    "GRANULARITIES", "STRATEGIES", "Strategy", "flat_dot", "get_strategy", "register_strategy", "safe_cos",
-    "strategy_names", "strategy_options",
+    "GRANULARITIES", "STRATEGIES", "Strategy", "StrategyMeta", "flat_dot", "get_strategy", "register_strategy",
+    "safe_cos", "strategy_names", "strategy_options",
 ]

@@ -11,17 +11,62 @@ weight), so no host sync happens inside a step; the last decision is kept for te
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import Tensor
 
 from gradprom.errors import GradpromError
+from gradprom.registry import Meta, Registry
+from gradprom.settings import Setting
 from gradprom.strategies.paths import Gradients, StepContext, Update, combine_tasks, cotangents, exact
 
 GRANULARITIES = ("global", "tensor")
 GATE_ON = ("all", "head")
+
+# The strategies' trial settings, declared once and shared by every strategy that takes them.
+LAM = Setting("lam", 1.0, "λ: weight of the recognizer's gradient in the enhancer's update", above=0, log=True)
+GRANULARITY = Setting("granularity", "global", "gate/project the flattened gradient (global) or each parameter "
+                      "tensor on its own (tensor)", choices=GRANULARITIES)
+THRESHOLD = Setting("threshold", 0.0, "τ: threshold promotes λ·g_vr when cos ≥ τ", low=-1, high=1)
+SYMMETRIC = Setting("symmetric", False, "pcgrad: also project g_ip onto g_vr's normal plane (original PCGrad)")
+EMA = Setting("ema", 0.0, "gates: gate on an EMA of the cosine with this β (0: off)", low=0, below=1)
+GATE_EVERY = Setting("gate_every", 1, "gates: measure the cosine every k-th step, reuse the decision between", low=1)
+GATE_ON_ = Setting("gate_on", "all", "gates: 'head' measures the cosine over the enhancer's last layer only",
+                   choices=GATE_ON)
+GATED = (LAM, GRANULARITY, EMA, GATE_EVERY, GATE_ON_)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StrategyMeta(Meta):
+    """A strategy's entry: its help line and its settings, which are exactly its constructor's options."""
+
+
+STRATEGIES: Registry[Strategy, StrategyMeta] = Registry("strategy", StrategyMeta)
+S = TypeVar("S", bound="type[Strategy]")
+
+
+def register_strategy(name: str, *, settings: tuple[Setting, ...] = (LAM, GRANULARITY),
+                      help: str = "") -> Callable[[S], S]:
+    """Decorator registering a `Strategy` subclass under `name`; its `settings` are its constructor's options
+    (same names, same defaults) and become trial settings. `help` defaults to the docstring's first line."""
+
+    def add(cls: S) -> S:
+        if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+            raise GradpromError(f"register_strategy needs a Strategy subclass, got {cls!r}")
+        takes = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}
+        declared = {s.name: s.default for s in settings}
+        if takes != declared:
+            raise GradpromError(f"strategy '{name}': its constructor's options {takes} must be its settings "
+                                f"{declared} (same names and defaults)")
+        line = help or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+        return STRATEGIES.register(name, help=line, settings=tuple(settings))(cls)
+
+    return add
 
 
 def flat_dot(a: list[Tensor], b: list[Tensor]) -> Tensor:
@@ -50,10 +95,6 @@ class Strategy:
     cos_name: str = "cos"
 
     def __init__(self, lam: float = 1.0, granularity: str = "global") -> None:
-        if not 0 < lam < float("inf"):
-            raise GradpromError(f"lam (λ) must be a finite number > 0, got {lam}; e.g. --param lam=0.1")
-        if granularity not in GRANULARITIES:
-            raise GradpromError(f"granularity must be one of {', '.join(GRANULARITIES)}, got '{granularity}'")
         self.lam = float(lam)
         self.granularity = granularity
         self.last_cos: Tensor = torch.zeros(())
@@ -124,12 +165,6 @@ class GatedStrategy(Strategy):
     def __init__(self, lam: float = 1.0, granularity: str = "global", ema: float = 0.0, gate_every: int = 1,
                  gate_on: str = "all") -> None:
         super().__init__(lam=lam, granularity=granularity)
-        if not 0.0 <= ema < 1.0:
-            raise GradpromError(f"ema (β) must lie in [0, 1), got {ema}; 0 turns it off")
-        if isinstance(gate_every, bool) or not isinstance(gate_every, int) or gate_every < 1:
-            raise GradpromError(f"gate_every must be an integer ≥ 1, got {gate_every!r}")
-        if gate_on not in GATE_ON:
-            raise GradpromError(f"gate_on must be one of {', '.join(GATE_ON)}, got '{gate_on}'")
         if (gate_every > 1 or gate_on != "all") and granularity != "global":
             raise GradpromError("gate_every and gate_on='head' need granularity 'global' (one gate weight for "
                                 "the whole enhancer, so the update is a single VJP)")

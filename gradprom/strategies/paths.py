@@ -15,16 +15,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from gradprom.strategies.base import Strategy
-
 #: vjp(params, cotangents, retain_graph) → J^T·u over `params` for each cotangent u at x̂
 VJP = Callable[[list[Tensor], list[Tensor], bool], list[list[Tensor]]]
+
+
+class Gate(Protocol):
+    """What a path reads and sets on a task's gate (a `Strategy`: its λ, its last decision, its rule), named here
+    so the paths need not know the strategies that use them."""
+
+    lam: float
+    last_cos: Tensor
+    last_weight: Tensor
+
+    def combine(self, g_ip: list[Tensor], g_vr: list[Tensor]) -> list[Tensor]: ...
 
 
 @dataclass
@@ -35,7 +43,7 @@ class Task:
 
     loss: Tensor
     params: list[Tensor]
-    gate: Strategy
+    gate: Gate
 
 
 @dataclass
@@ -51,7 +59,7 @@ class StepContext:
     average: Callable[..., None]  # average lists of tensors over data-parallel replicas, in place (alone: no-op)
 
     @property
-    def gates(self) -> list[Strategy]:
+    def gates(self) -> list[Gate]:
         return [task.gate for task in self.tasks]
 
 

@@ -7,11 +7,20 @@ import math
 import torch
 from torch import Tensor
 
-from gradprom.errors import GradpromError
-from gradprom.strategies.base import GatedStrategy, Strategy
+from gradprom.strategies.base import (
+    GATED,
+    GRANULARITY,
+    LAM,
+    SYMMETRIC,
+    THRESHOLD,
+    GatedStrategy,
+    Strategy,
+    register_strategy,
+)
 from gradprom.strategies.paths import Gradients, StepContext
 
 
+@register_strategy("enhancer_only")
 class EnhancerOnly(Strategy):
     """Enhancer trained on L_IP alone; a recognizer pretrained on clean images only scores it."""
 
@@ -31,6 +40,7 @@ class EnhancerOnly(Strategy):
         return list(g_ip)
 
 
+@register_strategy("joint")
 class Joint(Strategy):
     """Plain task-driven training: always add λ·g_vr; the recognizer trains too."""
 
@@ -59,6 +69,7 @@ class Joint(Strategy):
         return torch.ones_like(cos)
 
 
+@register_strategy("frozen")
 class Frozen(Joint):
     """ESTR-style: the recognizer is pretrained on clean images, then frozen; the enhancer adds λ·g_vr."""
 
@@ -67,6 +78,7 @@ class Frozen(Joint):
     needs_pretrained_recognizer = True
 
 
+@register_strategy("threshold", settings=(THRESHOLD, *GATED))
 class Threshold(GatedStrategy):
     """Promote λ·g_vr only when cos(g_ip, g_vr) ≥ τ."""
 
@@ -75,8 +87,6 @@ class Threshold(GatedStrategy):
     def __init__(self, lam: float = 1.0, threshold: float = 0.0, granularity: str = "global", ema: float = 0.0,
                  gate_every: int = 1, gate_on: str = "all") -> None:
         super().__init__(lam=lam, granularity=granularity, ema=ema, gate_every=gate_every, gate_on=gate_on)
-        if not -1.0 <= threshold <= 1.0:
-            raise GradpromError(f"threshold (τ) must lie in [-1, 1], got {threshold}; e.g. --param threshold=0.2")
         self.threshold = float(threshold)
 
     def weights(self, cos: Tensor) -> Tensor:
@@ -86,6 +96,7 @@ class Threshold(GatedStrategy):
         return super().describe().replace("(", f"(threshold={self.threshold:g}, ", 1)
 
 
+@register_strategy("gradprom", settings=GATED)
 class GradProm(Threshold):
     """Gradient promotion: add λ·g_vr only when the two gradients agree (cos ≥ 0)."""
 
@@ -100,6 +111,7 @@ class GradProm(Threshold):
         return GatedStrategy.describe(self)
 
 
+@register_strategy("gradprom_soft", settings=GATED)
 class GradPromSoft(GatedStrategy):
     """The paper's lemma form: g_ip + λ·max(0, cos)·g_vr."""
 
@@ -109,6 +121,7 @@ class GradPromSoft(GatedStrategy):
         return cos.clamp_min(0.0)
 
 
+@register_strategy("pcgrad", settings=(LAM, GRANULARITY, SYMMETRIC))
 class PCGrad(Strategy):
     """PCGrad-like: on conflict (cos < 0) project g_vr onto g_ip's normal plane, then g_ip + λ·g_vr.
 

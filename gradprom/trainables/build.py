@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gradprom.datasets import Degradation, TaskData, dataset_info, get_dataset, parse_degradation
+from gradprom.datasets import DATASETS, Degradation, TaskData, dataset_info, get_dataset, parse_degradation
 from gradprom.errors import GradpromError
-from gradprom.models import MODELS, create_model
+from gradprom.models import MODELS, create_model, model_names
 from gradprom.strategies import Strategy
 from gradprom.trainables import distributed as ddp
 from gradprom.trainables.checks import check_config
@@ -89,6 +89,7 @@ def dataset_options(cfg: TrialConfig, counts: tuple[int, int, int] | None = None
     accepted = dataset_info(cfg.dataset)["options"]
     managed = {"data_root": cfg.data_root, "skip_bad": cfg.skip_bad, "cache_dir": cfg.cache_dir if cache else ""}
     options.update({k: v for k, v in managed.items() if k in accepted})
+    options.update(cfg.settings_of(DATASETS.meta(cfg.dataset)))
     return options
 
 
@@ -121,10 +122,10 @@ def preflight(cfg: TrialConfig) -> TrialConfig:
     model registered for another role) as one line, before Ray starts or a trial is launched.
     """
     check_config(cfg)
-    for field, role in (("enhancer", "enhancer"), ("recognizer", "recognizer")):
-        name = getattr(cfg, field)
-        if name and MODELS.meta(name).get("role") != role:
-            raise GradpromError(f"{field} '{name}' is not a {role}; {role}s: {', '.join(MODELS.names(role=role))}")
+    for role in ("enhancer", "recognizer"):
+        name = getattr(cfg, role)
+        if name and MODELS.meta(name).role != role:
+            raise GradpromError(f"{role} '{name}' is not a {role}; {role}s: {', '.join(model_names(role=role))}")
     data, other = read_samples(cfg)
     if other is not None and other.channels != data.channels:
         raise GradpromError(f"eval dataset '{other.name}' has {other.channels}-channel images but '{data.name}' "
@@ -150,7 +151,7 @@ def semantic_guide(cfg: TrialConfig, data: TaskData, device: torch.device,
     steer it (the semantic extraction network; with `pretrained=False` an untrained one, for shape checks).
     It is a copy of its own, never the trial's recognizer or the reference that scores the images. None for an
     enhancer that takes no guide."""
-    if not MODELS.meta(cfg.enhancer).get("guided"):
+    if not MODELS.meta(cfg.enhancer).guided:
         return None
     if pretrained:
         model = pretrained_recognizer(cfg, data, device)
@@ -162,9 +163,10 @@ def semantic_guide(cfg: TrialConfig, data: TaskData, device: torch.device,
 
 def create_enhancer(cfg: TrialConfig, data: TaskData, scale: int, guide: nn.Module | None) -> nn.Module:
     """The configured enhancer for `data`'s channels at the degradation's `scale`; a guided one gets `guide`."""
-    extra = {"guide": guide} if MODELS.meta(cfg.enhancer).get("guided") else {}
+    meta = MODELS.meta(cfg.enhancer)
+    extra = {"guide": guide} if meta.guided else {}
     return create_model(cfg.enhancer, in_channels=data.channels, blocks=cfg.enhancer_blocks,
-                        channels=cfg.enhancer_channels, scale=scale, **extra)
+                        channels=cfg.enhancer_channels, scale=scale, **extra, **cfg.settings_of(meta))
 
 
 def make_recognizers(cfg: TrialConfig, data: TaskData, device: torch.device,

@@ -4,7 +4,7 @@ part reads, so that the record imports no registry."""
 
 from __future__ import annotations
 
-from gradprom.datasets import dataset_info, parse_degradation
+from gradprom.datasets import DATASETS, dataset_info, parse_degradation
 from gradprom.errors import GradpromError
 from gradprom.models import MODELS
 from gradprom.strategies import strategy_options
@@ -15,7 +15,11 @@ from gradprom.trainables.pipeline import PIPELINES
 def check_config(cfg: TrialConfig) -> TrialConfig:
     """Check the names against the registries (strategy and its options, dataset and task, models,
     degradation); returns `cfg`."""
-    PIPELINES.get(cfg.pipeline)
+    pipeline = PIPELINES.meta(cfg.pipeline)
+    if DATASETS.meta(cfg.dataset).unpaired and not pipeline.unpaired:
+        takes = ", ".join(PIPELINES.names(lambda m: m.unpaired)) or "none"
+        raise GradpromError(f"dataset '{cfg.dataset}' is unpaired (no clean target for an image), which pipeline "
+                            f"'{cfg.pipeline}' cannot train on; pipelines for unpaired data: {takes}")
     strategy = cfg.build_strategy()
     unused = [k for k, off in (("ema", 0.0), ("gate_every", 1), ("gate_on", "all"))
               if getattr(cfg, k) != off and k not in strategy_options(cfg.strategy)]

@@ -6,8 +6,10 @@ it reports, its default objectives, the search spaces meant for it and the tasks
 reports `psnr`, `ssim` and `task_metric` (what the task metric is, it says in `metrics`), so results, fronts,
 `aggregate` and `report` need no pipeline-specific code.
 
-    register_pipeline("mine", train_mine, preflight=check_mine, metrics=("psnr", "f1"), objectives=("psnr", "f1"),
-                      spaces=("my_space",), tasks=("classification",), help="…")
+    @register_pipeline("mine", preflight=check_mine, metrics=("psnr", "f1"), objectives=("psnr", "f1"),
+                       spaces=("my_space",), tasks=("classification",), help="…",
+                       settings=(Setting("my_weight", 1.0, "…", low=0),))
+    def train_mine(cfg, report, resume_from): ...
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gradprom import SCHEMA_VERSION
 from gradprom.errors import GradpromError
-from gradprom.registry import Registry
+from gradprom.registry import Meta, Registry
 from gradprom.trainables import distributed as ddp
 from gradprom.trainables.checkpoint import load_checkpoint, save_checkpoint
 from gradprom.trainables.config import TrialConfig
@@ -34,37 +37,55 @@ Reporter = Callable[[dict[str, Any], "str | None"], None]
 #: a pipeline's trial: train for cfg.epochs, report every epoch, return the last report
 Train = Callable[[TrialConfig, "Reporter | None", "str | Path | None"], dict[str, Any]]
 
-PIPELINES: Registry[dict[str, Any]] = Registry("pipeline")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineMeta(Meta):
+    """What the orchestrator knows of a pipeline without running it.
+
+    `preflight(cfg)` runs one image through it before Ray starts; `metrics` its metric columns; `objectives` its
+    default ones (two or more of `metrics`); `spaces` the search spaces meant for it (the first is the default);
+    `tasks` what it trains on; `datasets` () any dataset that has one of its tasks; `unpaired`: it trains on
+    unpaired datasets too (no clean target for an image); `reference`: its trials score with the clean-trained
+    reference recognizer, which a search pretrains once before trials start; `inspect(config, checkpoint_dir)`
+    rebuilds a finished trial's enhancer and recognizer for the report's qualitative view (None: the report shows
+    none for it); `task_metric` the metric its `task_metric` column copies (empty: the task's own, acc or miou);
+    `strategies`: its trials train with a gradient strategy (else their rows name the pipeline as `strategy`, so
+    a report or `pareto --by strategy` shows it as one system beside the strategies)."""
+
+    preflight: Callable[[TrialConfig], TrialConfig]
+    metrics: tuple[str, ...]
+    objectives: tuple[str, ...]
+    spaces: tuple[str, ...]
+    tasks: tuple[str, ...]
+    datasets: tuple[str, ...] = ()
+    unpaired: bool = False
+    reference: bool = False
+    inspect: Callable[[dict[str, Any], Path], Any] | None = None
+    task_metric: str = ""
+    strategies: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.objectives) < 2 or not set(self.objectives) <= {*self.metrics, "task_metric"}:
+            raise GradpromError(f"a pipeline's objectives {self.objectives} must be two or more of its metrics")
+
+
+PIPELINES: Registry[dict[str, Any], PipelineMeta] = Registry("pipeline", PipelineMeta)
 DEFAULT = "task_driven"
 
 
-def register_pipeline(name: str, train: Train, *, preflight: Callable[[TrialConfig], TrialConfig],
-                      metrics: tuple[str, ...], objectives: tuple[str, ...], spaces: tuple[str, ...],
-                      tasks: tuple[str, ...], help: str, datasets: tuple[str, ...] = (), reference: bool = False,
-                      inspect: Callable[[dict[str, Any], Path], Any] | None = None, task_metric: str = "",
-                      strategies: bool = False) -> Train:
-    """Register a pipeline; `datasets` () means any dataset that has one of its `tasks`; `reference`: its trials
-    score with the clean-trained reference recognizer, which a search then pretrains once before trials start;
-    `inspect(config, checkpoint_dir)` rebuilds a finished trial's enhancer and recognizer for the report's
-    qualitative view (`gradprom.trainables.qualitative.Trained`; None: the report shows none for it); `task_metric`:
-    the metric its `task_metric` column copies, for tables and plots (empty: the task's own, acc or miou);
-    `strategies`: its trials train with a gradient strategy (else their rows name the pipeline as `strategy`,
-    so a report or `pareto --by strategy` shows it as one system beside the strategies)."""
-    if len(objectives) < 2 or not set(objectives) <= {*metrics, "task_metric"}:
-        raise GradpromError(f"pipeline '{name}': its objectives {objectives} must be two or more of its metrics")
-    PIPELINES.register(name, train, preflight=preflight, metrics=tuple(metrics), objectives=tuple(objectives),
-                       spaces=tuple(spaces), tasks=tuple(tasks), datasets=tuple(datasets), help=help,
-                       reference=reference, inspect=inspect, task_metric=task_metric,
-                       strategies=strategies)
-    return train
+def register_pipeline(name: str, **meta: Any) -> Callable[[Train], Train]:
+    """Decorator registering a pipeline's `train(cfg, report, resume_from)` under `name`; `meta` as `PipelineMeta`
+    lists it, `settings` the trial settings it reads beyond every trial's."""
+    return PIPELINES.register(name, **meta)
 
 
 def pipeline_names() -> list[str]:
     return PIPELINES.names()
 
 
-def pipeline_info(name: str) -> dict[str, Any]:
-    """What `gradprom pipelines` lists: help, metrics, default objectives, spaces, tasks, datasets."""
+def pipeline_info(name: str) -> PipelineMeta:
+    """What `gradprom pipelines` lists: help, metrics, default objectives, spaces, tasks, datasets, settings."""
     return PIPELINES.meta(name)
 
 
@@ -120,4 +141,4 @@ def train_trial(config: TrialConfig | dict[str, Any], report: Reporter | None = 
 
 def preflight(cfg: TrialConfig) -> TrialConfig:
     """The pipeline's own check of `cfg`: one image through its data and models, before Ray starts."""
-    return PIPELINES.meta(cfg.pipeline)["preflight"](cfg)
+    return PIPELINES.meta(cfg.pipeline).preflight(cfg)

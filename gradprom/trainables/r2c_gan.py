@@ -38,6 +38,7 @@ from gradprom.datasets.unpaired import UnpairedData
 from gradprom.errors import GradpromError, NonFiniteLossError
 from gradprom.metrics import classification_metrics, confusion_matrix, psnr, ssim
 from gradprom.models.r2c import Discriminator, Generator
+from gradprom.settings import Setting
 from gradprom.trainables import distributed as ddp
 from gradprom.trainables.build import (
     EVAL_BATCH,
@@ -52,6 +53,27 @@ from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.pipeline import Reporter, config_of, register_pipeline, run_epochs
 from gradprom.trainables.provenance import provenance
 from gradprom.trainables.r2c_data import EvalSet, FakePool, GanData, gan_data, pool_sizes, to_signed, to_unit
+
+#: the GAN's own trial settings (task_driven trials carry them in their rows but do not read them)
+SETTINGS = (
+    Setting("w_adv", 1.0, "r2c_gan: weight of the LSGAN adversarial loss (both directions)", low=0),
+    Setting("w_cycle", 10.0, "r2c_gan: weight of the L1 cycle-consistency loss", low=0),
+    Setting("w_identity", 5.0, "r2c_gan: weight of the L1 identity loss", low=0),
+    Setting("w_cls", 0.1, "r2c_gan: weight of each cross-entropy on the generators' class outputs", low=0),
+    Setting("onn_q", 3, "r2c_gan: powers per operational (Self-ONN) layer; 1 is a plain convolution", low=1,
+            high=9),  # each power costs a block of weights; the paper uses 3
+    Setting("gan_layers", "operational", "r2c_gan: Self-ONN layers or plain convolutions (CycleGAN-style)",
+            choices=("operational", "conv")),
+    Setting("gan_channels", 32, "r2c_gan: generator width (the discriminator's first layer; its second twice this)",
+            low=1),
+    Setting("lr_g", 2e-4, "r2c_gan: Adam learning rate of both generators", above=0),
+    Setting("lr_d", 2e-4, "r2c_gan: Adam learning rate of both discriminators", above=0),
+    Setting("beta1", 0.5, "r2c_gan: Adam beta1 of generators and discriminators (beta2 0.999)", low=0, below=1),
+    Setting("decay_start", 0.5, "r2c_gan: fraction of training after which both rates decay linearly to 0 "
+            "(1: constant)", low=0, high=1),
+    Setting("fake_pool", 50, "r2c_gan: earlier fakes kept per discriminator (CycleGAN image pool); 0: off", low=0),
+)
+
 
 NAME = "r2c_gan"
 LOSSES = ("loss_g", "loss_d", "loss_adv", "loss_cycle", "loss_identity", "loss_cls")
@@ -232,27 +254,6 @@ def restore_gan(t: Gan, state: dict[str, Any]) -> int:
     return int(state["epoch"])
 
 
-def train(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
-          resume_from: str | Path | None = None) -> dict[str, Any]:
-    """Train one r2c_gan trial for `config.epochs`, reporting val metrics (and a checkpoint) every epoch;
-    the last report also carries `test_*`. Returns that last report."""
-    cfg = config_of(config)
-    t, task_data = build_gan(cfg)
-    k = task_data.num_classes
-
-    def scores(epoch: int) -> dict[str, Any]:
-        metrics = evaluate(t, t.data.val, k)
-        if epoch == cfg.epochs:
-            metrics.update({f"test_{m}": v for m, v in evaluate(t, t.data.test, k).items()})
-            metrics["test_task_metric"] = metrics["test_f1"]
-        return metrics
-
-    return run_epochs(cfg, report, resume_from, restore=lambda state: restore_gan(t, state),
-                      constants=lambda: {"n_skipped": len(task_data.skipped), **provenance(task_data, t.device)},
-                      train_epoch=lambda epoch: train_epoch(t, epoch), evaluate=scores,
-                      state=lambda epoch, metrics: gan_state(t, epoch, metrics), task_metric="f1")
-
-
 @torch.no_grad()
 def preflight(cfg: TrialConfig) -> TrialConfig:
     """Names, the task, the image size against the strides, one image through both generators and both
@@ -290,8 +291,8 @@ def preflight(cfg: TrialConfig) -> TrialConfig:
     return cfg
 
 
-register_pipeline(
-    NAME, train, preflight=preflight,
+@register_pipeline(
+    NAME, preflight=preflight,
     metrics=("psnr", "ssim", "task_metric", "f1", "f2", "acc", "sensitivity", "specificity", "precision",
              "psnr_input", *LOSSES, "lr_factor", "step_ms", "images_per_s", "time_train_s"),
     objectives=("psnr", "task_metric"),
@@ -299,4 +300,24 @@ register_pipeline(
     tasks=("classification",), task_metric="f1",
     help="restore-to-classify GAN (R2C-GAN): unpaired poor/good pools, two generators with class heads, "
          "two patch discriminators; Self-ONN or conv layers",
+    unpaired=True, settings=SETTINGS,
 )
+def train(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
+          resume_from: str | Path | None = None) -> dict[str, Any]:
+    """Train one r2c_gan trial for `config.epochs`, reporting val metrics (and a checkpoint) every epoch;
+    the last report also carries `test_*`. Returns that last report."""
+    cfg = config_of(config)
+    t, task_data = build_gan(cfg)
+    k = task_data.num_classes
+
+    def scores(epoch: int) -> dict[str, Any]:
+        metrics = evaluate(t, t.data.val, k)
+        if epoch == cfg.epochs:
+            metrics.update({f"test_{m}": v for m, v in evaluate(t, t.data.test, k).items()})
+            metrics["test_task_metric"] = metrics["test_f1"]
+        return metrics
+
+    return run_epochs(cfg, report, resume_from, restore=lambda state: restore_gan(t, state),
+                      constants=lambda: {"n_skipped": len(task_data.skipped), **provenance(task_data, t.device)},
+                      train_epoch=lambda epoch: train_epoch(t, epoch), evaluate=scores,
+                      state=lambda epoch, metrics: gan_state(t, epoch, metrics), task_metric="f1")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gradprom.metrics import task_metric_name
+from gradprom.settings import Setting
 from gradprom.trainables.build import build_trial, preflight
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.epoch import train_epoch
@@ -20,7 +21,23 @@ from gradprom.trainables.provenance import provenance
 from gradprom.trainables.qualitative import load_trained
 from gradprom.trainables.state import restore_state, trial_state
 
+#: task_driven's own trial settings beyond every trial's and its strategy's
+SETTINGS = (
+    Setting("vjp", "two", "the two VJPs through the enhancer: two calls, or one vmapped (batched) call",
+            choices=("two", "batched")),
+)
 
+
+@register_pipeline(
+    "task_driven", preflight=preflight,
+    metrics=("psnr", "ssim", "task_metric", "acc", "acc_ref", "miou", "miou_ref", "promoted_frac", "loss_ip", "loss_vr",
+             "step_ms", "images_per_s", "time_train_s", "aux_acc", "aux_acc_ref", "aux_miou", "aux_miou_ref"),
+    objectives=("psnr", "task_metric"),
+    spaces=("lambda_threshold", "gradprom_lambda", "gates", "architecture", "sr_architecture"),
+    tasks=("classification", "segmentation"), reference=True, inspect=load_trained, strategies=True,
+    help="enhancer + recognizer trained together, the recognizer's gradient combined by a gradient strategy",
+    settings=SETTINGS,
+)
 def train(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
           resume_from: str | Path | None = None) -> dict[str, Any]:
     """Train one trial for `config.epochs`, reporting validation metrics (and a checkpoint) every epoch.
@@ -50,14 +67,3 @@ def train(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
                       train_epoch=lambda epoch: train_epoch(t, epoch), evaluate=scores,
                       state=lambda epoch, metrics: trial_state(t, epoch, metrics),
                       task_metric=task_metric_name(cfg.task))
-
-
-register_pipeline(
-    "task_driven", train, preflight=preflight,
-    metrics=("psnr", "ssim", "task_metric", "acc", "acc_ref", "miou", "miou_ref", "promoted_frac", "loss_ip", "loss_vr",
-             "step_ms", "images_per_s", "time_train_s", "aux_acc", "aux_acc_ref", "aux_miou", "aux_miou_ref"),
-    objectives=("psnr", "task_metric"),
-    spaces=("lambda_threshold", "gradprom_lambda", "gates", "architecture", "sr_architecture"),
-    tasks=("classification", "segmentation"), reference=True, inspect=load_trained, strategies=True,
-    help="enhancer + recognizer trained together, the recognizer's gradient combined by a gradient strategy",
-)
