@@ -9,9 +9,14 @@ and gradient magnitude: max, mean, std, 99th percentile, mean of the top 20 pixe
 validation images: the best two-threshold rule per statistic and a logistic regression on all of them. Chance
 is 1/3; a benchmark without a shortcut keeps them near it.
 
+With `--task segmentation` the same per sigma for the reference segmenter: the foreground Dice (the task metric)
+and the `finding` class's IoU and Dice on clean, degraded and enhanced test images (no probes: the masks mark
+the fine structures of every image, whatever its class).
+
 Prints one JSON object per line: the probes, one per sigma, then the summary (`"benchmark": ...`); `--record`
 also adds the summary as a row to benchmarks/README.md (or `--readme PATH`).
-Run: `python benchmarks/reference_levels.py [--quick] [--sigmas 0.05,0.1] [--pretrain-epochs N] [--record]`.
+Run: `python benchmarks/reference_levels.py [--quick] [--task segmentation] [--sigmas 0.05,0.1] [--pretrain-epochs N]
+[--record]`.
 """
 
 from __future__ import annotations
@@ -109,6 +114,21 @@ def probe_synthetic(image_size: int, n_train: int, n_val: int, seed: int = 1) ->
                            data.val.images[:, 0].numpy(), data.val.targets.numpy())
 
 
+def segmentation_levels(cfg: dict, sigma: float) -> dict[str, float]:
+    """The reference segmenter's foreground Dice and `finding` IoU/Dice on clean, degraded and enhanced test images,
+    as an `enhancer_only` trial reports them (its `test_*_ref`, `test_*_ref_clean` and `test_*_ref_input`)."""
+    from gradprom.trainables.pipeline import train_trial
+
+    tic = time.perf_counter()
+    t = train_trial({**cfg, "task": "segmentation", "degradation": f"gaussian:sigma={sigma}",
+                     "strategy": "enhancer_only"})
+    views = {"clean": "_clean", "input": "_input", "enhanced": ""}
+    return {**{view: t[f"test_dice_ref{end}"] for view, end in views.items()},
+            **{f"finding_iou_{view}": t[f"test_iou_ref{end}_finding"] for view, end in views.items()},
+            **{f"finding_dice_{view}": t[f"test_dice_ref{end}_finding"] for view, end in views.items()},
+            "psnr_input": t["test_psnr_input"], "psnr": t["test_psnr"], "trial_s": time.perf_counter() - tic}
+
+
 def reference_levels(cfg: dict, sigma: float) -> dict[str, float]:
     """The reference on clean test images, on the degraded input and on an `enhancer_only` trial's output."""
     import torch
@@ -141,6 +161,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="32 px, 96 images, 3+1 epochs, sigma 0.15 (< 1 min)")
     parser.add_argument("--sigmas", default=None, help=f"comma-separated noise levels (default {SIGMAS})")
+    parser.add_argument("--task", default="classification", choices=("classification", "segmentation"),
+                        help="the reference classifier (with the shortcut probes) or the reference segmenter")
     parser.add_argument("--pretrain-epochs", type=int, default=None, help="the reference's epochs (trial default)")
     parser.add_argument("--probe-images", type=int, default=None,
                         help="training images of the probes (validation: half as many; default 1024, quick 192)")
@@ -152,8 +174,10 @@ def main() -> None:
     n_probe = args.probe_images or (192 if args.quick else 1024)
 
     tic = time.perf_counter()
-    probes = probe_synthetic(size, n_probe, max(n_probe // 2, 3))
-    emit({"probes": probes, "image_size": size, "n_train": n_probe, "n_val": max(n_probe // 2, 3)})
+    segmentation = args.task == "segmentation"
+    probes = {} if segmentation else probe_synthetic(size, n_probe, max(n_probe // 2, 3))
+    if not segmentation:
+        emit({"probes": probes, "image_size": size, "n_train": n_probe, "n_val": max(n_probe // 2, 3)})
     with tempfile.TemporaryDirectory(prefix="gradprom-ref-levels-") as cache:
         cfg = {"dataset": "synthetic", "device": "cpu", "threads": 1, "cache_dir": cache,
                **(QUICK if args.quick else {})}
@@ -161,7 +185,7 @@ def main() -> None:
             cfg["pretrain_epochs"] = args.pretrain_epochs
         rows = []
         for sigma in sigmas:
-            row = {"sigma": sigma, **reference_levels(cfg, sigma)}
+            row = {"sigma": sigma, **(segmentation_levels if segmentation else reference_levels)(cfg, sigma)}
             emit(row)
             rows.append(row)
     fmt = lambda v: round(v, 3)  # noqa: E731
@@ -170,16 +194,23 @@ def main() -> None:
         "clean": fmt(rows[0]["clean"]),
         "input": [fmt(r["input"]) for r in rows],
         "enhanced": [fmt(r["enhanced"]) for r in rows],
-        "probe_best_threshold": fmt(max(v for k, v in probes.items() if k.startswith("threshold_"))),
-        "probe_logistic": fmt(probes["logistic_all"]),
-        "wall_s": round(time.perf_counter() - tic, 1),
     }
+    if segmentation:
+        result |= {"finding_iou_clean": fmt(rows[0]["finding_iou_clean"]),
+                   "finding_iou_input": [fmt(r["finding_iou_input"]) for r in rows],
+                   "finding_iou_enhanced": [fmt(r["finding_iou_enhanced"]) for r in rows]}
+    else:
+        result |= {"probe_best_threshold": fmt(max(v for k, v in probes.items() if k.startswith("threshold_"))),
+                   "probe_logistic": fmt(probes["logistic_all"])}
+    result["wall_s"] = round(time.perf_counter() - tic, 1)
     from gradprom.trainables.config import TrialConfig
 
-    epochs = cfg.get("pretrain_epochs", TrialConfig.pretrain_epochs)
+    defaults = TrialConfig()
+    epochs = cfg.get("pretrain_epochs", defaults.pretrain_epochs)
     note = ("quick: 32 px, 96 train images, " if args.quick else "48 px, 512 train images, ") + \
-        f"reference {epochs} epochs, enhancer_only {cfg.get('epochs', TrialConfig.epochs)} epochs, cpu"
-    record("reference_levels_quick" if args.quick else "reference_levels", result, args, note=note)
+        f"reference {epochs} epochs, enhancer_only {cfg.get('epochs', defaults.epochs)} epochs, cpu"
+    name = "reference_levels" + ("_segmentation" if segmentation else "") + ("_quick" if args.quick else "")
+    record(name, result, args, note=note)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ average over a split themselves (a mean of batch means would weight a short last
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +100,16 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
     return counts.reshape(num_classes, num_classes)
 
 
+def per_image_confusions(pred: Tensor, target: Tensor, k: int) -> Tensor:
+    """Each image's flattened [k, k] confusion matrix (rows target; labels outside 0…k−1 skipped), [B, k·k]:
+    `confusion_matrix` per image, in one bincount (what a bootstrap over images resamples)."""
+    b = pred.shape[0]
+    pred, target = pred.reshape(b, -1).long(), target.reshape(b, -1).long()
+    keep = (target >= 0) & (target < k)
+    cell = torch.arange(b, device=pred.device)[:, None] * k * k + target.clamp(0, k - 1) * k + pred
+    return torch.bincount(cell[keep], minlength=b * k * k).view(b, k * k)
+
+
 def miou_from_confusion(cm: Tensor) -> float:
     """Mean IoU over the classes that occur in the target or the prediction (union > 0).
 
@@ -113,6 +124,64 @@ def miou_from_confusion(cm: Tensor) -> float:
     if not bool(present.any()):
         return math.nan
     return float((inter[present] / union[present]).mean().item())
+
+
+def dice_from_confusion(cm: Tensor) -> float:
+    """The foreground Dice: mean Dice 2·TP / (2·TP + FP + FN) over the non-background classes (1…K−1; class 0 is
+    the background, as in every segmentation dataset here) that occur in the target or the prediction. The
+    convention of medical segmentation papers: the easy, large background does not dilute it. NaN if none occurs.
+    """
+    cm = cm.double()
+    tp = cm.diagonal()[1:]
+    den = (cm.sum(dim=0) + cm.sum(dim=1))[1:]
+    present = den > 0
+    if not bool(present.any()):
+        return math.nan
+    return float((2 * tp[present] / den[present]).mean().item())
+
+
+def per_class_scores(cm: Tensor, names: list[str]) -> dict[str, tuple[float, float]]:
+    """(IoU, Dice) of each class, by its name as a column name takes it (lower case, `_` for anything else; NaN
+    for a class in neither target nor prediction), so a score dominated by easy classes is never read without
+    the hard one beside it."""
+    cm = cm.double()
+    tp = cm.diagonal()
+    both = cm.sum(dim=0) + cm.sum(dim=1)
+    out = {}
+    for k, name in enumerate(names):
+        key = "".join(ch if ch.isalnum() else "_" for ch in name.lower())
+        out[key] = (float(tp[k] / (both[k] - tp[k])), float(2 * tp[k] / both[k])) if both[k] > 0 else \
+            (math.nan, math.nan)
+    return out
+
+
+#: resamples of a bootstrap interval, and its level (two-sided)
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_LEVEL = 0.95
+
+
+def bootstrap_interval(per_image: Tensor, metric: Callable[[Tensor], float], seed: int,
+                       resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """The percentile bootstrap 95 % interval of a split's metric over its images: `per_image` [N, D] holds each
+    image's counts (a row of a flattened confusion matrix, or (correct, 1)), summed over a resample of the images
+    (drawn with replacement, from the seeded stream `seed`) and turned into the metric by `metric`. Deterministic
+    given the seed; (NaN, NaN) for an empty split."""
+    n = per_image.shape[0]
+    if n == 0:
+        return math.nan, math.nan
+    gen = torch.Generator().manual_seed(seed)
+    counts = per_image.double().cpu()
+    picks = torch.randint(0, n, (resamples, n), generator=gen)
+    weights = torch.zeros(resamples, n, dtype=torch.float64).scatter_add_(1, picks, torch.ones(resamples, n,
+                                                                                              dtype=torch.float64))
+    sums = weights @ counts  # [resamples, D]: each resample's summed counts
+    values = torch.tensor([metric(row) for row in sums], dtype=torch.float64)
+    values = values[~values.isnan()]
+    if not len(values):
+        return math.nan, math.nan
+    tail = (1 - BOOTSTRAP_LEVEL) / 2
+    low, high = torch.quantile(values, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    return float(low), float(high)
 
 
 def _safe_div(num: Tensor, den: Tensor) -> Tensor:
@@ -155,5 +224,6 @@ def classification_metrics(cm: Tensor) -> dict[str, float]:
 
 
 def task_metric_name(task: str) -> str:
-    """The task metric's column name: `acc` for classification, `miou` for segmentation."""
-    return {"classification": "acc", "segmentation": "miou"}[task]
+    """The task metric's column name: `acc` for classification; `dice` (the foreground Dice, `dice_from_confusion`)
+    for segmentation, which searches, fronts and protocols rank by (mIoU is reported beside it)."""
+    return {"classification": "acc", "segmentation": "dice"}[task]

@@ -224,9 +224,9 @@ def test_qata_without_control_group_checks_segmentation_only(tmp_path: Path) -> 
 
 def test_synthetic_is_counted_from_what_it_generates() -> None:
     report = check_dataset("synthetic", task="classification", image_size=SIZE)
-    assert report.ok and report.absent == [] and report.total == 768
+    assert report.ok and report.absent == [] and report.total == 512 + 256 + 1024
     counts = counts_of(report, "classification")
-    assert counts.samples == {"train": 512, "val": 128, "test": 128}  # synthetic's n_* defaults
+    assert counts.samples == {"train": 512, "val": 256, "test": 1024}  # synthetic's n_* defaults
     assert counts.class_names == ["normal", "cluster", "branching"]
     data = get_dataset("synthetic", task="classification", image_size=SIZE)
     for split in SPLITS:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from gradprom.datasets import (
     DATASETS,
@@ -85,22 +87,23 @@ def test_segmentation_shares_images_and_masks_match_labels() -> None:
     labels, masks = cls.train.targets, seg.train.targets
     finding = (masks == 2).flatten(1).sum(1)
     organ = (masks >= 1).flatten(1).float().mean(1)
-    assert (finding[labels == 0] == 0).all()  # normal images have no finding (their spots and curves are decoys)
-    assert (finding[labels != 0] > 0).all()  # cluster and branching images always do
-    assert (finding < 0.1 * 32 * 32).all()  # and it is fine: a small share of the image
+    assert (finding > 0).all()  # every image holds spots and curves, whatever its class
+    assert (finding < 0.15 * 32 * 32).all()  # and they are fine: a small share of the image
+    shares = [finding[labels == k].float().mean() for k in range(3)]  # the mask's size does not tell the class
+    assert max(shares) / min(shares) < 1.25, shares
     assert (organ > 0.1).all() and (organ < 0.6).all()
     assert seg.class_names == ["background", "organ", "finding"]
     assert cls.class_names == ["normal", "cluster", "branching"]
 
 
-def test_clusters_are_blobs_and_branches_are_thin() -> None:
-    cls, seg = small(seed=5, n_train=90, image_size=48), small("segmentation", seed=5, n_train=90, image_size=48)
-    finding = (seg.train.targets == 2).float().unsqueeze(1)
-    # Finding pixels whose whole 3x3 neighbourhood is finding: the centres of spots, rare on 2 px lines.
-    interior = (-F.max_pool2d(-finding, 3, 1, 1) == 1).flatten(1).sum(1)
-    labels, total = cls.train.targets, finding.flatten(1).sum(1)
-    assert interior[labels == 1].sum() / total[labels == 1].sum() > 0.03
-    assert interior[labels == 2].sum() / total[labels == 2].sum() < 0.015
+def test_the_finding_mask_marks_the_fine_structures_in_the_image() -> None:
+    """Finding pixels are where the image departs from its smooth surroundings (the spots and curves), not a
+    drawing of their own: the mean |image − local median| is several times larger there than on the organ."""
+    seg = small("segmentation", seed=5, n_train=90, image_size=48)
+    x, masks = seg.train.images[:, 0].numpy(), seg.train.targets.numpy()
+    detail = np.abs(x - ndimage.median_filter(x, size=(1, 7, 7)))
+    on, organ = detail[masks == 2].mean(), detail[masks == 1].mean()
+    assert on > 4 * organ, (on, organ)
 
 
 def _coarse_features(x: torch.Tensor) -> torch.Tensor:
@@ -185,7 +188,7 @@ def test_names_info_and_registering_a_dataset() -> None:
     assert "synthetic" in dataset_names()
     info = dataset_info("synthetic")
     assert info["tasks"] == ("classification", "segmentation")
-    assert info["options"] == {"n_train": 512, "n_val": 128, "n_test": 128}
+    assert info["options"] == {"n_train": 512, "n_val": 256, "n_test": 1024}
     assert "spots and curves" in info["help"]
 
     @register_dataset("_test_tiny", tasks=("classification",), help="tiny")

@@ -14,8 +14,12 @@ from skimage.transform import resize
 from gradprom.metrics import (
     PSNR_MAX_DB,
     accuracy_counts,
+    bootstrap_interval,
     confusion_matrix,
+    dice_from_confusion,
     miou_from_confusion,
+    per_class_scores,
+    per_image_confusions,
     psnr,
     ssim,
 )
@@ -199,3 +203,42 @@ def test_miou_perfect_and_empty() -> None:
     t = torch.tensor([0, 1, 2, 2])
     assert miou_from_confusion(confusion_matrix(t, t, 5)) == 1.0
     assert math.isnan(miou_from_confusion(torch.zeros(3, 3, dtype=torch.int64)))
+
+
+def test_foreground_dice_leaves_the_background_out() -> None:
+    # rows target, columns prediction; classes background, organ, finding
+    cm = torch.tensor([[90, 5, 5], [2, 40, 0], [4, 0, 6]])
+    organ, finding = 2 * 40 / (42 + 45), 2 * 6 / (10 + 11)  # 2·TP / (row + column) by hand
+    assert dice_from_confusion(cm) == pytest.approx((organ + finding) / 2)
+    scores = per_class_scores(cm, ["Background", "organ", "finding"])
+    assert scores["finding"] == pytest.approx((6 / 15, finding))  # IoU = TP / (row + column − TP)
+    assert scores["background"] == pytest.approx((90 / (100 + 96 - 90), 2 * 90 / 196))
+    assert math.isnan(dice_from_confusion(torch.tensor([[5, 0], [0, 0]])))  # no foreground anywhere
+    absent = per_class_scores(torch.tensor([[5, 0], [0, 0]]), ["background", "lesion"])
+    assert all(math.isnan(v) for v in absent["lesion"])
+
+
+def test_bootstrap_interval_matches_the_binomial_interval_on_a_large_sample() -> None:
+    """An accuracy of 0.8 over 4000 images: the percentile bootstrap agrees with the normal-approximation
+    binomial interval p ± 1.96·sqrt(p(1−p)/n) (0.7876…0.8124) to within a few thousandths."""
+    n, p = 4000, 0.8
+    rows = torch.zeros(n, 2, dtype=torch.int64)
+    rows[: int(n * p), 0] = 1
+    rows[:, 1] = 1
+    low, high = bootstrap_interval(rows, lambda c: float(c[0] / c[1]), seed=3)
+    half = 1.959964 * math.sqrt(p * (1 - p) / n)
+    assert low == pytest.approx(p - half, abs=0.003) and high == pytest.approx(p + half, abs=0.003)
+    assert bootstrap_interval(rows, lambda c: float(c[0] / c[1]), seed=3) == (low, high)  # seeded
+    small = bootstrap_interval(rows[::40], lambda c: float(c[0] / c[1]), seed=3)
+    assert small[1] - small[0] > 3 * (high - low)  # 100 images: an interval √40 ≈ 6× wider
+    assert all(math.isnan(v) for v in bootstrap_interval(rows[:0], lambda c: float(c[0] / c[1]), seed=3))
+
+
+def test_per_image_confusions_are_each_images_confusion_matrix() -> None:
+    gen = torch.Generator().manual_seed(0)
+    pred, target = torch.randint(0, 3, (5, 6, 6), generator=gen), torch.randint(0, 3, (5, 6, 6), generator=gen)
+    target[0, 0, 0] = 255  # an ignore label is skipped, as confusion_matrix skips it
+    rows = per_image_confusions(pred, target, 3)
+    for i in range(5):
+        assert torch.equal(rows[i], confusion_matrix(pred[i], target[i], 3).reshape(-1))
+    assert rows[0].sum() == 35 and rows[1].sum() == 36

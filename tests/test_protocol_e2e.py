@@ -55,3 +55,47 @@ def test_objectives_reach_optuna_and_are_checked(tmp_path: Path, shared_cache: s
     assert (searcher.metric, searcher.mode) == (["psnr", "acc_ref", "step_ms"], ["max", "max", "min"])
     bad = cli("search", "--objectives", "psnr,acc_rf", "--out", str(tmp_path), cache=shared_cache)
     assert bad.returncode == 2 and "unknown objective 'acc_rf'. Did you mean 'acc_ref'" in bad.stderr
+
+
+def staircase_area(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """The area a set of points dominates above `ref`, both maximised: sorted by the first objective, best first,
+    each point adds the strip between the best second objective so far and its own (a hand formula for 2-D)."""
+    area, best = 0.0, ref[1]
+    for x, y in sorted(points, reverse=True):
+        if x > ref[0] and y > best:
+            area += (x - ref[0]) * (y - best)
+            best = y
+    return area
+
+
+def test_quick_front_protocol_compares_strategies_by_their_fronts(tmp_path: Path, shared_cache: str) -> None:
+    """`denoise_fronts --quick`: frozen and gradprom at λ 0.1 and 1, enhancer_only once, 2 seeds; each strategy's
+    front hypervolume per seed (from 10 dB, 0) as the hand formula gives it from the trials; attainment and EAF
+    difference figures; the fronts in protocol.md, the report and `pareto --by strategy`."""
+    run = cli("protocol", "denoise_fronts", "--quick", "--out", str(tmp_path), "--name", "f", "--device", "cpu",
+              "--concurrency", "1", cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    folder = tmp_path / "f"
+    trials = read_rows(folder / "trials.parquet")
+    assert sorted((t["strategy"], t["lam"], t["seed"]) for t in trials) == sorted(
+        [(s, lam, seed) for s in ("frozen", "gradprom") for lam in (0.1, 1.0) for seed in (0, 1)]
+        + [("enhancer_only", 1.0, seed) for seed in (0, 1)])
+    table = read_rows(folder / "protocol.parquet")
+    for r in (r for r in table if r["kind"] == "hypervolume"):
+        points = [(t["test_psnr"], t["test_acc_ref"]) for t in trials
+                  if t["strategy"] == r["strategy"] and t["seed"] == r["seed"]]
+        assert r["hypervolume"] == pytest.approx(staircase_area(points, (10.0, 0.0))), r
+    assert {(r["strategy"], r["baseline"]) for r in table if r["kind"] == "hv_paired"} == {
+        ("enhancer_only", "frozen"), ("gradprom", "frozen")}
+    figures = sorted(p.name for p in (folder / "fronts").glob("*.png"))
+    assert figures == ["fronts-0-attainment.png", "fronts-0-eafdiff-enhancer_only-vs-frozen.png",
+                       "fronts-0-eafdiff-gradprom-vs-frozen.png"]
+    page = (folder / "protocol.md").read_text()
+    assert "## Fronts over the front axes" in page and "gradprom vs frozen (fronts, task=classification" in page
+    by = cli("pareto", str(folder), "--on", "test", "--by", "strategy", cache=shared_cache)
+    assert by.returncode == 0 and "hypervolume over seeds" in by.stdout and "attains more often" in by.stdout
+    report = cli("report", str(folder), "--out", str(tmp_path / "report"), "--no-qualitative", cache=shared_cache)
+    assert report.returncode == 0, report.stderr[-2000:]
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "Fronts over λ" in html and "f-fronts-0-attainment.png" in html
+    assert (tmp_path / "report" / "f-fronts-0-attainment.png").stat().st_size > 5_000

@@ -57,21 +57,22 @@ def test_every_class_holds_the_same_amount_of_fine_detail() -> None:
     assert max(means) / min(means) < 1.05
 
 
-def test_findings_are_a_cluster_of_spots_or_one_branching_tree() -> None:
+def test_findings_are_every_spot_and_curve() -> None:
+    """The finding mask marks the four spots and three curves of every image: seven separate parts where they
+    lie apart (normal, cluster), five where the curves meet in one Y (branching); the class is in the arrangement,
+    not in the mask's size."""
     seg = get_dataset("synthetic", task="segmentation", image_size=48, seed=2, n_train=60, n_val=1, n_test=1)
     cls = get_dataset("synthetic", image_size=48, seed=2, n_train=60, n_val=1, n_test=1)
     assert seg.class_names == ["background", "organ", "finding"]
     assert cls.class_names == ["normal", "cluster", "branching"]
+    parts_by_class: dict[int, list[int]] = {0: [], 1: [], 2: []}
     for mask, label in zip(seg.train.targets.numpy(), cls.train.targets.numpy(), strict=True):
         finding = mask == 2
-        parts = ndimage.label(finding, structure=np.ones((3, 3)))[1]
-        if label == 0:
-            assert not finding.any()
-        elif label == 1:  # three separate spots within a few pixels of each other
-            ys, xs = finding.nonzero()
-            assert parts == 3 and max(np.ptp(ys), np.ptp(xs)) <= 14
-        else:  # one connected Y of three arms
-            assert parts == 1 and 20 < finding.sum() < 120
+        parts_by_class[int(label)].append(ndimage.label(finding, structure=np.ones((3, 3)))[1])
+        assert 40 < finding.sum() < 200
+    for label, want in ((0, 7), (1, 7), (2, 5)):  # placement keeps unrelated structures apart: rarely less
+        counts = parts_by_class[label]
+        assert np.mean([c == want for c in counts]) >= 0.8, (label, counts)
 
 
 @pytest.mark.slow

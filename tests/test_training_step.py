@@ -62,8 +62,8 @@ def test_step_applies_strategy_update(name: str, granularity: str, vjp: str, tin
 
     train_step(trial, x, y, seeded_generator(x.device, 5))
 
-    options = {"lam": 0.7, **({"threshold": -0.2} if name == "threshold" else {}),
-               **({"granularity": granularity} if name != "enhancer_only" else {})}
+    options = {**({"lam": 0.7, "granularity": granularity} if name != "enhancer_only" else {}),  # no λ there
+               **({"threshold": -0.2} if name == "threshold" else {})}
     expected = get_strategy(name, **options).combine(g_ip, g_vr)
     for b, p, e in zip(before_e, trial.enhancer.parameters(), expected, strict=True):
         torch.testing.assert_close(b - p.detach(), e, rtol=1e-4, atol=1e-6)

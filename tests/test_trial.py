@@ -75,10 +75,19 @@ def test_reference_levels_on_clean_and_degraded_images(two_epochs: tuple[dict, l
     assert reports[0]["acc_ref_input"] == reports[1]["acc_ref_input"]
 
 
-def test_segmentation_reports_miou(tiny: dict) -> None:
+def test_segmentation_reports_dice_miou_and_each_class(tiny: dict) -> None:
+    """Segmentation ranks by the foreground Dice (`task_metric`), with mIoU, each class's IoU and Dice, and the
+    test figures' bootstrap intervals beside it; the foreground Dice is the mean of the non-background classes'."""
     r = collect({**tiny, "task": "segmentation", "strategy": "pcgrad"})[-1]
-    assert 0 <= r["miou"] <= 1 and 0 <= r["miou_ref"] <= 1 and r["task_metric"] == r["miou"]
+    assert 0 <= r["miou"] <= 1 and 0 <= r["miou_ref"] <= 1 and r["task_metric"] == r["dice"]
     assert 0 <= r["miou_ref_clean"] <= 1 and 0 <= r["test_miou_ref_input"] <= 1
+    for prefix in ("", "test_"):
+        classes = [r[f"{prefix}dice_{name}"] for name in ("organ", "finding")]
+        assert r[f"{prefix}dice"] == pytest.approx(sum(classes) / 2)
+        assert {f"{prefix}iou_background", f"{prefix}dice_ref_finding", f"{prefix}iou_ref_clean_finding"} <= set(r)
+    for name in ("test_dice", "test_dice_ref", "test_miou", "test_dice_ref_input"):
+        assert r[f"{name}_ci_low"] <= r[name] <= r[f"{name}_ci_high"], name
+    assert "dice_ci_low" not in r  # validation figures carry no interval: the test split's are what rank
 
 
 def test_deterministic_and_resumes_where_it_stopped(tiny: dict, tmp_path: Path) -> None:

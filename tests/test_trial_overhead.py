@@ -13,9 +13,9 @@ def test_reference_levels_are_scored_once_per_process(tiny: dict, monkeypatch) -
     calls: list[tuple[str, ...]] = []
     real = evaluate.score
 
-    def counting(t, images, inputs, heads, views=("",)):
+    def counting(t, images, inputs, heads, views=("",), intervals=False):
         calls.append(views)
-        return real(t, images, inputs, heads, views)
+        return real(t, images, inputs, heads, views, intervals)
 
     monkeypatch.setattr(evaluate, "score", counting)
     first = train_trial({**tiny, "lam": 0.5})

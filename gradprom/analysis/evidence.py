@@ -7,6 +7,7 @@ Figures are the final test-split ones (`test_*`; `eval_*` for a cross-domain run
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from gradprom.analysis.stats import LEVEL, paired, spread, wilcoxon_floor
+from gradprom.analysis import fronts
+from gradprom.analysis.stats import LEVEL, UNITS, paired, short, spread, spread_text, starred, verdict
 from gradprom.metrics import task_metric_name
 from gradprom.results.parquet import TRIALS, read_rows, write_rows
 from gradprom.results.storage import publish
 from gradprom.search_spaces.protocol import SEED, STRATEGY, Protocol
-
-UNITS = {"psnr": " dB"}
 
 
 def compared_metrics(task: str, row: dict[str, Any]) -> list[str]:
@@ -50,8 +50,11 @@ def analyse(protocol: Protocol, rows: list[dict[str, Any]]) -> tuple[list[dict],
     """(summary rows, paired rows, verdicts) from the completed trials' rows of `protocol`."""
     done = [r for r in rows if r.get("status") == "completed"]
     groups: dict[tuple, list[dict]] = {}
-    for r in done:
-        groups.setdefault(tuple(r.get(k) for k in protocol.group_keys()), []).append(r)
+    for r in done:  # a strategy that does not run over a front axis (enhancer_only over λ) joins every value of it
+        values = [[r.get(k)] if k not in protocol.front or protocol.takes(str(r.get(STRATEGY)), k)
+                  else protocol.front[k] for k in protocol.group_keys()]
+        for key in itertools.product(*values):
+            groups.setdefault(key, []).append(r)
     summary, comparisons, verdicts = [], [], []
     for key, members in groups.items():
         tags = dict(zip(protocol.group_keys(), key, strict=True))
@@ -81,37 +84,6 @@ def analyse(protocol: Protocol, rows: list[dict[str, Any]]) -> tuple[list[dict],
     return summary, comparisons, verdicts
 
 
-def _short(metric: str) -> str:
-    return metric.removeprefix("test_")
-
-
-def verdict(strategy: str, baseline: str, group: str, tested: list[tuple[str, Any]]) -> str:
-    """One sentence: which differences are significant at LEVEL (paired t; Wilcoxon named when it agrees), in
-    which direction, and which are not — including when the strategy does not win."""
-    n = max((t.n for _, t in tested), default=0)
-    if n < 2:
-        return f"{strategy} vs {baseline} ({group}): fewer than 2 paired seeds, no test possible."
-    better, worse, neither = [], [], []
-    for metric, t in tested:
-        sig_t, sig_w = t.significant()
-        text = (f"{_short(metric)} {t.mean_diff:+.3g}{UNITS.get(_short(metric), '')} "
-                f"(t p={t.p_t:.3g}, Wilcoxon p={t.p_wilcoxon:.3g})")
-        if sig_t or sig_w:
-            (better if t.mean_diff > 0 else worse).append(text + ("" if sig_t and sig_w else
-                                                                  " [t only]" if sig_t else " [Wilcoxon only]"))
-        else:
-            neither.append(_short(metric))
-    parts = [f"{strategy} vs {baseline} ({group}, {n} paired seeds, α={LEVEL:g}):"]
-    parts.append(f"significantly higher {'; '.join(better)}." if better else "significantly higher on nothing.")
-    if worse:
-        parts.append(f"Significantly lower {'; '.join(worse)}.")
-    if neither:
-        parts.append(f"No significant difference in {', '.join(neither)}.")
-    if wilcoxon_floor(n) >= LEVEL:
-        parts.append(f"(With {n} pairs Wilcoxon cannot go below p={wilcoxon_floor(n):.3g}.)")
-    return " ".join(parts)
-
-
 def markdown(protocol: Protocol, summary: list[dict], comparisons: list[dict], verdicts: list[str]) -> str:
     """The protocol's tables (mean ± std [95 % CI] per group and strategy; paired tests) and its verdicts."""
     lines = [f"## Protocol {protocol.name}", "", protocol.description, ""]
@@ -120,33 +92,24 @@ def markdown(protocol: Protocol, summary: list[dict], comparisons: list[dict], v
         mine = [r for r in summary if r["group"] == group]
         metrics = list(dict.fromkeys(r["metric"] for r in mine))
         lines += [f"### {group}: mean ± std [95 % CI] over seeds", "",
-                  "| strategy | n | " + " | ".join(_short(m) for m in metrics) + " |",
+                  "| strategy | n | " + " | ".join(short(m) for m in metrics) + " |",
                   "|---|---|" + "---|" * len(metrics)]
         for strategy in dict.fromkeys(r[STRATEGY] for r in mine):
             cells = {r["metric"]: r for r in mine if r[STRATEGY] == strategy}
             n = max(r["n"] for r in cells.values())
-            lines.append(f"| {strategy} | {n} | " + " | ".join(_cell(cells[m]) for m in metrics) + " |")
+            lines.append(f"| {strategy} | {n} | " + " | ".join(spread_text(cells[m]) for m in metrics) + " |")
         lines.append("")
     if comparisons:
         lines += ["### Paired comparisons (difference = strategy − baseline, same seeds)", "",
                   "| group | strategy | baseline | metric | n | mean diff | t | p (t) | W | p (Wilcoxon) | d_z |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in comparisons:
-            star = lambda p: f"{p:.3g}" + ("*" if p < LEVEL else "")  # noqa: E731
-            lines.append(f"| {c['group']} | {c[STRATEGY]} | {c['baseline']} | {_short(c['metric'])} | {c['n']} | "
-                         f"{c['mean_diff']:+.4g} | {c['t']:.3g} | {star(c['p_t'])} | {c['w']:.3g} | "
-                         f"{star(c['p_wilcoxon'])} | {c['d_z']:.3g} |")
+            lines.append(f"| {c['group']} | {c[STRATEGY]} | {c['baseline']} | {short(c['metric'])} | {c['n']} | "
+                         f"{c['mean_diff']:+.4g} | {c['t']:.3g} | {starred(c['p_t'])} | {c['w']:.3g} | "
+                         f"{starred(c['p_wilcoxon'])} | {c['d_z']:.3g} |")
         lines += ["", f"\\* significant at α = {LEVEL:g} (two-sided).", ""]
     lines += ["### Verdicts", ""] + [f"- {v}" for v in verdicts] + [""]
     return "\n".join(lines)
-
-
-def _cell(r: dict[str, Any]) -> str:
-    if not r["n"]:
-        return "–"
-    if r["n"] < 2:
-        return f"{r['mean']:.4g}"
-    return f"{r['mean']:.4g} ± {r['std']:.2g} [{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
 
 
 def plot(protocol: Protocol, summary: list[dict], path: Path) -> Path:
@@ -172,8 +135,8 @@ def plot(protocol: Protocol, summary: list[dict], path: Path) -> Path:
                         label=strategy, color=plt.get_cmap("tab10")(i % 10))
         ax.set_xticks([x + width * (len(strategies) - 1) / 2 for x in range(len(groups))])
         ax.set_xticklabels([g.replace(", ", "\n") for g in groups], fontsize=7)
-        ax.set_ylabel(_short(metric) + UNITS.get(_short(metric), "").replace(" dB", " (dB)"))
-        ax.set_title(f"{_short(metric)}: mean, 95 % CI", fontsize=9)
+        ax.set_ylabel(short(metric) + UNITS.get(short(metric), "").replace(" dB", " (dB)"))
+        ax.set_title(f"{short(metric)}: mean, 95 % CI", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         finite = [r["ci_low"] if r["n"] > 1 else r["mean"] for r in summary if r["metric"] == metric]
         finite = [v for v in finite if math.isfinite(v)]
@@ -198,13 +161,25 @@ def write_evidence(protocol: Protocol, folder: Path, console: Console) -> list[s
     summary, comparisons, verdicts = analyse(protocol, rows)
     table: list[dict[str, Any]] = [{"kind": "summary", **r} for r in summary] + \
         [{"kind": "paired", **r} for r in comparisons]
+    page = markdown(protocol, summary, comparisons, verdicts)
+    written = [PROTOCOL_TABLE, PROTOCOL_PAGE, PROTOCOL_FIGURE]
+    front_verdicts: list[str] = []
+    if protocol.front:  # strategies compared by the fronts they reach over the front axes
+        per_seed, hv_summary, hv_paired, front_verdicts, cells = fronts.analyse_fronts(protocol, rows)
+        table += [{"kind": "hypervolume", **r} for r in per_seed] + [{"kind": "hv_summary", **r} for r in hv_summary] \
+            + [{"kind": "hv_paired", **r} for r in hv_paired]
+        figures = fronts.plot_cells(protocol, cells, folder)
+        page += "\n" + fronts.markdown(hv_summary, hv_paired, front_verdicts, figures)
+        written += [f"{fronts.FIGURES}/{p.name}" for p in figures]
     write_rows(folder / PROTOCOL_TABLE, table, ("kind", "group", "strategy", "baseline", "metric"))
-    (folder / PROTOCOL_PAGE).write_text(markdown(protocol, summary, comparisons, verdicts))
+    (folder / PROTOCOL_PAGE).write_text(page)
     plot(protocol, summary, folder / PROTOCOL_FIGURE)
-    publish(folder, PROTOCOL_TABLE, PROTOCOL_PAGE, PROTOCOL_FIGURE)
+    publish(folder, *written)
     show(summary, verdicts, console)
+    if protocol.front:
+        fronts.show(hv_summary, front_verdicts, console)
     console.print(f"protocol tables in {folder / PROTOCOL_PAGE}, figure {folder / PROTOCOL_FIGURE}")
-    return verdicts
+    return verdicts + front_verdicts
 
 
 def show(summary: list[dict], verdicts: list[str], console: Console) -> None:
@@ -218,13 +193,7 @@ def show(summary: list[dict], verdicts: list[str], console: Console) -> None:
         for strategy in dict.fromkeys(r["strategy"] for r in mine):
             cells = {r["metric"]: r for r in mine if r["strategy"] == strategy}
             table.add_row(strategy, str(max(c["n"] for c in cells.values())),
-                          *(_mean_std(cells[m]) for m in metrics))
+                          *(spread_text(cells[m], interval=False) for m in metrics))
         console.print(table)
     for line in verdicts:
         console.print(f"• {line}", highlight=False, markup=False, soft_wrap=True)
-
-
-def _mean_std(r: dict[str, Any]) -> str:
-    if not r["n"]:
-        return "–"
-    return f"{r['mean']:.4g}" if r["n"] < 2 else f"{r['mean']:.4g} ± {r['std']:.2g}"

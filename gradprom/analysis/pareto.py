@@ -1,9 +1,9 @@
 """Pareto fronts over the objectives the user names (default: PSNR and the task metric, both maximised),
 per dataset.
 
-Which objective answers which question: `task_metric` (`acc`/`miou`) is the trial's own recognizer on the
+Which objective answers which question: `task_metric` (`acc`/`dice`) is the trial's own recognizer on the
 enhanced images, the paper's protocol (for `frozen`/`enhancer_only` that recognizer is the fixed clean-trained
-one); `acc_ref`/`miou_ref` is a fixed recognizer trained on clean images only, never shown an enhancer's
+one); `acc_ref`/`dice_ref` is a fixed recognizer trained on clean images only, never shown an enhancer's
 output: what the images are worth to a model that never adapted to them.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from gradprom.errors import GradpromError, unknown_name
 
-#: the default objectives, both maximised: PSNR and the task metric (acc or miou)
+#: the default objectives, both maximised: PSNR and the task metric (acc or foreground dice)
 OBJECTIVES = ("psnr", "task_metric")
 DIRECTIONS = ("max", "min")
 #: what `fronts_by` groups by (`pareto --by`)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gradprom.analysis.pareto import OBJECTIVES, Objective, as_objectives, front_rows
+from gradprom.metrics import task_metric_name
 
 
 def plot_front(rows: list[dict[str, Any]], path: Path, objectives: Sequence[str | Objective] = OBJECTIVES,
@@ -58,10 +59,12 @@ def axis_label(name: str, direction: str, task: str) -> str:
     clean-trained reference (test)'."""
     split = " (test)" if name.startswith("test_") else " (eval)" if name.startswith("eval_") else ""
     bare = name.removeprefix("test_").removeprefix("eval_")
-    task_word = {"classification": "accuracy", "segmentation": "mIoU"}.get(task, "task metric")
+    task_word = {"classification": "accuracy", "segmentation": "foreground Dice"}.get(task, "task metric")
     words = {"psnr": "PSNR (dB)", "ssim": "SSIM", "task_metric": f"{task_word}, trial's recognizer",
              "acc": "accuracy, trial's recognizer", "miou": "mIoU, trial's recognizer",
-             "acc_ref": "accuracy, fixed clean-trained reference", "miou_ref": "mIoU, fixed clean-trained reference"}
+             "dice": "foreground Dice, trial's recognizer",
+             "acc_ref": "accuracy, fixed clean-trained reference", "miou_ref": "mIoU, fixed clean-trained reference",
+             "dice_ref": "foreground Dice, fixed clean-trained reference"}
     better = "higher" if direction == "max" else "lower"
     return f"{words.get(bare, bare)}{split} · {better} is better"
 
@@ -131,7 +134,7 @@ def plot_sensitivity(rows: list[dict[str, Any]], path: Path, title: str = "") ->
 
     done = [r for r in rows if r.get("status") == "completed"]
     task = str(next((r.get("task") for r in done), "classification"))
-    m = {"classification": "acc", "segmentation": "miou"}.get(task, "acc")
+    m = task_metric_name(task) if task in ("classification", "segmentation") else "acc"
     metrics = [("psnr", "PSNR (dB)"), ("ssim", "SSIM"), (m, f"{m}, trial's recognizer"),
                (f"{m}_ref", f"{m}, fixed reference")]
     knobs = [("lam", "λ (log scale)")] + ([("threshold", "τ")] if any(r.get("strategy") == "threshold"

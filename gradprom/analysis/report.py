@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import shlex
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from gradprom.analysis.pareto import (
     parse_objectives,
     reference_point,
 )
+from gradprom.analysis.stats import spread_text
 from gradprom.errors import GradpromError
 from gradprom.results.aggregate import aggregate
 from gradprom.results.parquet import EPOCHS, read_rows
@@ -129,7 +131,7 @@ def build_report(experiments: list[str], out: Path, objectives: str = "", ref: l
                     ("promoted_frac", "promoted"), ("manifest", "manifest")], row_id="front"))
     for folder in folders:
         if (folder / "protocol.parquet").is_file():
-            parts.append(_protocol(folder))
+            parts.append(_protocol(folder, out))
     if qualitative and front_all:
         parts.append(_qualitative(front_all, pairs, folders, out, step))
     page = out / PAGE
@@ -165,14 +167,14 @@ def _epochs(folders: list[Path], names: set[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _protocol(folder: Path) -> str:
-    """The protocol's tables and verdicts, from its protocol.parquet and protocol.md."""
+def _protocol(folder: Path, out: Path) -> str:
+    """The protocol's tables and verdicts, from its protocol.parquet and protocol.md (and, for a front protocol,
+    its fronts' hypervolumes, paired tests and figures)."""
     table = read_rows(folder / "protocol.parquet")
     summary = [r for r in table if r["kind"] == "summary"]
     paired = [r for r in table if r["kind"] == "paired"]
     for r in summary:
-        r["value"] = f"{r['mean']:.4g} ± {r['std']:.2g} [{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if r["n"] > 1 \
-            else _esc(r["mean"])
+        r["value"] = spread_text(r)
     verdicts = [line[2:] for line in (folder / "protocol.md").read_text().splitlines() if line.startswith("- ")] \
         if (folder / "protocol.md").is_file() else []
     return (f"<h2>Protocol: {html.escape(folder.name)}</h2>"
@@ -183,7 +185,33 @@ def _protocol(folder: Path) -> str:
             + table_html(paired, [("group", "group"), ("strategy", "strategy"), ("baseline", "baseline"),
                                   ("metric", "metric"), ("n", "n"), ("mean_diff", "mean diff"), ("p_t", "p (t)"),
                                   ("p_wilcoxon", "p (Wilcoxon)"), ("d_z", "d_z")])
+            + _fronts(folder, out, table)
             + "<h3>Verdicts</h3><ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>")
+
+
+def _fronts(folder: Path, out: Path, table: list[dict[str, Any]]) -> str:
+    """A front protocol's hypervolume per strategy over seeds, its paired tests, and its figures (copied beside
+    the page); empty for a protocol without fronts."""
+    summary = [r for r in table if r["kind"] == "hv_summary"]
+    if not summary:
+        return ""
+    for r in summary:
+        r["value"] = spread_text(r)
+    paired = [{**r, "lead": f"{r['eaf_lead']:.0%} / {r['eaf_behind']:.0%}"} for r in table if r["kind"] == "hv_paired"]
+    figures = []
+    for png in sorted((folder / "fronts").glob("*.png")):
+        copy = out / f"{folder.name}-{png.name}"
+        shutil.copyfile(png, copy)
+        figures.append(figure(copy, png.stem.replace("-", " ")))
+    return ("<h3>Fronts over λ: hypervolume per seed, mean ± std [95 % CI]</h3>"
+            + table_html(summary, [("group", "cell"), ("strategy", "strategy"), ("objectives", "objectives"),
+                                   ("reference", "reference point"), ("n", "seeds"), ("value", "hypervolume")],
+                         row_id=f"fronts-{folder.name}")
+            + "<h3>Fronts: paired comparisons (strategy − baseline, same seeds)</h3>"
+            + table_html(paired, [("group", "cell"), ("strategy", "strategy"), ("baseline", "baseline"), ("n", "n"),
+                                  ("mean_diff", "mean diff"), ("p_t", "p (t)"), ("p_wilcoxon", "p (Wilcoxon)"),
+                                  ("d_z", "d_z"), ("lead", "EAF lead / behind")])
+            + "".join(figures))
 
 
 def _qualitative(front: list[dict[str, Any]], pairs: Any, folders: list[Path], out: Path,

@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 LEVEL = 0.05  # significance level of the verdicts and the two-sided 95 % confidence intervals
+UNITS = {"psnr": " dB"}
 
 
 @dataclass(frozen=True)
@@ -90,3 +92,51 @@ def paired(strategy: Sequence[float], baseline: Sequence[float]) -> Paired:
 def wilcoxon_floor(n: int) -> float:
     """The smallest two-sided p the exact Wilcoxon test can give with n pairs (all differences one sign)."""
     return min(1.0, 2.0 / 2**n) if n > 0 else math.nan
+
+
+def short(metric: str) -> str:
+    """A result column as a table or a verdict names it (`test_psnr` → `psnr`)."""
+    return metric.removeprefix("test_")
+
+
+def verdict(strategy: str, baseline: str, group: str, tested: list[tuple[str, Any]]) -> str:
+    """One sentence: which differences are significant at LEVEL (paired t; Wilcoxon named when it agrees), in
+    which direction, and which are not — including when the strategy does not win."""
+    n = max((t.n for _, t in tested), default=0)
+    if n < 2:
+        return f"{strategy} vs {baseline} ({group}): fewer than 2 paired seeds, no test possible."
+    better, worse, neither = [], [], []
+    for metric, t in tested:
+        sig_t, sig_w = t.significant()
+        text = (f"{short(metric)} {t.mean_diff:+.3g}{UNITS.get(short(metric), '')} "
+                f"(t p={t.p_t:.3g}, Wilcoxon p={t.p_wilcoxon:.3g})")
+        if sig_t or sig_w:
+            (better if t.mean_diff > 0 else worse).append(text + ("" if sig_t and sig_w else
+                                                                  " [t only]" if sig_t else " [Wilcoxon only]"))
+        else:
+            neither.append(short(metric))
+    parts = [f"{strategy} vs {baseline} ({group}, {n} paired seeds, α={LEVEL:g}):"]
+    parts.append(f"significantly higher {'; '.join(better)}." if better else "significantly higher on nothing.")
+    if worse:
+        parts.append(f"Significantly lower {'; '.join(worse)}.")
+    if neither:
+        parts.append(f"No significant difference in {', '.join(neither)}.")
+    if wilcoxon_floor(n) >= LEVEL:
+        parts.append(f"(With {n} pairs Wilcoxon cannot go below p={wilcoxon_floor(n):.3g}.)")
+    return " ".join(parts)
+
+
+def spread_text(r: dict[str, Any], interval: bool = True) -> str:
+    """A spread row (`Spread.as_dict`) as tables show it: "mean ± std [ci_low, ci_high]", the mean alone for one
+    value, "–" for none."""
+    if not r["n"]:
+        return "–"
+    if r["n"] < 2:
+        return f"{r['mean']:.4g}"
+    text = f"{r['mean']:.4g} ± {r['std']:.2g}"
+    return f"{text} [{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if interval else text
+
+
+def starred(p: float) -> str:
+    """A p-value with a star when it is significant at LEVEL."""
+    return f"{p:.3g}" + ("*" if p < LEVEL else "")

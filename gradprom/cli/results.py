@@ -98,6 +98,12 @@ def pareto(
         for g in groups:
             table.add_row(*(f"{g[c]:.4g}" if isinstance(g[c], float) else str(g[c]) for c in columns))
         console.print(table)
+        if by == "strategy" and (experiment / "protocol.parquet").is_file():  # a front protocol: fronts per seed
+            from gradprom.analysis.fronts import show, written_verdicts
+
+            hv = [r for r in read_rows(experiment / "protocol.parquet") if r["kind"] == "hv_summary"]
+            if hv:
+                show(hv, written_verdicts(experiment / "protocol.md"), console)
     if plot is not None:
         console.print(f"plot written to {plot_front(rows, plot, pairs, title=experiment.name)}")
     if telemetry:

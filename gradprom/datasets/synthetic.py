@@ -18,8 +18,12 @@ tests/test_synthetic.py holds threshold and logistic probes on such statistics t
 noise of sigma ~0.15 hides it from a recognizer trained on clean images, and an enhancer that keeps fine
 detail can win it back. No download, deterministic by seed, vectorised numpy.
 
-Segmentation shares the images: background, organ, and `finding` (the pixels of the cluster or of the
-branching curves; the scattered spots and loose curves are decoys, counted as organ or background).
+Segmentation shares the images: background, organ, and `finding`: the pixels of every spot and curve, the fine
+detail itself (as lesion or vessel segmentation marks every calcification or vessel, not only a suspicious
+arrangement of them). About 5 % of the pixels; the clean-trained reference UNet finds them (finding IoU 0.90,
+Dice 0.95 on clean test images, 48 px) and loses them under noise (IoU 0.40 at σ = 0.1, 0.18 at σ = 0.15), so
+the segmentation task carries the signal a task-driven enhancer can win back. (Earlier versions marked only
+the cluster's spots and the branching curves, which no small segmenter learnt: finding IoU near 0.)
 Structure sizes are in pixels, not fractions of the image, so "fine" stays fine at every size; below
 ~40 px the layout gets crowded and the spacing rules are kept only as far as the room allows.
 """
@@ -206,7 +210,7 @@ def _structures(rng: np.random.Generator, labels: np.ndarray, size: int) -> tupl
     lines, line_masks = _curves(rng, size, np.stack([curve_x, curve_y], -1), curve_angle, curve_length, curve_amp)
 
     delta = np.where(np.abs(lines) > np.abs(spots), lines, spots)
-    finding = (spot_masks & spot_in[..., None, None]).any(1) | (line_masks & curve_tree[..., None, None]).any(1)
+    finding = spot_masks.any(1) | line_masks.any(1)
     return delta, finding
 
 
@@ -250,9 +254,11 @@ def generate(n: int, image_size: int, rng: np.random.Generator) -> tuple[np.ndar
     help="procedural organ images; class/mask decided by how 1-2 px spots and curves are arranged (no download)",
 )
 def synthetic(
-    task: str, image_size: int, seed: int, n_train: int = 512, n_val: int = 128, n_test: int = 128
+    task: str, image_size: int, seed: int, n_train: int = 512, n_val: int = 256, n_test: int = 1024
 ) -> TaskData:
-    """Build the synthetic dataset; each split has its own seeded stream, so counts don't leak across.
+    """Build the synthetic dataset; each split has its own seeded stream, so counts don't leak across. The test
+    split is large because it is cheap (generated, scored once per trial) and it is what results rank by: an
+    accuracy near 0.8 over 1024 images has a binomial standard error of 0.012 (0.035 over 128).
 
     Both tasks share generation: for one seed, the segmentation images equal the classification ones.
     """

@@ -21,7 +21,7 @@ MANIFEST = "manifest.json"
 SIGNATURE = "gradprom experiment"
 #: what gradprom writes in OUT/NAME (the search, protocol and pareto --telemetry); --overwrite removes only these
 OWNED = frozenset({MANIFEST, "trials.parquet", "epochs.parquet", "pareto.parquet", "optuna.journal", "ray",
-                   "telemetry.png", "protocol.parquet", "protocol.md", "protocol.png"})
+                   "telemetry.png", "protocol.parquet", "protocol.md", "protocol.png", "fronts"})
 #: a run stopped before its first trial (bad input found late, or a signal): its rerun reuses the folder as it is
 NOT_STARTED = "not_started"
 MIN_FREE_BYTES = 200 * 2**20  # checkpoints of small models and a few Parquet files

@@ -25,9 +25,12 @@ TUNE_KEYS = {
 #: column order of trials.parquet (the rest follows alphabetically)
 LEADING = ("schema_version", "experiment", "dataset", "task", "trial_id", "status", "error", "epochs_done",
            "budget", "pipeline", "strategy", "lam", "threshold", "psnr", "ssim", "task_metric", "acc", "acc_ref",
-           "acc_ref_clean", "acc_ref_input", "miou", "miou_ref", "miou_ref_clean", "miou_ref_input", "test_psnr",
-           "test_ssim", "test_acc", "test_acc_ref", "test_acc_ref_clean", "test_acc_ref_input", "test_miou",
-           "test_miou_ref", "test_miou_ref_clean", "test_miou_ref_input", "promoted_frac", "cos_mean")
+           "acc_ref_clean", "acc_ref_input", "dice", "dice_ref", "dice_ref_clean", "dice_ref_input", "miou",
+           "miou_ref", "miou_ref_clean", "miou_ref_input", "test_psnr", "test_ssim", "test_acc", "test_acc_ci_low",
+           "test_acc_ci_high", "test_acc_ref", "test_acc_ref_ci_low", "test_acc_ref_ci_high", "test_acc_ref_clean",
+           "test_acc_ref_input", "test_dice", "test_dice_ci_low", "test_dice_ci_high", "test_dice_ref",
+           "test_dice_ref_ci_low", "test_dice_ref_ci_high", "test_dice_ref_clean", "test_dice_ref_input",
+           "test_miou", "test_miou_ref", "test_miou_ref_clean", "test_miou_ref_input", "promoted_frac", "cos_mean")
 
 
 def metrics_only(result: dict[str, Any]) -> dict[str, Any]:

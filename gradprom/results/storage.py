@@ -77,6 +77,8 @@ class Store:
         for name in names:
             source = local / name
             if source.is_file():
+                if "/" in name:  # a file in a subfolder (fronts/…): file systems need the folder first
+                    self.fs.create_dir(f"{self.path}/{name.rpartition('/')[0]}", recursive=True)
                 try:
                     with open(source, "rb") as src, self.fs.open_output_stream(f"{self.path}/{name}") as dst:
                         shutil.copyfileobj(src, dst)

@@ -4,9 +4,15 @@ A protocol file (`protocols/NAME.json`, or a user's file by path) holds `descrip
 trial gets), `grid` (axis → list of values; a value that is an object sets several settings at once, e.g.
 `{"task": "classification", "aux_task": "segmentation"}`), `seeds` (how many, 0…K−1), `baselines` (the
 strategies every other one is compared with on the same seeds), optionally `needs` (CLI options it requires,
-e.g. `eval_dataset`) and `quick` (a smaller `grid`/`seeds`/`fixed` for smoke runs). The grid becomes one
+e.g. `eval_dataset`) and `quick` (a smaller `grid`/`seeds`/`fixed`/`front` for smoke runs). The grid becomes one
 categorical search space whose every cell is enqueued, so a protocol runs through the search's own
 orchestrator (Ray Tune, Optuna, results, resume) and is evidence, not a search.
+
+A front protocol also names `front` axes (e.g. `{"lam": [0.01, 0.1, 1]}`): inside each cell, each strategy runs
+at every value of the axes it takes (a strategy without that setting, such as `enhancer_only` without λ, runs
+once), and strategies are compared by the fronts those runs reach per seed (`analysis/fronts.py`), on
+`front_objectives` (default: test PSNR and the fixed reference's task metric) with hypervolumes from
+`hv_reference` (default: PSNR 10 dB, task metrics 0).
 """
 
 from __future__ import annotations
@@ -20,11 +26,15 @@ from typing import Any
 
 from gradprom.errors import GradpromError, unknown_name
 from gradprom.search_spaces import SearchSpace, validate
+from gradprom.strategies import strategy_options
 from gradprom.trainables.checks import check_config
 from gradprom.trainables.config import TrialConfig
 
-PROTOCOL_KEYS = ("description", "fixed", "grid", "seeds", "baselines", "needs", "quick")
-QUICK_KEYS = ("grid", "seeds", "fixed")
+PROTOCOL_KEYS = ("description", "fixed", "grid", "seeds", "baselines", "needs", "quick", "front", "front_objectives",
+                 "hv_reference")
+QUICK_KEYS = ("grid", "seeds", "fixed", "front")
+#: a front's objectives, both maximised: "task_metric_ref" is the fixed reference's task metric (acc_ref, dice_ref)
+FRONT_OBJECTIVES = ("test_psnr", "test_task_metric_ref")
 NEEDS = ("eval_dataset",)
 #: the axis every comparison pairs over, and the one it compares along
 SEED, STRATEGY = "seed", "strategy"
@@ -41,28 +51,42 @@ class Protocol:
     seeds: int
     baselines: list[str]
     needs: list[str] = field(default_factory=list)
+    #: front axis → its values; the strategies that take each axis's setting (the others run once per cell)
+    front: dict[str, list[Any]] = field(default_factory=dict)
+    front_takers: dict[str, list[str]] = field(default_factory=dict)
+    front_objectives: tuple[str, ...] = FRONT_OBJECTIVES
+    hv_reference: dict[str, float] = field(default_factory=dict)
 
     def keys(self) -> list[str]:
-        """The trial settings the grid varies (object-valued axes contribute each of their keys), then seed."""
+        """The trial settings the grid varies (object-valued axes contribute each of their keys), then the front
+        axes, then seed."""
         found: list[str] = []
         for axis, values in self.grid.items():
             for key in (k for v in values for k in (v if isinstance(v, dict) else {axis: v})):
                 if key not in found:
                     found.append(key)
-        return [*found, SEED]
+        return [*found, *(k for k in self.front if k not in found), SEED]
 
     def cells(self) -> list[dict[str, Any]]:
         """Every cell of the grid, seed last and fastest, each with a value for every varied key (a key an
-        object-valued axis leaves out gets the trial default, e.g. no `aux_task`)."""
+        object-valued axis leaves out gets the trial default, e.g. no `aux_task`). A strategy runs at each value
+        of the front axes it takes, once with the fixed value of those it does not."""
         defaults = TrialConfig().to_dict()
         keys = self.keys()
         out = []
-        for combo in itertools.product(*self.grid.values(), range(self.seeds)):
+        for combo in itertools.product(*self.grid.values()):
             cell: dict[str, Any] = {}
-            for axis, value in zip([*self.grid, SEED], combo, strict=True):
+            for axis, value in zip(self.grid, combo, strict=True):
                 cell.update(value if isinstance(value, dict) else {axis: value})
-            out.append({k: cell.get(k, self.fixed.get(k, defaults[k])) for k in keys})
+            axes = [k for k in self.front if cell.get(STRATEGY) in self.front_takers.get(k, [])]
+            for values in itertools.product(*(self.front[k] for k in axes), range(self.seeds)):
+                full = {**cell, **dict(zip([*axes, SEED], values, strict=True))}
+                out.append({k: full.get(k, self.fixed.get(k, defaults[k])) for k in keys})
         return out
+
+    def takes(self, strategy: str, key: str) -> bool:
+        """Whether `strategy` runs over the front axis `key` (else its one run stands for every value)."""
+        return strategy in self.front_takers.get(key, [])
 
     def space(self) -> SearchSpace:
         """The grid as a categorical space (what Optuna holds; every cell is enqueued, none sampled)."""
@@ -71,8 +95,12 @@ class Protocol:
         return SearchSpace(self.name, self.description, dict(self.fixed), params)
 
     def group_keys(self) -> list[str]:
-        """What a comparison holds fixed: every varied key but the strategy and the seed."""
+        """What a comparison at one point holds fixed: every varied key but the strategy and the seed."""
         return [k for k in self.keys() if k not in (STRATEGY, SEED)]
+
+    def cell_keys(self) -> list[str]:
+        """What a comparison of fronts holds fixed: every varied key but the strategy, the seed and the front axes."""
+        return [k for k in self.group_keys() if k not in self.front]
 
 
 def _files() -> dict[str, Any]:
@@ -117,7 +145,8 @@ def load_protocol(name: str, quick: bool = False, seeds: int = 0) -> Protocol:
             if key not in QUICK_KEYS:
                 raise unknown_name(f"key of protocol {label}'s quick section", key, QUICK_KEYS)
         raw = {**raw, "grid": small.get("grid", raw.get("grid")), "seeds": small.get("seeds", raw.get("seeds")),
-               "fixed": {**raw.get("fixed", {}), **small.get("fixed", {})}}
+               "fixed": {**raw.get("fixed", {}), **small.get("fixed", {})},
+               "front": small.get("front", raw.get("front"))}
     grid, fixed = raw.get("grid"), raw.get("fixed", {})
     if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
         raise GradpromError(f"protocol {label}: 'grid' must map each axis to a non-empty list of values")
@@ -139,7 +168,28 @@ def load_protocol(name: str, quick: bool = False, seeds: int = 0) -> Protocol:
     for need in needs:
         if need not in NEEDS:
             raise unknown_name(f"'needs' entry of protocol {label}", need, NEEDS)
-    protocol = Protocol(label, str(raw.get("description", "")), dict(fixed), dict(grid), count, list(baselines), needs)
+    front = raw.get("front") or {}
+    if not isinstance(front, dict) or not all(isinstance(v, list) and v for v in front.values()):
+        raise GradpromError(f"protocol {label}: 'front' must map each axis to a non-empty list of values")
+    clash = [k for k in front if k in grid or k == SEED]
+    if clash:
+        raise GradpromError(f"protocol {label}: '{clash[0]}' is both a front axis and a grid axis; name it once")
+    takers = {k: [s for s in grid[STRATEGY] if k in strategy_options(s)] for k in front}
+    for key, names in takers.items():
+        if key in TrialConfig.field_names() and not names:
+            raise GradpromError(f"protocol {label}: no strategy on the strategy axis takes front axis '{key}'; "
+                                "front over a setting the strategies read (lam, threshold)")
+    objectives = tuple(raw.get("front_objectives", FRONT_OBJECTIVES))
+    if len(objectives) != 2 or not all(isinstance(o, str) and o.startswith(("test_", "eval_")) for o in objectives):
+        raise GradpromError(f"protocol {label}: front_objectives must name two test_/eval_ result columns (both "
+                            f"maximised), got {list(objectives)}")
+    reference = raw.get("hv_reference", {})
+    if not isinstance(reference, dict) or any(k not in objectives or isinstance(v, bool) or
+                                              not isinstance(v, (int, float)) for k, v in reference.items()):
+        raise GradpromError(f"protocol {label}: hv_reference maps front objectives ({', '.join(objectives)}) to "
+                            f"numbers, got {reference!r}")
+    protocol = Protocol(label, str(raw.get("description", "")), dict(fixed), dict(grid), count, list(baselines), needs,
+                        dict(front), takers, objectives, {k: float(v) for k, v in reference.items()})
     known = set(TrialConfig.field_names())
     for key in [*fixed, *protocol.keys()]:
         if key not in known:

@@ -20,7 +20,7 @@ from gradprom.strategies.base import (
 from gradprom.strategies.paths import Gradients, StepContext
 
 
-@register_strategy("enhancer_only")
+@register_strategy("enhancer_only", settings=(GRANULARITY,))
 class EnhancerOnly(Strategy):
     """Enhancer trained on L_IP alone; a recognizer pretrained on clean images only scores it."""
 
@@ -28,6 +28,13 @@ class EnhancerOnly(Strategy):
     trains_recognizer = False
     needs_pretrained_recognizer = True
     uses_aux_gradient = False
+
+    def __init__(self, granularity: str = "global") -> None:
+        """No λ: nothing of the recognizer's gradient is added (so a front over λ runs it once)."""
+        super().__init__(granularity=granularity)
+
+    def describe(self) -> str:
+        return f"{self.name}(granularity={self.granularity})"
 
     def gradients(self, ctx: StepContext) -> Gradients:
         """∇θ L_IP is the update: one backward, no recognizer."""

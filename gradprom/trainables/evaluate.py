@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradprom.metrics import accuracy_counts, confusion_matrix, miou_from_confusion, psnr, ssim, task_metric_name
+from gradprom.metrics import (
+    bootstrap_interval,
+    dice_from_confusion,
+    miou_from_confusion,
+    per_class_scores,
+    per_image_confusions,
+    psnr,
+    ssim,
+)
 from gradprom.trainables import distributed as ddp
 from gradprom.trainables.build import EVAL_BATCH, Trial
 from gradprom.trainables.reference import cache_key, recalibrate_batchnorm, recognizer_spec
@@ -20,18 +29,22 @@ class Head:
 
     prefix: str
     task: str
-    num_classes: int
+    class_names: list[str]
     targets: Tensor
     models: dict[str, nn.Module]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
 
 def heads_of(t: Trial, split: str, reference_only: bool = False) -> list[Head]:
     """The tasks scored on `split`: the trial's task (and the second auxiliary's), by the trial's own recognizer
     and the clean-trained reference (or, with `reference_only`, by the reference alone)."""
-    heads = [Head("", t.data.task, t.data.num_classes, getattr(t.data, split).targets,
+    heads = [Head("", t.data.task, t.data.class_names, getattr(t.data, split).targets,
                   {"_ref": t.reference} if reference_only else {"": t.recognizer, "_ref": t.reference})]
     if t.aux:  # the second auxiliary, by its own recognizer and its clean-trained reference
-        heads.append(Head("aux_", t.aux.data.task, t.aux.data.num_classes, getattr(t.aux.data, split).targets,
+        heads.append(Head("aux_", t.aux.data.task, t.aux.data.class_names, getattr(t.aux.data, split).targets,
                           {"_ref": t.aux.reference} if reference_only else
                           {"": t.aux.recognizer, "_ref": t.aux.reference}))
     return heads
@@ -50,7 +63,7 @@ def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
             recalibrate_batchnorm(recognizer, enhanced)
     for _, recognizer in recognizers:
         recognizer.eval()
-    return score(t, getattr(t.data, split).images, inputs, heads_of(t, split))
+    return score(t, getattr(t.data, split).images, inputs, heads_of(t, split), intervals=split == "test")
 
 
 #: `reference_baselines` per process: the trials of a search share dataset, degradation and seed, and Ray reuses
@@ -66,7 +79,7 @@ def reference_baselines(t: Trial, inputs: Tensor, split: str) -> dict[str, float
     key = levels_key(t, split)
     if key not in _LEVELS:
         _LEVELS[key] = score(t, getattr(t.data, split).images, inputs, heads_of(t, split, reference_only=True),
-                             views=("_clean", "_input"))
+                             views=("_clean", "_input"), intervals=split == "test")
     return dict(_LEVELS[key])
 
 
@@ -90,10 +103,10 @@ def evaluate_elsewhere(t: Trial) -> dict[str, float]:
         models[""] = t.recognizer
     t.enhancer.eval()
     t.recognizer.eval()
-    heads = [Head("", t.data.task, t.eval_data.num_classes, t.eval_data.test.targets, models)]
-    found = score(t, t.eval_data.test.images, t.eval_inputs, heads)
+    heads = [Head("", t.data.task, t.eval_data.class_names, t.eval_data.test.targets, models)]
+    found = score(t, t.eval_data.test.images, t.eval_inputs, heads, intervals=True)
     heads = [replace(heads[0], models={"_ref": t.eval_reference})]
-    found.update(score(t, t.eval_data.test.images, t.eval_inputs, heads, views=("_clean", "_input")))
+    found.update(score(t, t.eval_data.test.images, t.eval_inputs, heads, views=("_clean", "_input"), intervals=True))
     return {f"eval_{k}": v for k, v in found.items()}
 
 
@@ -103,17 +116,20 @@ def enhance(t: Trial, x_in: Tensor) -> Tensor:
         return t.enhancer(t.fast.layout(x_in)).float().clamp(0, 1)
 
 
-def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head], views: tuple[str, ...] = ("",)
-          ) -> dict[str, float]:
-    """Each head's task metric per model (`prefix + metric + suffix + view`) on each view of the images: ""
+def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head], views: tuple[str, ...] = ("",),
+          intervals: bool = False) -> dict[str, float]:
+    """Each head's task figures per model (`prefix + metric + suffix + view`) on each view of the images: ""
     the enhanced images enhancer(inputs) (with their PSNR/SSIM against the clean `images`), "_clean" the clean
-    images, "_input" the degraded input (resized to the target size). Sharded over workers and summed, so every
-    worker returns the same figures."""
+    images, "_input" the degraded input (resized to the target size). Classification: `acc`; segmentation:
+    `dice` (foreground), `miou` and each class's IoU and Dice. With `intervals`, each task metric also gets its
+    bootstrap 95 % interval over the images (`..._ci_low`, `..._ci_high`). Sharded over workers and summed, so
+    every worker returns the same figures."""
     rank, world_size = ddp.world()
     sums = {name: torch.zeros((), dtype=torch.float64, device=t.device) for name in ("psnr", "ssim", "psnr_in", "n")}
-    counts = {(h.prefix, suffix + view): torch.zeros(2 if h.task == "classification" else h.num_classes ** 2,
-                                                     dtype=torch.int64, device=t.device)
-              for h in heads for suffix in h.models for view in views}
+    # per image, what its task figures are sums of: (correct, 1), or its flattened confusion matrix
+    per_image = {(h.prefix, suffix + view): torch.zeros(len(images), 2 if h.task == "classification" else
+                                                        h.num_classes ** 2, dtype=torch.int64, device=t.device)
+                 for h in heads for suffix in h.models for view in views}
     for start in range(rank * EVAL_BATCH, len(images), EVAL_BATCH * world_size):
         x, x_in = images[start:start + EVAL_BATCH], inputs[start:start + EVAL_BATCH]
         baseline = x_in if x_in.shape == x.shape else F.interpolate(x_in, size=x.shape[-2:], mode="bilinear")
@@ -130,23 +146,41 @@ def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head], views: tu
                 for view in views:
                     with t.fast.autocast():
                         logits = model(t.fast.layout(seen[view]) if view else seen[view]).float()
+                    rows = per_image[h.prefix, suffix + view][start:start + len(x)]
                     if h.task == "classification":
-                        counts[h.prefix, suffix + view] += torch.tensor(accuracy_counts(logits, y), device=t.device)
+                        rows[:, 0] = logits.argmax(1) == y
+                        rows[:, 1] = 1
                     else:
-                        counts[h.prefix, suffix + view] += confusion_matrix(logits.argmax(1), y,
-                                                                            h.num_classes).reshape(-1)
+                        rows += per_image_confusions(logits.argmax(1), y, h.num_classes)
     ddp.sum_(sums)
-    ddp.sum_(counts)
+    ddp.sum_(per_image)
     n = sums["n"].item()
     out = {"psnr": sums["psnr"].item() / n, "ssim": sums["ssim"].item() / n,
            "psnr_input": sums["psnr_in"].item() / n} if "" in views else {}
     for h in heads:
-        metric, k = task_metric_name(h.task), h.num_classes
+        k, scores = h.num_classes, task_scores(h.task, h.num_classes)
         for suffix in h.models:
             for view in views:
-                c = counts[h.prefix, suffix + view]
-                out[h.prefix + metric + suffix + view] = (c[0] / c[1]).item() if metric == "acc" else \
-                    miou_from_confusion(c.view(k, k))
+                rows, end = per_image[h.prefix, suffix + view], suffix + view
+                total = rows.sum(0)
+                for metric, of in scores.items():
+                    out[h.prefix + metric + end] = of(total)
+                    if intervals:
+                        low, high = bootstrap_interval(rows, of, seed=t.cfg.seed + BOOTSTRAP_SEED)
+                        out[h.prefix + metric + end + "_ci_low"], out[h.prefix + metric + end + "_ci_high"] = low, high
+                if h.task == "segmentation":  # e.g. dice_ref_clean_finding: the reference on clean images
+                    for name, (iou, dice) in per_class_scores(total.view(k, k), h.class_names).items():
+                        out[f"{h.prefix}iou{end}_{name}"], out[f"{h.prefix}dice{end}_{name}"] = iou, dice
     return out
 
 
+#: the bootstrap's stream: the trial's seed plus this, so every metric of a trial is resampled alike
+BOOTSTRAP_SEED = 505
+
+
+def task_scores(task: str, k: int) -> dict[str, Callable[[Tensor], float]]:
+    """The task metrics a split's summed per-image counts turn into: `acc` from (correct, total); `dice` and `miou`
+    from a flattened [k, k] confusion matrix."""
+    if task == "classification":
+        return {"acc": lambda c: float(c[0] / c[1])}
+    return {"dice": lambda c: dice_from_confusion(c.view(k, k)), "miou": lambda c: miou_from_confusion(c.view(k, k))}

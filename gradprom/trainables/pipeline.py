@@ -49,7 +49,7 @@ class PipelineMeta(Meta):
     unpaired datasets too (no clean target for an image); `reference`: its trials score with the clean-trained
     reference recognizer, which a search pretrains once before trials start; `inspect(config, checkpoint_dir)`
     rebuilds a finished trial's enhancer and recognizer for the report's qualitative view (None: the report shows
-    none for it); `task_metric` the metric its `task_metric` column copies (empty: the task's own, acc or miou);
+    none for it); `task_metric` the metric its `task_metric` column copies (empty: the task's own, acc or dice);
     `strategies`: its trials train with a gradient strategy (else their rows name the pipeline as `strategy`, so
     a report or `pareto --by strategy` shows it as one system beside the strategies)."""
 

@@ -22,7 +22,7 @@ from gradprom.filelock import file_lock
 from gradprom.models import create_model, default_recognizer, model_defaults
 from gradprom.trainables.config import TrialConfig
 
-CACHE_FORMAT = "gradprom-recognizer-v3"  # v3: one-cycle schedule, dihedral augmentation
+CACHE_FORMAT = "gradprom-recognizer-v4"  # v3: one-cycle schedule, dihedral augmentation; v4: synthetic masks
 #: training images used to re-estimate BatchNorm statistics before evaluation
 CALIBRATION_IMAGES = 256
 

@@ -30,8 +30,9 @@ SETTINGS = (
 
 @register_pipeline(
     "task_driven", preflight=preflight,
-    metrics=("psnr", "ssim", "task_metric", "acc", "acc_ref", "miou", "miou_ref", "promoted_frac", "loss_ip", "loss_vr",
-             "step_ms", "images_per_s", "time_train_s", "aux_acc", "aux_acc_ref", "aux_miou", "aux_miou_ref"),
+    metrics=("psnr", "ssim", "task_metric", "acc", "acc_ref", "dice", "dice_ref", "miou", "miou_ref", "promoted_frac",
+             "loss_ip", "loss_vr", "step_ms", "images_per_s", "time_train_s", "aux_acc", "aux_acc_ref", "aux_dice",
+             "aux_dice_ref", "aux_miou", "aux_miou_ref"),
     objectives=("psnr", "task_metric"),
     spaces=("lambda_threshold", "gradprom_lambda", "gates", "architecture", "sr_architecture"),
     tasks=("classification", "segmentation"), reference=True, inspect=load_trained, strategies=True,
