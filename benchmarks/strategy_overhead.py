@@ -30,8 +30,9 @@ from benchmarks.record import add_arguments, check_arguments, emit, record  # no
 from gradprom.strategies import Strategy  # noqa: E402
 from gradprom.trainables.build import Trial, build_trial, seeded_generator  # noqa: E402
 from gradprom.trainables.config import TrialConfig  # noqa: E402
+from gradprom.trainables.image_loss import supervised  # noqa: E402
 from gradprom.trainables.reference import task_loss  # noqa: E402
-from gradprom.trainables.step import ip_loss, train_step, vjp_at  # noqa: E402
+from gradprom.trainables.step import train_step, vjp_at  # noqa: E402
 
 VARIANTS = {  # name -> trial settings on top of the base
     "joint": {"strategy": "joint"},
@@ -59,7 +60,7 @@ def floor_step(t: Trial, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator)
     with t.fast.autocast():  # the trial's forward passes, as train_step runs them
         x_hat = t.enhancer(t.fast.layout(t.degradation(x, gen))).float()
         logits = t.recognizer(x_hat).float()
-    loss_ip, loss_vr = ip_loss(t.cfg.loss_ip, x_hat, x), task_loss(logits, y)
+    loss_ip, loss_vr = supervised(t.cfg.loss_ip, x_hat, x), task_loss(logits, y)
     grads = torch.autograd.grad(loss_ip + t.cfg.lam * loss_vr, [*theta, *phi], retain_graph=True)
     (u_ip,) = torch.autograd.grad(loss_ip, x_hat, retain_graph=True)  # cheap: no recognizer in it
     vjp_at(x_hat, theta, [u_ip])  # the extra backward through the enhancer exact GradProm needs
@@ -81,7 +82,7 @@ def exact_decision(t: Trial, exact: Strategy, x: torch.Tensor, y: torch.Tensor, 
         x_hat = enhancer(t.fast.layout(t.degradation(x, seeded_generator(x.device, seed)))).float()
         logits = recognizer(x_hat).float()
     theta = list(enhancer.parameters())
-    g_ip = torch.autograd.grad(ip_loss(t.cfg.loss_ip, x_hat, x), theta, retain_graph=True)
+    g_ip = torch.autograd.grad(supervised(t.cfg.loss_ip, x_hat, x), theta, retain_graph=True)
     g_vr = torch.autograd.grad(task_loss(logits, y), theta)
     exact.combine(list(g_ip), list(g_vr))
     return float(exact.last_weight)

@@ -32,8 +32,8 @@ from benchmarks.record import add_arguments, check_arguments, emit, record  # no
 from gradprom.trainables.build import Trial, build_trial, seeded_generator  # noqa: E402
 from gradprom.trainables.config import TrialConfig  # noqa: E402
 from gradprom.trainables.epoch import train_epoch  # noqa: E402
+from gradprom.trainables.image_loss import supervised  # noqa: E402
 from gradprom.trainables.reference import task_loss  # noqa: E402
-from gradprom.trainables.step import ip_loss  # noqa: E402
 
 VARIANTS = {  # name -> trial settings; the layout comes from memory_format()
     "fp32": {"precision": "fp32", "compile": "off"},
@@ -64,7 +64,7 @@ def bare_epoch(t: Trial, epoch: int, gated: bool) -> float:
         with t.fast.autocast():  # the variant's precision and layout (a no-op for fp32)
             x_hat = t.enhancer(t.fast.layout(t.degradation(x, gen))).float()
             logits = t.recognizer(x_hat).float()
-        loss_ip, loss_vr = ip_loss(cfg.loss_ip, x_hat, x), task_loss(logits, y)
+        loss_ip, loss_vr = supervised(cfg.loss_ip, x_hat, x), task_loss(logits, y)
         t.opt_enhancer.zero_grad(set_to_none=True)
         t.opt_recognizer.zero_grad(set_to_none=True)
         if not gated:

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import gradprom.trainables.step as steps
 from gradprom.errors import GradpromError, NonFiniteLossError
 from gradprom.results.experiment import (
     check_free_space,
@@ -26,20 +25,20 @@ from gradprom.results.experiment import (
     write_manifest,
 )
 from gradprom.results.parquet import read_rows, write_rows
+from gradprom.trainables.image_loss import IMAGE_LOSSES, l1
 from gradprom.trainables.pipeline import train_trial
 
 
 def nan_every_other_call(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Make the image loss NaN on every second training step (evaluation never calls it)."""
     calls: list[int] = []
-    real = steps.ip_loss
 
-    def flaky(kind: str, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def flaky(*args: object) -> tuple[torch.Tensor, torch.Tensor]:
         calls.append(1)
-        loss = real(kind, x_hat, x)
-        return loss * math.nan if len(calls) % 2 == 0 else loss
+        loss, x_ip = l1(*args)
+        return (loss * math.nan if len(calls) % 2 == 0 else loss), x_ip
 
-    monkeypatch.setattr(steps, "ip_loss", flaky)
+    monkeypatch.setitem(IMAGE_LOSSES._entries, "l1", flaky)
     return calls
 
 
@@ -58,16 +57,14 @@ def test_skip_step_skips_and_counts_nan_steps(tiny: dict, monkeypatch: pytest.Mo
 
 
 def test_skip_step_gives_up_when_every_step_is_bad(tiny: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = steps.ip_loss
-    monkeypatch.setattr(steps, "ip_loss", lambda kind, x_hat, x: real(kind, x_hat, x) * math.inf)
+    monkeypatch.setitem(IMAGE_LOSSES._entries, "l1", lambda *a: (l1(*a)[0] * math.inf, a[2]))
     with pytest.raises(NonFiniteLossError, match="every step of epoch 1"):
         train_trial({**tiny, "nan_policy": "skip-step"})
 
 
 def test_a_non_finite_gradient_with_a_finite_loss_is_caught(tiny: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = steps.ip_loss
     # sqrt at 0: the loss stays finite (0 added) but its gradient is inf·0 = NaN
-    monkeypatch.setattr(steps, "ip_loss", lambda kind, x_hat, x: real(kind, x_hat, x) + torch.sqrt((x_hat * 0).sum()))
+    monkeypatch.setitem(IMAGE_LOSSES._entries, "l1", lambda *a: (l1(*a)[0] + torch.sqrt((a[2] * 0).sum()), a[2]))
     with pytest.raises(NonFiniteLossError, match="non-finite gradient at epoch 1 step 1"):
         train_trial({**tiny, "strategy": "joint"})
 

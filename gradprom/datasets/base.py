@@ -31,10 +31,15 @@ MANAGED_OPTIONS = {"data_root": "--data-root", "n_train": "-p n_train=N", "n_val
 
 @dataclass
 class Split:
-    """One split held in memory: images float32 [N, C, H, W] in [0, 1], targets int64 [N] or [N, H, W]."""
+    """One split held in memory: images float32 [N, C, H, W] in [0, 1], targets int64 [N] or [N, H, W].
+
+    `images` are the clean images a degradation is applied to. A dataset of real scans, which come degraded
+    already, may also give `observed`: the scans as acquired, the trial's input (then `images` holds their clean
+    twins where some exist, a phantom or a high-dose scan, and NaN where none does)."""
 
     images: torch.Tensor
     targets: torch.Tensor
+    observed: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         # Catch loader bugs where they happen rather than deep inside a training step.
@@ -48,7 +53,8 @@ class Split:
 
     def to(self, device: torch.device | str) -> Split:
         """Copy to `device` (e.g. once per trial, so batches are sliced on the GPU with no loader)."""
-        return Split(self.images.to(device), self.targets.to(device))
+        return Split(self.images.to(device), self.targets.to(device),
+                     None if self.observed is None else self.observed.to(device))
 
 
 @dataclass

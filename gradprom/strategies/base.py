@@ -201,7 +201,7 @@ class GatedStrategy(Strategy):
             return super().gradients(ctx)
         u_ip, u_tasks, g_rec = cotangents(ctx)
         if measure and self.gate_on == "head":  # the cosines over the enhancer's last layer only
-            h_ip, *h_tasks = ctx.vjp(ctx.head(), [u_ip, *u_tasks], True)
+            h_ip, h_tasks = ctx.pull(ctx.head(), u_ip, u_tasks, True)
             ctx.average(h_ip, *h_tasks)
             for gate, h in zip(ctx.gates, h_tasks, strict=True):
                 gate.decide(h_ip, h)
@@ -209,10 +209,9 @@ class GatedStrategy(Strategy):
             for gate in ctx.gates:
                 gate.last_cos = torch.full((), math.nan, device=ctx.x_hat.device)
         if self.gate_on == "head" or not measure:
-            combined = u_ip + sum(g.lam * g.last_weight.to(u.dtype) * u
-                                  for g, u in zip(ctx.gates, u_tasks, strict=True))
-            return Gradients(ctx.vjp(ctx.theta, [combined], False)[0], [], g_rec)
-        g_ip, *g_tasks = ctx.vjp(ctx.theta, [u_ip, *u_tasks], False)  # a measuring step of gate_every
+            weighted = [g.lam * g.last_weight.to(u.dtype) * u for g, u in zip(ctx.gates, u_tasks, strict=True)]
+            return Gradients(ctx.pull_sum(ctx.theta, u_ip, weighted), [], g_rec)
+        g_ip, g_tasks = ctx.pull(ctx.theta, u_ip, u_tasks)  # a measuring step of gate_every
         return Gradients(g_ip, g_tasks, g_rec)
 
     def state_dict(self) -> dict[str, Tensor]:

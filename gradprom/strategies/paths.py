@@ -6,9 +6,11 @@ the last layer or every k-th step) and returns the gradients (`Gradients`); afte
 it combines them into the enhancer's update and its telemetry (`Update`). Nothing here knows the trainer, so
 a user's strategy with its own fast path registers without an edit of the step.
 
-Both losses reach θ only through the enhanced image x̂, so a path takes the cotangents u = ∂L/∂x̂ (one
+Both losses reach θ only through the enhancer's outputs, so a path takes the cotangents u = ∂L/∂x̂ (one
 backward through each recognizer, which also yields its own gradient ∇φ L) and pulls them back through the
-enhancer with `StepContext.vjp`.
+enhancer with `StepContext.pull` / `pull_sum`. The recognizers see x̂ = f(y); a self-supervised image loss may
+be measured through a forward of its own (`x_ip`: f of a sub-image, a masked or a recorrupted image), whose
+cotangent is pulled back through that output; with a supervised loss `x_ip` is x̂ itself.
 """
 
 from __future__ import annotations
@@ -57,10 +59,37 @@ class StepContext:
     vjp: VJP
     head: Callable[[], list[Tensor]]  # the enhancer's last layer's parameters (what gate_on="head" measures)
     average: Callable[..., None]  # average lists of tensors over data-parallel replicas, in place (alone: no-op)
+    x_ip: Tensor | None = None  # the enhanced image L_IP is measured through, when not x̂ (a self-supervised loss)
 
     @property
     def gates(self) -> list[Gate]:
         return [task.gate for task in self.tasks]
+
+    @property
+    def ip_output(self) -> Tensor:
+        """The output L_IP reaches θ through: x̂, or a self-supervised loss's own forward."""
+        return self.x_hat if self.x_ip is None else self.x_ip
+
+    def pull(self, params: list[Tensor], u_ip: Tensor, u_tasks: list[Tensor],
+             retain_graph: bool = False) -> tuple[list[Tensor], list[list[Tensor]]]:
+        """(J_ip^T·u_ip, [J^T·u_k]): each cotangent pulled back through the output it belongs to, over `params`
+        (one VJP each; under a supervised loss all at x̂, as one call)."""
+        if self.x_ip is None:
+            g_ip, *g_tasks = self.vjp(params, [u_ip, *u_tasks], retain_graph)
+            return g_ip, g_tasks
+        g_ip = list(torch.autograd.grad(self.x_ip, params, u_ip, retain_graph=True))
+        return g_ip, self.vjp(params, u_tasks, retain_graph) if u_tasks else []
+
+    def pull_sum(self, params: list[Tensor], u_ip: Tensor, weighted: list[Tensor],
+                 retain_graph: bool = False) -> list[Tensor]:
+        """J_ip^T·u_ip + J^T·Σ weighted: the combined update in one backward (one VJP of u_ip + Σ weighted under a
+        supervised loss; else one backward through both outputs)."""
+        if self.x_ip is None:
+            return self.vjp(params, [u_ip + sum(weighted)], retain_graph)[0]
+        if not weighted:
+            return list(torch.autograd.grad(self.x_ip, params, u_ip, retain_graph=retain_graph))
+        return list(torch.autograd.grad([self.x_ip, self.x_hat], params, [u_ip, sum(weighted)],
+                                        retain_graph=retain_graph))
 
 
 @dataclass
@@ -92,7 +121,7 @@ class Update:
 
 def cotangents(ctx: StepContext) -> tuple[Tensor, list[Tensor], list[list[Tensor]]]:
     """u_ip = ∂L_IP/∂x̂, and per task u_k = ∂L_k/∂x̂ with its recognizer's ∇φ L_k from the same backward."""
-    (u_ip,) = torch.autograd.grad(ctx.loss_ip, ctx.x_hat, retain_graph=True)
+    (u_ip,) = torch.autograd.grad(ctx.loss_ip, ctx.ip_output, retain_graph=True)
     u_tasks, g_rec = [], []
     for task in ctx.tasks:
         u, *g = torch.autograd.grad(task.loss, [ctx.x_hat, *task.params], retain_graph=True)
@@ -104,7 +133,7 @@ def cotangents(ctx: StepContext) -> tuple[Tensor, list[Tensor], list[list[Tensor
 def exact(ctx: StepContext) -> Gradients:
     """Every gradient over all enhancer parameters: g_ip and each g_k, from one VJP each through the enhancer."""
     u_ip, u_tasks, g_rec = cotangents(ctx)
-    g_ip, *g_tasks = ctx.vjp(ctx.theta, [u_ip, *u_tasks], False)
+    g_ip, g_tasks = ctx.pull(ctx.theta, u_ip, u_tasks)
     return Gradients(g_ip, g_tasks, g_rec)
 
 

@@ -6,14 +6,25 @@ through the same pipeline before Ray starts, so a mismatch is one line and not a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from gradprom.datasets import DATASETS, Degradation, TaskData, dataset_info, get_dataset, parse_degradation
+from gradprom.datasets import (
+    DATASETS,
+    Degradation,
+    Split,
+    TaskData,
+    dataset_info,
+    get_dataset,
+    get_degradation,
+    parse_degradation,
+)
 from gradprom.errors import GradpromError
 from gradprom.models import MODELS, create_model, model_names
 from gradprom.strategies import Strategy
@@ -21,6 +32,7 @@ from gradprom.trainables import distributed as ddp
 from gradprom.trainables.checks import check_config
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.fastpath import FastPath
+from gradprom.trainables.image_loss import IMAGE_LOSSES
 from gradprom.trainables.reference import CALIBRATION_IMAGES, pretrained_recognizer, recognizer_spec
 
 EVAL_BATCH = 64
@@ -76,6 +88,8 @@ class Trial:
     eval_inputs: Tensor | None = None
     aux: Auxiliary | None = None  # a second auxiliary task (multi-auxiliary training)
     fast: FastPath = FastPath()  # precision, memory format and compile of the forward passes
+    image_loss: Callable[..., tuple[Tensor, Tensor]] | None = None  # L_IP with its settings (`image_loss_of`)
+    train_degradation: Degradation | None = None  # what a training step applies (none: the data are observations)
 
 
 def dataset_options(cfg: TrialConfig, counts: tuple[int, int, int] | None = None,
@@ -220,6 +234,8 @@ def build_trial(cfg: TrialConfig) -> Trial:
     strategy = cfg.build_strategy()
     degradation = parse_degradation(cfg.degradation)
     data = build_data(cfg).to(device)
+    if not cfg.clean_targets:  # from here on the training split holds observations only, never a clean image
+        data = observations(cfg, data, degradation, device)
     recognizer, reference, opt_r = make_recognizers(cfg, data, device, strategy)
     aux = build_auxiliary(cfg, data, device)
 
@@ -231,9 +247,10 @@ def build_trial(cfg: TrialConfig) -> Trial:
 
     # Validation and test degradations are drawn once from fixed streams: every epoch and every trial
     # of a search scores the very same degraded images.
-    val_inputs = degrade_fixed(degradation, data.val.images, seeded_generator(device, cfg.seed, 101))
-    test_inputs = degrade_fixed(degradation, data.test.images, seeded_generator(device, cfg.seed, 202))
-    calibration = degrade_fixed(degradation, data.train.images[:CALIBRATION_IMAGES],
+    val_inputs = inputs_of(data.val, degradation, seeded_generator(device, cfg.seed, 101))
+    test_inputs = inputs_of(data.test, degradation, seeded_generator(device, cfg.seed, 202))
+    train_degradation = degradation if cfg.clean_targets else get_degradation("none")
+    calibration = degrade_fixed(train_degradation, data.train.images[:CALIBRATION_IMAGES],
                                 seeded_generator(device, cfg.seed, 303))
     fast = FastPath.resolve(cfg.precision, cfg.memory_format, cfg.compile, device)
     for model in (enhancer, recognizer, *((aux.recognizer,) if aux else ())):
@@ -241,16 +258,47 @@ def build_trial(cfg: TrialConfig) -> Trial:
     for model in (reference, *((aux.reference,) if aux else ())):
         fast.prepare(model, compile=False)
     trial = Trial(cfg, device, data, degradation, enhancer, recognizer, reference, strategy, opt_e, opt_r,
-                  val_inputs, test_inputs, calibration, aux=aux, fast=fast)
+                  val_inputs, test_inputs, calibration, aux=aux, fast=fast, image_loss=image_loss_of(cfg, degradation),
+                  train_degradation=train_degradation)
     eval_cfg = cfg.eval_config()
     if eval_cfg is not None:
         trial.eval_data = build_data(eval_cfg).to(device)
         trial.eval_reference = pretrained_recognizer(eval_cfg, trial.eval_data, device, reference=True)
         trial.eval_reference.requires_grad_(False)
         trial.fast.prepare(trial.eval_reference, compile=False)
-        trial.eval_inputs = degrade_fixed(degradation, trial.eval_data.test.images,
-                                          seeded_generator(device, cfg.seed, 404))
+        trial.eval_inputs = inputs_of(trial.eval_data.test, degradation, seeded_generator(device, cfg.seed, 404))
     return trial
+
+
+def forward(t: Trial, images: Tensor) -> Tensor:
+    """The enhancer on `images` under the fast path, fp32 out (the forward a self-supervised loss takes itself)."""
+    with t.fast.autocast():
+        return t.enhancer(t.fast.layout(images)).float()
+
+
+def observations(cfg: TrialConfig, data: TaskData, degradation: Degradation, device: torch.device) -> TaskData:
+    """`data` with its training images replaced by observations, the clean ones left behind: a dataset's own
+    scans (`Split.observed`), else its images degraded once from a fixed stream (one noisy observation per image,
+    as a scanner gives, not a fresh draw each step). What `clean_targets=false` trains the enhancer and, since no
+    clean image is read, the recognizers on."""
+    train = data.train
+    seen = train.observed if train.observed is not None else \
+        degrade_fixed(degradation, train.images, seeded_generator(device, cfg.seed, 606))
+    return dataclasses.replace(data, train=Split(seen, train.targets))
+
+
+def inputs_of(split: Split, degradation: Degradation, gen: torch.Generator) -> Tensor:
+    """A split's inputs: its observed scans when the dataset has them, else its images degraded from `gen`."""
+    return split.observed if split.observed is not None else degrade_fixed(degradation, split.images, gen)
+
+
+def image_loss_of(cfg: TrialConfig, degradation: Degradation) -> Callable[..., tuple[Tensor, Tensor]]:
+    """L_IP as the trial uses it (`loss_ip`, with the loss's own settings); r2r with r2r_sigma 0 takes the σ of a
+    gaussian degradation."""
+    settings = cfg.settings_of(IMAGE_LOSSES.meta(cfg.loss_ip))
+    if settings.get("r2r_sigma") == 0.0 and degradation.name == "gaussian":
+        settings["r2r_sigma"] = float(degradation.params["sigma"])
+    return functools.partial(IMAGE_LOSSES.get(cfg.loss_ip), **settings)
 
 
 def degrade_fixed(degradation: Degradation, images: Tensor, gen: torch.Generator) -> Tensor:

@@ -9,6 +9,7 @@ from gradprom.errors import GradpromError
 from gradprom.models import MODELS
 from gradprom.strategies import strategy_options
 from gradprom.trainables.config import TrialConfig
+from gradprom.trainables.image_loss import IMAGE_LOSSES
 from gradprom.trainables.pipeline import PIPELINES
 
 
@@ -48,7 +49,15 @@ def check_config(cfg: TrialConfig) -> TrialConfig:
         if cfg.task not in tasks:
             raise GradpromError(f"eval dataset '{cfg.eval_dataset}' has no task '{cfg.task}'; its tasks: "
                                 f"{', '.join(tasks)}")
-    parse_degradation(cfg.degradation)
+    degradation = parse_degradation(cfg.degradation)
+    loss = IMAGE_LOSSES.meta(cfg.loss_ip)  # unknown name: a did-you-mean
+    if not cfg.clean_targets and loss.supervised:
+        unsupervised = ", ".join(IMAGE_LOSSES.names(lambda m: not m.supervised))
+        raise GradpromError(f"loss_ip={cfg.loss_ip} compares with clean images, which clean_targets=false never "
+                            f"reads; pick a self-supervised one: {unsupervised}")
+    if not cfg.clean_targets and degradation.scale != 1:
+        raise GradpromError(f"clean_targets=false trains on the observations alone, which '{cfg.degradation}' makes "
+                            "smaller than the targets; the self-supervised losses denoise: use a scale-1 degradation")
     for model in (cfg.enhancer, cfg.recognizer):
         if model:
             MODELS.get(model)

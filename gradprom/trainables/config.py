@@ -51,7 +51,10 @@ TRIAL = (
     Setting("batch_size", 32, "images per step", low=1),
     Setting("lr", 1e-3, "the enhancer's Adam learning rate", above=0),
     Setting("lr_recognizer", 1e-3, "the recognizer's Adam learning rate", above=0),
-    Setting("loss_ip", "l1", "the enhancement loss", choices=("l1", "mse")),
+    Setting("loss_ip", "l1", "the enhancer's image loss: l1, mse (against the clean image) or a self-supervised one "
+            "(neighbor2neighbor, noise2self, r2r; `gradprom settings`)"),
+    Setting("clean_targets", True, "false: training never reads a clean image (only observations; a self-supervised "
+            "loss_ip, the reference trained on observations)"),
     Setting("max_steps_per_epoch", 0, "0: a full pass over the training split", low=0),
     Setting("nan_policy", "fail", "fail: a NaN/inf loss or gradient fails the trial; skip-step: skip it and count",
             choices=("fail", "skip-step")),

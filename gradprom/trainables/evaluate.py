@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -19,7 +20,8 @@ from gradprom.metrics import (
     ssim,
 )
 from gradprom.trainables import distributed as ddp
-from gradprom.trainables.build import EVAL_BATCH, Trial
+from gradprom.trainables.build import EVAL_BATCH, Trial, forward, seeded_generator
+from gradprom.trainables.image_loss import IMAGE_LOSSES
 from gradprom.trainables.reference import cache_key, recalibrate_batchnorm, recognizer_spec
 
 
@@ -63,7 +65,24 @@ def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
             recalibrate_batchnorm(recognizer, enhanced)
     for _, recognizer in recognizers:
         recognizer.eval()
-    return score(t, getattr(t.data, split).images, inputs, heads_of(t, split), intervals=split == "test")
+    found = score(t, getattr(t.data, split).images, inputs, heads_of(t, split), intervals=split == "test")
+    if not IMAGE_LOSSES.meta(t.cfg.loss_ip).supervised:
+        found["loss_image"] = image_loss_on(t, inputs)
+    return found
+
+
+@torch.no_grad()
+def image_loss_on(t: Trial, inputs: Tensor) -> float:
+    """The trial's self-supervised image loss on a split's inputs (its own draws from a fixed stream, so every
+    epoch and trial measure alike): a no-reference image objective, for data without clean images (`loss_image`,
+    minimised; for Neighbor2Neighbor and R2R an unbiased stand-in for the supervised error up to a constant)."""
+    assert t.image_loss is not None
+    gen = seeded_generator(t.device, t.cfg.seed, 707)
+    total = 0.0
+    for x_in in inputs.split(EVAL_BATCH):
+        loss, _ = t.image_loss(functools.partial(forward, t), x_in, forward(t, x_in), None, gen)
+        total += float(loss) * len(x_in)
+    return total / len(inputs)
 
 
 #: `reference_baselines` per process: the trials of a search share dataset, degradation and seed, and Ray reuses
@@ -112,8 +131,7 @@ def evaluate_elsewhere(t: Trial) -> dict[str, float]:
 
 def enhance(t: Trial, x_in: Tensor) -> Tensor:
     """The enhanced images for evaluation: through the fast path, returned in fp32 and clamped to [0, 1]."""
-    with t.fast.autocast():
-        return t.enhancer(t.fast.layout(x_in)).float().clamp(0, 1)
+    return forward(t, x_in).clamp(0, 1)
 
 
 def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head], views: tuple[str, ...] = ("",),

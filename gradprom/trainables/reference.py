@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradprom.datasets import TaskData, orientation_free
+from gradprom.datasets import DATASETS, TaskData, orientation_free
 from gradprom.errors import GradpromError
 from gradprom.filelock import file_lock
 from gradprom.models import create_model, default_recognizer, model_defaults
@@ -50,6 +50,11 @@ def cache_key(cfg: TrialConfig, name: str, kwargs: dict[str, Any], fingerprint: 
         "model": name, "kwargs": kwargs, "epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size,
         "lr": cfg.lr_recognizer, "data": fingerprint,
     }
+    dataset_settings = cfg.settings_of(DATASETS.meta(cfg.dataset))
+    if dataset_settings:  # a dataset's own trial settings change its images (keys without them stay as they were)
+        parts["dataset_settings"] = dataset_settings
+    if not cfg.clean_targets:  # trained on the observations (the seed's one degraded draw), not clean images
+        parts["observations"] = cfg.degradation
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -12,21 +12,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradprom.errors import GradpromError
 from gradprom.strategies.paths import StepContext, Task
 from gradprom.trainables import distributed as ddp
-from gradprom.trainables.build import Trial
+from gradprom.trainables.build import Trial, forward
 from gradprom.trainables.reference import task_loss
 
 if TYPE_CHECKING:
     from gradprom.strategies import Strategy
-
-
-def ip_loss(kind: str, x_hat: Tensor, x: Tensor) -> Tensor:
-    return F.l1_loss(x_hat, x) if kind == "l1" else F.mse_loss(x_hat, x)
 
 
 def output_layer(model: nn.Module) -> list[nn.Parameter]:
@@ -80,19 +75,21 @@ def train_step(t: Trial, x: Tensor, y: Tensor, gen: torch.Generator, y_aux: Tens
     heads = heads if s.uses_aux_gradient else []
     theta = [p for p in t.enhancer.parameters() if p.requires_grad]
 
-    # forward: degraded on the fly, on the device; enhanced (fp32 from here on); each recognizer on x̂
-    x_in = t.fast.layout(t.degradation(x, gen))
+    # forward: degraded on the fly, on the device (observations already: left as they are); enhanced (fp32 from
+    # here on); each recognizer on x̂
+    x_in = t.fast.layout(t.train_degradation(x, gen))
     with t.fast.autocast():
         x_hat = t.enhancer(x_in).float()
         logits = [model(x_hat) for model, *_ in heads]
-    loss_ip = ip_loss(t.cfg.loss_ip, x_hat, x)  # image-quality loss L_IP
+    # image-quality loss L_IP: against the clean x, or self-supervised from x_in alone (through its own forward)
+    loss_ip, x_ip = t.image_loss(functools.partial(forward, t), x_in, x_hat, x if t.cfg.clean_targets else None, gen)
     tasks = [Task(task_loss(out.float(), target), trainable(model, gate), gate)
              for out, (model, target, gate, _) in zip(logits, heads, strict=True)]
     loss_bad = (~torch.isfinite(loss_ip + sum(task.loss for task in tasks))).float().reshape(1)
 
     # the strategy's own gradient path
     ctx = StepContext(loss_ip, x_hat, theta, tasks, functools.partial(vjp_at, x_hat, batched=t.cfg.vjp == "batched"),
-                      functools.partial(output_layer, t.enhancer), ddp.average_)
+                      functools.partial(output_layer, t.enhancer), ddp.average_, None if x_ip is x_hat else x_ip)
     grads = s.gradients(ctx)
     ddp.average_(grads.ip, *grads.tasks, *grads.recognizers, [loss_bad])  # the same on every replica
     grad_bad = ~torch.isfinite(torch.stack([g.sum() for g in grads.all()]).sum())

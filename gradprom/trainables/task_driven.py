@@ -32,7 +32,7 @@ SETTINGS = (
     "task_driven", preflight=preflight,
     metrics=("psnr", "ssim", "task_metric", "acc", "acc_ref", "dice", "dice_ref", "miou", "miou_ref", "promoted_frac",
              "loss_ip", "loss_vr", "step_ms", "images_per_s", "time_train_s", "aux_acc", "aux_acc_ref", "aux_dice",
-             "aux_dice_ref", "aux_miou", "aux_miou_ref"),
+             "aux_dice_ref", "aux_miou", "aux_miou_ref", "loss_image"),
     objectives=("psnr", "task_metric"),
     spaces=("lambda_threshold", "gradprom_lambda", "gates", "architecture", "sr_architecture"),
     tasks=("classification", "segmentation"), reference=True, inspect=load_trained, strategies=True,
@@ -53,6 +53,8 @@ def train(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
     def constants() -> dict[str, Any]:
         # the reference on clean and degraded val images; versions, commit, device, data fingerprint
         return {"n_skipped": len(t.data.skipped), **t.fast.describe(), **provenance(t.data, t.device),
+                # what the fixed reference (and frozen's / enhancer_only's recognizer) was trained on
+                "reference_trained_on": "clean images" if cfg.clean_targets else "observations",
                 **reference_baselines(t, t.val_inputs, "val")}
 
     def scores(epoch: int) -> dict[str, Any]:
