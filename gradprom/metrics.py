@@ -155,17 +155,40 @@ def per_class_scores(cm: Tensor, names: list[str]) -> dict[str, tuple[float, flo
     return out
 
 
+def accuracy_of(counts: Tensor) -> Tensor:
+    """Accuracy from summed (correct, total) counts [..., 2]."""
+    return counts[..., 0] / counts[..., 1]
+
+
+def dice_of(counts: Tensor, k: int) -> Tensor:
+    """`dice_from_confusion` of each of a batch of flattened [k, k] confusion matrices [..., k·k]."""
+    cm = counts.double().reshape(*counts.shape[:-1], k, k)
+    tp, den = cm.diagonal(dim1=-2, dim2=-1)[..., 1:], (cm.sum(-2) + cm.sum(-1))[..., 1:]
+    present = den > 0
+    return torch.where(present, 2 * tp / den.clamp_min(1), 0.0).sum(-1) / present.sum(-1)  # 0/0: NaN
+
+
+def miou_of(counts: Tensor, k: int) -> Tensor:
+    """`miou_from_confusion` of each of a batch of flattened [k, k] confusion matrices [..., k·k]."""
+    cm = counts.double().reshape(*counts.shape[:-1], k, k)
+    inter = cm.diagonal(dim1=-2, dim2=-1)
+    union = cm.sum(-2) + cm.sum(-1) - inter
+    present = union > 0
+    return torch.where(present, inter / union.clamp_min(1), 0.0).sum(-1) / present.sum(-1)
+
+
 #: resamples of a bootstrap interval, and its level (two-sided)
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_LEVEL = 0.95
 
 
-def bootstrap_interval(per_image: Tensor, metric: Callable[[Tensor], float], seed: int,
+def bootstrap_interval(per_image: Tensor, metric: Callable[[Tensor], Tensor], seed: int,
                        resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
     """The percentile bootstrap 95 % interval of a split's metric over its images: `per_image` [N, D] holds each
     image's counts (a row of a flattened confusion matrix, or (correct, 1)), summed over a resample of the images
-    (drawn with replacement, from the seeded stream `seed`) and turned into the metric by `metric`. Deterministic
-    given the seed; (NaN, NaN) for an empty split."""
+    (drawn with replacement, from the seeded stream `seed`) and turned into the metric by `metric`, which maps
+    every resample's sums [R, D] at once to [R] values (`accuracy_of`, `dice_of`, `miou_of`). Deterministic given
+    the seed; (NaN, NaN) for an empty split."""
     n = per_image.shape[0]
     if n == 0:
         return math.nan, math.nan
@@ -175,7 +198,7 @@ def bootstrap_interval(per_image: Tensor, metric: Callable[[Tensor], float], see
     weights = torch.zeros(resamples, n, dtype=torch.float64).scatter_add_(1, picks, torch.ones(resamples, n,
                                                                                               dtype=torch.float64))
     sums = weights @ counts  # [resamples, D]: each resample's summed counts
-    values = torch.tensor([metric(row) for row in sums], dtype=torch.float64)
+    values = metric(sums).double()
     values = values[~values.isnan()]
     if not len(values):
         return math.nan, math.nan

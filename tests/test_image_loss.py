@@ -132,6 +132,7 @@ def test_every_gradient_path_takes_a_self_supervised_loss(strategy: dict) -> Non
     VJPs, one backward, the head gate, the batched VJPs and PCGrad all train to finite figures with a gate."""
     final = train_trial({**TINY, "clean_targets": False, "loss_ip": "neighbor2neighbor", "lam": 0.5, **strategy})
     assert math.isfinite(final["psnr"]) and math.isfinite(final["loss_ip"]) and math.isfinite(final["acc"])
+    assert final["reference_trained_on"] == "observations"
     assert 0.0 <= final["promoted_frac"] <= 1.0
 
 
@@ -154,3 +155,32 @@ def test_clean_training_images_are_never_read(tmp_path) -> None:
         assert all(math.isfinite(final[k]) for k in ("psnr", "test_psnr", "acc", "acc_ref", "loss_ip"))
         with pytest.raises(Exception, match="non-finite"):
             train_trial({**settings, "cache_dir": str(tmp_path / "other")})
+
+
+def test_the_self_supervised_protocol_groups_by_its_coupled_settings(tmp_path) -> None:
+    """`self_supervised` couples loss_ip with clean_targets in one grid value (only those pairs run), and its
+    evidence groups by the setting loss_ip, which rows keep in config_json (their `loss_ip` column is the training
+    loss): two seeds of each strategy pair up within each image loss."""
+    import json
+
+    from gradprom.analysis.evidence import analyse
+    from gradprom.search_spaces.protocol import load_protocol
+
+    protocol = load_protocol("self_supervised")
+    assert {(c["loss_ip"], c["clean_targets"]) for c in protocol.cells()} == {("l1", True),
+                                                                             ("neighbor2neighbor", False)}
+    rows = []
+    for loss, clean in (("l1", True), ("neighbor2neighbor", False)):
+        for strategy in ("frozen", "gradprom"):
+            for seed in (0, 1):
+                rows.append({"status": "completed", "strategy": strategy, "seed": seed, "task": "classification",
+                             "clean_targets": clean, "loss_ip": 0.01 * (seed + 1),  # the training loss column
+                             "config_json": json.dumps({"loss_ip": loss}),
+                             "test_psnr": 20.0 + seed + (strategy == "gradprom"), "test_ssim": 0.5, "test_acc": 0.5,
+                             "test_acc_ref": 0.4})
+    _, comparisons, _ = analyse(protocol, rows)
+    psnr = [c for c in comparisons
+            if c["metric"] == "test_psnr" and (c["strategy"], c["baseline"]) == ("gradprom", "frozen")]
+    assert sorted(c["group"] for c in psnr) == ["loss_ip=l1, clean_targets=True",
+                                                "loss_ip=neighbor2neighbor, clean_targets=False"]
+    assert all(c["n"] == 2 and c["mean_diff"] == pytest.approx(1.0) for c in psnr)

@@ -14,10 +14,13 @@ from skimage.transform import resize
 from gradprom.metrics import (
     PSNR_MAX_DB,
     accuracy_counts,
+    accuracy_of,
     bootstrap_interval,
     confusion_matrix,
     dice_from_confusion,
+    dice_of,
     miou_from_confusion,
+    miou_of,
     per_class_scores,
     per_image_confusions,
     psnr,
@@ -225,13 +228,26 @@ def test_bootstrap_interval_matches_the_binomial_interval_on_a_large_sample() ->
     rows = torch.zeros(n, 2, dtype=torch.int64)
     rows[: int(n * p), 0] = 1
     rows[:, 1] = 1
-    low, high = bootstrap_interval(rows, lambda c: float(c[0] / c[1]), seed=3)
+    low, high = bootstrap_interval(rows, accuracy_of, seed=3)
     half = 1.959964 * math.sqrt(p * (1 - p) / n)
     assert low == pytest.approx(p - half, abs=0.003) and high == pytest.approx(p + half, abs=0.003)
-    assert bootstrap_interval(rows, lambda c: float(c[0] / c[1]), seed=3) == (low, high)  # seeded
-    small = bootstrap_interval(rows[::40], lambda c: float(c[0] / c[1]), seed=3)
+    assert bootstrap_interval(rows, accuracy_of, seed=3) == (low, high)  # seeded
+    small = bootstrap_interval(rows[::40], accuracy_of, seed=3)
     assert small[1] - small[0] > 3 * (high - low)  # 100 images: an interval √40 ≈ 6× wider
-    assert all(math.isnan(v) for v in bootstrap_interval(rows[:0], lambda c: float(c[0] / c[1]), seed=3))
+    assert all(math.isnan(v) for v in bootstrap_interval(rows[:0], accuracy_of, seed=3))
+
+
+def test_batched_dice_and_miou_match_the_single_matrix_ones() -> None:
+    """What the bootstrap evaluates per resample equals the split's own figure for each matrix, NaN included."""
+    gen = torch.Generator().manual_seed(4)
+    mats = torch.randint(0, 20, (6, 3, 3), generator=gen)
+    mats[0, 1:, :] = 0
+    mats[0, :, 1:] = 0  # only background: no foreground Dice
+    got_dice, got_miou = dice_of(mats.reshape(6, 9), 3), miou_of(mats.reshape(6, 9), 3)
+    for i in range(6):
+        want = dice_from_confusion(mats[i])
+        assert (math.isnan(want) and math.isnan(got_dice[i])) or got_dice[i] == pytest.approx(want, rel=1e-12)
+        assert got_miou[i] == pytest.approx(miou_from_confusion(mats[i]), rel=1e-12)
 
 
 def test_per_image_confusions_are_each_images_confusion_matrix() -> None:

@@ -20,6 +20,7 @@ from gradprom.analysis import fronts
 from gradprom.analysis.stats import LEVEL, UNITS, paired, short, spread, spread_text, starred, verdict
 from gradprom.metrics import task_metric_name
 from gradprom.results.parquet import TRIALS, read_rows, write_rows
+from gradprom.results.rows import settings_view
 from gradprom.results.storage import publish
 from gradprom.search_spaces.protocol import SEED, STRATEGY, Protocol
 
@@ -48,7 +49,7 @@ def _label(protocol: Protocol, key: tuple) -> str:
 
 def analyse(protocol: Protocol, rows: list[dict[str, Any]]) -> tuple[list[dict], list[dict], list[str]]:
     """(summary rows, paired rows, verdicts) from the completed trials' rows of `protocol`."""
-    done = [r for r in rows if r.get("status") == "completed"]
+    done = [settings_view(r) for r in rows if r.get("status") == "completed"]
     groups: dict[tuple, list[dict]] = {}
     for r in done:  # a strategy that does not run over a front axis (enhancer_only over λ) joins every value of it
         values = [[r.get(k)] if k not in protocol.front or protocol.takes(str(r.get(STRATEGY)), k)

@@ -32,6 +32,7 @@ from rich.table import Table
 from gradprom.analysis.pareto import reference_point
 from gradprom.analysis.stats import LEVEL, paired, spread, spread_text, starred, verdict
 from gradprom.metrics import task_metric_name
+from gradprom.results.rows import settings_view
 from gradprom.search_spaces.protocol import SEED, STRATEGY, Protocol
 
 HV = "hypervolume"
@@ -70,7 +71,7 @@ def cells_of(protocol: Protocol, rows: list[dict[str, Any]]) -> list[Cell]:
     """The completed trials of `protocol` as cells of per-seed point sets."""
     keys = protocol.cell_keys()
     grouped: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
+    for r in map(settings_view, rows):
         if r.get("status") == "completed":
             grouped.setdefault(tuple(r.get(k) for k in keys), []).append(r)
     cells = []

@@ -105,3 +105,12 @@ def write_results(folder: Path, trials: list[dict], epochs: list[dict], front: l
     write_rows(folder / EPOCHS, unique_epochs(epochs), ("dataset", "trial_id", "epoch"))
     write_rows(folder / PARETO, front, LEADING)
     publish(folder, TRIALS, EPOCHS, PARETO)
+
+
+def settings_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A trials row with every setting a metric shadows (the setting `loss_ip` beside the training loss `loss_ip`)
+    read back from its config_json: what a protocol's grouping by settings needs."""
+    if not row.get("config_json"):
+        return row
+    config = json.loads(row["config_json"])
+    return {**row, **{k: config[k] for k in shadowed_settings() if k in config}}

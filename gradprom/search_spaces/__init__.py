@@ -42,6 +42,8 @@ class SearchSpace:
     description: str
     fixed: dict[str, Any] = field(default_factory=dict)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: a protocol's grid: the only combinations that run (settings may be coupled, e.g. loss_ip with clean_targets)
+    cells: list[dict[str, Any]] | None = None
 
     def distributions(self) -> dict[str, od.BaseDistribution]:
         import optuna.distributions as od  # only a search needs Optuna's types: reading a protocol does not
@@ -58,7 +60,10 @@ class SearchSpace:
         return out
 
     def endpoints(self) -> list[dict[str, Any]]:
-        """One settings dict per extreme value of each param, to validate ranges before anything runs."""
+        """One settings dict per extreme value of each param, to validate ranges before anything runs (for a
+        protocol's grid, each of its cells)."""
+        if self.cells is not None:
+            return [{**self.fixed, **cell} for cell in self.cells]
         out = []
         for key, spec in self.params.items():
             values = spec["choices"] if spec["type"] == "categorical" else [spec["low"], spec["high"]]

@@ -27,7 +27,6 @@ from typing import Any
 from gradprom.errors import GradpromError, unknown_name
 from gradprom.search_spaces import SearchSpace, validate
 from gradprom.strategies import strategy_options
-from gradprom.trainables.checks import check_config
 from gradprom.trainables.config import TrialConfig
 
 PROTOCOL_KEYS = ("description", "fixed", "grid", "seeds", "baselines", "needs", "quick", "front", "front_objectives",
@@ -92,7 +91,7 @@ class Protocol:
         """The grid as a categorical space (what Optuna holds; every cell is enqueued, none sampled)."""
         cells = self.cells()
         params = {k: {"type": "categorical", "choices": sorted({c[k] for c in cells}, key=str)} for k in self.keys()}
-        return SearchSpace(self.name, self.description, dict(self.fixed), params)
+        return SearchSpace(self.name, self.description, dict(self.fixed), params, cells)
 
     def group_keys(self) -> list[str]:
         """What a comparison at one point holds fixed: every varied key but the strategy and the seed."""
@@ -194,7 +193,5 @@ def load_protocol(name: str, quick: bool = False, seeds: int = 0) -> Protocol:
     for key in [*fixed, *protocol.keys()]:
         if key not in known:
             raise unknown_name(f"trial setting in protocol {label}", key, known)
-    for cell in protocol.cells():
-        check_config(TrialConfig.from_dict({**fixed, **cell}))
-    validate(protocol.space())
+    validate(protocol.space())  # every cell's settings, as they will run
     return protocol

@@ -11,9 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradprom.metrics import (
+    accuracy_of,
     bootstrap_interval,
     dice_from_confusion,
+    dice_of,
     miou_from_confusion,
+    miou_of,
     per_class_scores,
     per_image_confusions,
     psnr,
@@ -181,10 +184,10 @@ def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head], views: tu
             for view in views:
                 rows, end = per_image[h.prefix, suffix + view], suffix + view
                 total = rows.sum(0)
-                for metric, of in scores.items():
+                for metric, (of, of_batch) in scores.items():
                     out[h.prefix + metric + end] = of(total)
                     if intervals:
-                        low, high = bootstrap_interval(rows, of, seed=t.cfg.seed + BOOTSTRAP_SEED)
+                        low, high = bootstrap_interval(rows, of_batch, seed=t.cfg.seed + BOOTSTRAP_SEED)
                         out[h.prefix + metric + end + "_ci_low"], out[h.prefix + metric + end + "_ci_high"] = low, high
                 if h.task == "segmentation":  # e.g. dice_ref_clean_finding: the reference on clean images
                     for name, (iou, dice) in per_class_scores(total.view(k, k), h.class_names).items():
@@ -196,9 +199,11 @@ def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head], views: tu
 BOOTSTRAP_SEED = 505
 
 
-def task_scores(task: str, k: int) -> dict[str, Callable[[Tensor], float]]:
-    """The task metrics a split's summed per-image counts turn into: `acc` from (correct, total); `dice` and `miou`
-    from a flattened [k, k] confusion matrix."""
+def task_scores(task: str, k: int) -> dict[str, tuple[Callable[[Tensor], float], Callable[[Tensor], Tensor]]]:
+    """The task metrics a split's summed per-image counts turn into, each as (of the split's sums, of a batch of
+    resampled sums for the bootstrap): `acc` from (correct, total); `dice` and `miou` from a flattened [k, k]
+    confusion matrix."""
     if task == "classification":
-        return {"acc": lambda c: float(c[0] / c[1])}
-    return {"dice": lambda c: dice_from_confusion(c.view(k, k)), "miou": lambda c: miou_from_confusion(c.view(k, k))}
+        return {"acc": (lambda c: float(c[0] / c[1]), accuracy_of)}
+    return {"dice": (lambda c: dice_from_confusion(c.view(k, k)), functools.partial(dice_of, k=k)),
+            "miou": (lambda c: miou_from_confusion(c.view(k, k)), functools.partial(miou_of, k=k))}
