@@ -49,7 +49,7 @@ class Setting:
             return f"{'≥' if lower[0] == '[' else '>'} {lower[1:]}"
         if upper:
             return f"{'≤' if upper[-1] == ']' else '<'} {upper[:-1]}"
-        return f"a {self.kind.__name__}"
+        return _article(self.kind)
 
     def check(self, value: Any) -> Value:
         """`value` as this setting's type (an int for a float setting, an integral float for an int one), or one
@@ -79,8 +79,9 @@ def _article(kind: type) -> str:
     return {"bool": "true or false", "int": "an integer", "float": "a number", "str": "text"}[kind.__name__]
 
 
-#: every setting a registered part declared: name → (setting, who declared it)
-_DECLARED: dict[str, tuple[Setting, str]] = {}
+#: every setting a registered part declared: name → (setting, the parts that declared it)
+_DECLARED: dict[str, tuple[Setting, list[str]]] = {}
+TRIAL = "every trial"  # the owner the trial's own settings are declared by
 
 
 def declare(owner: str, settings: tuple[Setting, ...]) -> None:
@@ -93,20 +94,24 @@ def declare(owner: str, settings: tuple[Setting, ...]) -> None:
         setting.check(setting.default)
         known = _DECLARED.get(setting.name)
         if known and known[0] != setting:
-            raise GradpromError(f"{owner}: setting '{setting.name}' is declared differently by {known[1]}; share "
+            raise GradpromError(f"{owner}: setting '{setting.name}' is declared differently by {known[1][0]}; share "
                                 "that declaration, or name yours differently")
     for setting in settings:
-        _DECLARED.setdefault(setting.name, (setting, owner))
+        _DECLARED.setdefault(setting.name, (setting, []))[1].append(owner)
 
 
 def declared() -> dict[str, Setting]:
-    """Every setting the registered parts declared, by name."""
-    return {name: setting for name, (setting, _) in _DECLARED.items()}
+    """Every setting the registered parts declared, by name: the trial's own first, then the parts' in the order
+    they registered."""
+    own = {n: s for n, (s, owners) in _DECLARED.items() if TRIAL in owners}
+    return {**own, **{n: s for n, (s, _) in _DECLARED.items() if n not in own}}
 
 
 def owner_of(name: str) -> str:
-    """Who declared setting `name` first (for messages and `gradprom settings`)."""
-    return _DECLARED[name][1]
+    """Who declared setting `name` (for messages and `gradprom settings`): the first part, and how many more
+    share the declaration."""
+    owners = _DECLARED[name][1]
+    return owners[0] + (f" (+{len(owners) - 1} more)" if len(owners) > 1 else "")
 
 
 def find(name: str, settings: dict[str, Setting]) -> Setting:

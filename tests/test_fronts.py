@@ -64,6 +64,8 @@ def test_a_strategy_without_the_front_setting_runs_once_per_seed(tmp_path: Path)
         load_protocol(str(write_protocol(tmp_path, front={"threshold": [0.0, 0.5]})))
     with pytest.raises(GradpromError, match="hv_reference maps front objectives"):
         load_protocol(str(write_protocol(tmp_path, hv_reference={"psnr": 10})))
+    with pytest.raises(GradpromError, match="hv_reference maps front objectives"):  # both or neither
+        load_protocol(str(write_protocol(tmp_path, hv_reference={"test_psnr": 10})))
 
 
 def row(strategy: str, seed: int, lam: float, psnr: float, acc: float) -> dict:
@@ -96,3 +98,10 @@ def test_front_analysis_matches_hand_hypervolumes_and_scipy(tmp_path: Path) -> N
     assert cells[0].reference == (10.0, 0.0)
     assert any(v.startswith("gradprom vs joint (fronts") and "attains more often than joint" in v for v in verdicts)
     assert len([r for r in per_seed if r["strategy"] == "enhancer_only"]) == 3
+    # a seed whose front misses a run (λ = 1 of gradprom's seed 2 failed) is listed, not compared: its
+    # hypervolume would be biased low
+    per_seed, _, paired, _, _ = analyse_fronts(protocol, [r for r in rows if not (
+        r["strategy"] == "gradprom" and r["seed"] == 2 and r["lam"] == 1.0)])
+    lone = next(r for r in per_seed if (r["strategy"], r["seed"]) == ("gradprom", 2))
+    assert not lone["complete"] and np.isnan(lone["hypervolume"]) and lone["points"] == 1
+    assert next(r for r in paired if r["strategy"] == "gradprom")["n"] == 2

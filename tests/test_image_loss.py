@@ -104,6 +104,8 @@ def test_settings_are_checked_before_anything_trains() -> None:
         check_config(TrialConfig(loss_ip="noise2noise"))
     with pytest.raises(GradpromError, match="scale-1 degradation"):
         check_config(TrialConfig(clean_targets=False, loss_ip="r2r", degradation="downsample:scale=2"))
+    with pytest.raises(GradpromError, match="pipeline 'r2c_gan' trains on clean images; .* task_driven"):
+        check_config(TrialConfig(pipeline="r2c_gan", clean_targets=False, loss_ip="r2r"))
 
 
 SELF_SUPERVISED = {**TINY, "image_size": 32, "n_train": 256, "n_val": 64, "n_test": 128, "enhancer_blocks": 2,
@@ -126,7 +128,8 @@ def test_each_loss_trains_an_enhancer_without_clean_targets(loss: str) -> None:
 @pytest.mark.parametrize("strategy", [{"strategy": "gradprom"}, {"strategy": "joint"},
                                       {"strategy": "gradprom", "gate_on": "head"},
                                       {"strategy": "threshold", "threshold": 0.1, "vjp": "batched"},
-                                      {"strategy": "pcgrad", "granularity": "tensor"}])
+                                      {"strategy": "pcgrad", "granularity": "tensor"},
+                                      {"strategy": "gradprom", "aux_task": "segmentation"}])
 def test_every_gradient_path_takes_a_self_supervised_loss(strategy: dict) -> None:
     """g_ip is the gradient of Neighbor2Neighbor, measured through its own (half-size) forward: the exact two
     VJPs, one backward, the head gate, the batched VJPs and PCGrad all train to finite figures with a gate."""

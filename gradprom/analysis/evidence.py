@@ -69,8 +69,8 @@ def analyse(protocol: Protocol, rows: list[dict[str, Any]]) -> tuple[list[dict],
                                 **found.as_dict()})
         for baseline in protocol.baselines:
             for strategy, runs in by_strategy.items():
-                if strategy == baseline:
-                    continue
+                if strategy == baseline or not runs or not by_strategy[baseline]:
+                    continue  # nothing to compare (a strategy with no finished trial here yet)
                 seeds = sorted(set(runs) & set(by_strategy[baseline]))
                 tested = []
                 for metric in metrics:

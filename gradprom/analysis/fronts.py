@@ -78,9 +78,8 @@ def cells_of(protocol: Protocol, rows: list[dict[str, Any]]) -> list[Cell]:
     for key, members in grouped.items():
         task = str(members[0].get("task", "classification"))
         objectives = columns_for(protocol, task)
-        given = [protocol.hv_reference.get(o) for o in protocol.front_objectives]
-        ref = [v for v in given if v is not None]
-        reference = tuple(reference_point(objectives, ref if len(ref) == 2 else []))
+        given = [protocol.hv_reference[o] for o in protocol.front_objectives] if protocol.hv_reference else []
+        reference = tuple(reference_point(objectives, given))
         points: dict[str, dict[int, list[list[float]]]] = {}
         for r in members:
             if _finite(r, objectives):
@@ -92,6 +91,12 @@ def cells_of(protocol: Protocol, rows: list[dict[str, Any]]) -> list[Cell]:
                           {s: {seed: np.array(p, dtype=float) for seed, p in runs.items()}
                            for s, runs in points.items()}))
     return cells
+
+
+def front_size(protocol: Protocol, strategy: str) -> int:
+    """How many points a seed's front of `strategy` holds when every run finished: one per value of each front
+    axis it takes (1 for a strategy that runs once)."""
+    return math.prod(len(v) for k, v in protocol.front.items() if protocol.takes(strategy, k))
 
 
 def hypervolume(points: np.ndarray, reference: tuple[float, float]) -> float:
@@ -155,12 +160,15 @@ def analyse_fronts(protocol: Protocol, rows: list[dict[str, Any]]
     for cell in cells:
         common = {"group": cell.label, **cell.tags, "objectives": ",".join(cell.objectives),
                   "reference": ",".join(f"{v:g}" for v in cell.reference)}
-        volumes = {s: {seed: hypervolume(p, cell.reference) for seed, p in runs.items()}
-                   for s, runs in cell.points.items()}
+        # a seed's front counts once it holds a point for every front value its strategy runs (a failed or
+        # unfinished run would bias its hypervolume low); incomplete ones are listed, not compared
+        volumes = {s: {seed: hypervolume(p, cell.reference) for seed, p in runs.items()
+                       if len(p) >= front_size(protocol, s)} for s, runs in cell.points.items()}
         for strategy in protocol.grid[STRATEGY]:
-            for seed, volume in sorted(volumes.get(strategy, {}).items()):
-                per_seed.append({**common, STRATEGY: strategy, SEED: seed, HV: volume,
-                                 "points": len(cell.points[strategy][seed])})
+            for seed, points in sorted(cell.points.get(strategy, {}).items()):
+                per_seed.append({**common, STRATEGY: strategy, SEED: seed,
+                                 HV: volumes[strategy].get(seed, math.nan), "points": len(points),
+                                 "complete": seed in volumes[strategy]})
             summary.append({**common, STRATEGY: strategy, "metric": HV,
                             **spread(list(volumes.get(strategy, {}).values())).as_dict()})
         low, high = objective_box(cell)

@@ -102,8 +102,8 @@ def front_rows(rows: list[dict[str, Any]], objectives: Sequence[str | Objective]
 #: PSNR 10 dB (below any useful enhancement: noisy input at σ = 0.3 is ≈ 10.5 dB), SSIM and every task
 #: metric 0 (they lie in [0, 1]; the GAN's classifier figures too). Other objectives need `--ref`.
 DEFAULT_REF = {"psnr": 10.0, "ssim": 0.0, "task_metric": 0.0, "acc": 0.0, "miou": 0.0, "acc_ref": 0.0,
-               "miou_ref": 0.0, "promoted_frac": 0.0, "f1": 0.0, "f2": 0.0, "sensitivity": 0.0,
-               "specificity": 0.0, "precision": 0.0}
+               "miou_ref": 0.0, "dice": 0.0, "dice_ref": 0.0, "promoted_frac": 0.0, "f1": 0.0, "f2": 0.0,
+               "sensitivity": 0.0, "specificity": 0.0, "precision": 0.0}
 
 
 def reference_point(objectives: Sequence[str | Objective], given: Sequence[float] = ()) -> list[float]:

@@ -19,7 +19,6 @@ from gradprom.analysis.pareto import OBJECTIVES, Objective, as_objectives, parse
 from gradprom.datasets import TASKS, dataset_options_json
 from gradprom.errors import GradpromError, unknown_name
 from gradprom.keyvalue import split_pair
-from gradprom.metrics import task_metric_name
 from gradprom.results.experiment import check_name, read_manifest
 from gradprom.results.parquet import TRIALS, read_rows
 from gradprom.results.storage import local_folder
@@ -224,7 +223,7 @@ def check_offline(req: SearchRequest) -> None:
 def epoch_metrics(task: str, pipeline: str = DEFAULT_PIPELINE) -> list[str]:
     """The numeric figures every trial of `task` reports each epoch on the validation split (the pipeline's
     metrics, less the other task's): what a search may optimise (`--objectives`)."""
-    other = task_metric_name("segmentation" if task == "classification" else "classification")
+    other = ("dice", "miou") if task == "classification" else ("acc",)  # the other task's figures
     return [m for m in pipeline_info(pipeline).metrics if not m.startswith(other)]
 
 

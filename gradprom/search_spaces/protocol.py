@@ -183,8 +183,8 @@ def load_protocol(name: str, quick: bool = False, seeds: int = 0) -> Protocol:
         raise GradpromError(f"protocol {label}: front_objectives must name two test_/eval_ result columns (both "
                             f"maximised), got {list(objectives)}")
     reference = raw.get("hv_reference", {})
-    if not isinstance(reference, dict) or any(k not in objectives or isinstance(v, bool) or
-                                              not isinstance(v, (int, float)) for k, v in reference.items()):
+    if not isinstance(reference, dict) or (reference and set(reference) != set(objectives)) or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) for v in reference.values()):
         raise GradpromError(f"protocol {label}: hv_reference maps front objectives ({', '.join(objectives)}) to "
                             f"numbers, got {reference!r}")
     protocol = Protocol(label, str(raw.get("description", "")), dict(fixed), dict(grid), count, list(baselines), needs,

@@ -153,6 +153,8 @@ def preflight(cfg: TrialConfig) -> TrialConfig:
     if x_hat.shape != data.train.images.shape:
         raise GradpromError(f"the enhancer returns {tuple(x_hat.shape[-2:])} images for {cfg.image_size}px targets "
                             f"under '{cfg.degradation}'; check the degradation's scale")
+    image_loss_of(cfg, degradation)(enhancer, x, x_hat, data.train.images if cfg.clean_targets else None,
+                                    torch.Generator().manual_seed(0))  # odd sizes, r2r without σ: one line now
     for reference in (False, True):
         name, kwargs = recognizer_spec(cfg, data, reference=reference)
         create_model(name, **kwargs).eval()(x_hat)
@@ -212,13 +214,16 @@ class Auxiliary:
     opt: torch.optim.Optimizer | None
 
 
-def build_auxiliary(cfg: TrialConfig, data: TaskData, device: torch.device) -> Auxiliary | None:
+def build_auxiliary(cfg: TrialConfig, data: TaskData, device: torch.device,
+                    degradation: Degradation) -> Auxiliary | None:
     """The second auxiliary of a multi-auxiliary trial (None without `aux_task`); its dataset must be the
-    trial's images with the other task's targets."""
+    trial's images with the other task's targets (under clean_targets=false the same observations)."""
     aux_cfg = cfg.aux_config()
     if aux_cfg is None:
         return None
     aux_data = build_data(aux_cfg).to(device)
+    if not cfg.clean_targets:  # the very observations the trial's own task has (same images, seed and stream)
+        aux_data = observations(aux_cfg, aux_data, degradation, device)
     for split in ("train", "val", "test"):
         if not torch.equal(getattr(aux_data, split).images, getattr(data, split).images):
             raise GradpromError(f"dataset '{cfg.dataset}' does not give its {cfg.task} and {cfg.aux_task} tasks "
@@ -237,7 +242,7 @@ def build_trial(cfg: TrialConfig) -> Trial:
     if not cfg.clean_targets:  # from here on the training split holds observations only, never a clean image
         data = observations(cfg, data, degradation, device)
     recognizer, reference, opt_r = make_recognizers(cfg, data, device, strategy)
-    aux = build_auxiliary(cfg, data, device)
+    aux = build_auxiliary(cfg, data, device, degradation)
 
     guide = semantic_guide(cfg, data, device)
     torch.manual_seed(cfg.seed)

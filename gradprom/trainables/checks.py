@@ -51,6 +51,10 @@ def check_config(cfg: TrialConfig) -> TrialConfig:
                                 f"{', '.join(tasks)}")
     degradation = parse_degradation(cfg.degradation)
     loss = IMAGE_LOSSES.meta(cfg.loss_ip)  # unknown name: a did-you-mean
+    if not cfg.clean_targets and not pipeline.observations:
+        honour = ", ".join(PIPELINES.names(lambda m: m.observations))
+        raise GradpromError(f"pipeline '{cfg.pipeline}' trains on clean images; clean_targets=false needs one that "
+                            f"trains on observations alone: {honour}")
     if not cfg.clean_targets and loss.supervised:
         unsupervised = ", ".join(IMAGE_LOSSES.names(lambda m: not m.supervised))
         raise GradpromError(f"loss_ip={cfg.loss_ip} compares with clean images, which clean_targets=false never "

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gradprom.cache import default_cache_dir
 from gradprom.errors import GradpromError
 from gradprom.registry import Meta
+from gradprom.settings import TRIAL as EVERY_TRIAL
 from gradprom.settings import Setting, declare, declared, find
 from gradprom.trainables.fastpath import CPU_CHANNELS_LAST
 
@@ -73,7 +74,7 @@ TRIAL = (
             choices=("off", "inductor", "aot_eager")),
     Setting("cache_dir", "", "the cache folder; empty: $GRADPROM_CACHE or the user's cache"),
 )
-declare("every trial", TRIAL)
+declare(EVERY_TRIAL, TRIAL)
 
 
 def all_settings() -> dict[str, Setting]:
@@ -196,7 +197,9 @@ class TrialConfig:
         and default options, everything else as in this trial; None without one."""
         if not self.eval_dataset:
             return None
-        return self.replace(dataset=self.eval_dataset, n_train=0, n_val=0, n_test=0, data_options="", eval_dataset="")
+        # scored by that dataset's reference trained on its clean images: it is a scorer, not the trial's data
+        return self.replace(dataset=self.eval_dataset, n_train=0, n_val=0, n_test=0, data_options="", eval_dataset="",
+                            clean_targets=True)
 
     def aux_config(self) -> TrialConfig | None:
         """The settings of the second auxiliary (`aux_task`): that task with its own λ and the task's default

@@ -78,7 +78,8 @@ def evaluate(t: Trial, inputs: Tensor, split: str) -> dict[str, float]:
 def image_loss_on(t: Trial, inputs: Tensor) -> float:
     """The trial's self-supervised image loss on a split's inputs (its own draws from a fixed stream, so every
     epoch and trial measure alike): a no-reference image objective, for data without clean images (`loss_image`,
-    minimised; for Neighbor2Neighbor and R2R an unbiased stand-in for the supervised error up to a constant)."""
+    minimised; R2R's is an unbiased stand-in for the supervised error up to a constant, Neighbor2Neighbor's and
+    Noise2Self's track it under their noise assumptions)."""
     assert t.image_loss is not None
     gen = seeded_generator(t.device, t.cfg.seed, 707)
     total = 0.0

@@ -110,10 +110,11 @@ def donut_mean(y: Tensor) -> Tensor:
     return F.conv2d(F.pad(y, (1, 1, 1, 1), mode="reflect"), kernel.expand(c, 1, 3, 3), groups=c)
 
 
-def grid_mask(shape: torch.Size, grid: int, phase: int, device: torch.device) -> Tensor:
-    """The pixels (row % grid, column % grid) == divmod(phase, grid): a J-invariant set, [1, 1, H, W] of 0/1."""
+def grid_mask(shape: torch.Size, grid: int, phase: int | Tensor, device: torch.device) -> Tensor:
+    """The pixels (row % grid, column % grid) == divmod(phase, grid): a J-invariant set, [1, 1, H, W] of 0/1.
+    `phase` may be a device tensor, so drawing it costs the step no host sync."""
     h, w = shape[-2:]
-    rows = torch.arange(h, device=device) % grid == phase // grid
+    rows = torch.arange(h, device=device) % grid == torch.div(phase, grid, rounding_mode="floor")
     cols = torch.arange(w, device=device) % grid == phase % grid
     return (rows[:, None] & cols[None, :]).float()[None, None]
 
@@ -125,7 +126,7 @@ def grid_mask(shape: torch.Size, grid: int, phase: int, device: torch.device) ->
 def noise2self(f: Callable[[Tensor], Tensor], y: Tensor, x_hat: Tensor, clean: Tensor | None,
                gen: torch.Generator, n2s_grid: int = 4) -> tuple[Tensor, Tensor]:
     """(f(y with the masked grid replaced by its neighbours' mean) − y)², averaged over the masked pixels."""
-    phase = int(torch.randint(0, n2s_grid * n2s_grid, (1,), generator=gen, device=gen.device).item())
+    phase = torch.randint(0, n2s_grid * n2s_grid, (), generator=gen, device=gen.device)  # stays on the device
     mask = grid_mask(y.shape, n2s_grid, phase, y.device)
     out = f(y * (1 - mask) + donut_mean(y) * mask).float()
     masked = mask.expand_as(out)

@@ -51,7 +51,8 @@ class PipelineMeta(Meta):
     rebuilds a finished trial's enhancer and recognizer for the report's qualitative view (None: the report shows
     none for it); `task_metric` the metric its `task_metric` column copies (empty: the task's own, acc or dice);
     `strategies`: its trials train with a gradient strategy (else their rows name the pipeline as `strategy`, so
-    a report or `pareto --by strategy` shows it as one system beside the strategies)."""
+    a report or `pareto --by strategy` shows it as one system beside the strategies); `observations`: it honours
+    `clean_targets=false` (its training never reads a clean image)."""
 
     preflight: Callable[[TrialConfig], TrialConfig]
     metrics: tuple[str, ...]
@@ -64,6 +65,7 @@ class PipelineMeta(Meta):
     inspect: Callable[[dict[str, Any], Path], Any] | None = None
     task_metric: str = ""
     strategies: bool = False
+    observations: bool = False  # it honours clean_targets=false (trains on observations alone)
 
     def __post_init__(self) -> None:
         if len(self.objectives) < 2 or not set(self.objectives) <= {*self.metrics, "task_metric"}:

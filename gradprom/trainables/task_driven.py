@@ -37,7 +37,7 @@ SETTINGS = (
     spaces=("lambda_threshold", "gradprom_lambda", "gates", "architecture", "sr_architecture"),
     tasks=("classification", "segmentation"), reference=True, inspect=load_trained, strategies=True,
     help="enhancer + recognizer trained together, the recognizer's gradient combined by a gradient strategy",
-    settings=SETTINGS,
+    settings=SETTINGS, observations=True,
 )
 def train(config: TrialConfig | dict[str, Any], report: Reporter | None = None,
           resume_from: str | Path | None = None) -> dict[str, Any]:
