@@ -105,3 +105,7 @@ def test_front_analysis_matches_hand_hypervolumes_and_scipy(tmp_path: Path) -> N
     lone = next(r for r in per_seed if (r["strategy"], r["seed"]) == ("gradprom", 2))
     assert not lone["complete"] and np.isnan(lone["hypervolume"]) and lone["points"] == 1
     assert next(r for r in paired if r["strategy"] == "gradprom")["n"] == 2
+    only_one = [r for r in rows if r["strategy"] != "gradprom" or (r["seed"], r["lam"]) == (0, 0.1)]
+    _, summary, paired, _, _ = analyse_fronts(protocol, only_one)  # gradprom: no complete seed at all
+    assert "gradprom" not in {r["strategy"] for r in paired}
+    assert next(r for r in summary if r["strategy"] == "gradprom")["n"] == 0

@@ -177,11 +177,13 @@ def analyse_fronts(protocol: Protocol, rows: list[dict[str, Any]]
                 if strategy == baseline or strategy not in volumes or baseline not in volumes:
                     continue
                 seeds = sorted(set(volumes[strategy]) & set(volumes[baseline]))
+                if not seeds:
+                    continue  # no seed where both fronts are complete yet: nothing to compare
                 test = paired([volumes[strategy][s] for s in seeds], [volumes[baseline][s] for s in seeds])
                 sig_t, sig_w = test.significant()
                 mine = {s: cell.points[strategy][s] for s in seeds}
                 theirs = {s: cell.points[baseline][s] for s in seeds}
-                ahead, behind = lead_shares(eaf_difference(mine, theirs), low, high) if seeds else (0.0, 0.0)
+                ahead, behind = lead_shares(eaf_difference(mine, theirs), low, high)
                 comparisons.append({**common, STRATEGY: strategy, "baseline": baseline, "metric": HV,
                                     **test.as_dict(), "significant_t": sig_t, "significant_wilcoxon": sig_w,
                                     "eaf_lead": ahead, "eaf_behind": behind})
