@@ -82,12 +82,7 @@ class Registry(Generic[T, M]):
     def options(self, name: str, skip: Iterable[str] = ()) -> dict[str, Any] | None:
         """The factory's keyword options with their defaults (`inspect.Parameter.empty` where it has none),
         leaving out `skip`; None when it takes **kwargs (then any option is allowed)."""
-        factory = self.get(name)
-        params = inspect.signature(factory.__init__ if isinstance(factory, type) else factory).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return None
-        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        return {n: p.default for n, p in params.items() if p.kind in keyword and n != "self" and n not in skip}
+        return keyword_options(self.get(name), skip)
 
     def create(self, name: str, skip: Iterable[str] = (), **options: Any) -> T:
         """Build entry `name` with `options`, checked first (`skip`: arguments every entry takes, not options);
@@ -99,6 +94,16 @@ class Registry(Generic[T, M]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+
+def keyword_options(factory: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any] | None:
+    """A factory's (a class's constructor's) keyword options with their defaults (`inspect.Parameter.empty` where
+    it has none), leaving out `skip`; None when it takes **kwargs."""
+    params = inspect.signature(factory.__init__ if isinstance(factory, type) else factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {n: p.default for n, p in params.items() if p.kind in keyword and n != "self" and n not in skip}
 
 
 def check_options(what: str, given: Iterable[str], valid: Mapping[str, Any] | None) -> None:

@@ -11,7 +11,6 @@ weight), so no host sync happens inside a step; the last decision is kept for te
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import torch
 from torch import Tensor
 
 from gradprom.errors import GradpromError
-from gradprom.registry import Meta, Registry
+from gradprom.registry import Meta, Registry, keyword_options
 from gradprom.settings import Setting
 from gradprom.strategies.paths import Gradients, StepContext, Update, combine_tasks, cotangents, exact
 
@@ -58,7 +57,7 @@ def register_strategy(name: str, *, settings: tuple[Setting, ...] = (LAM, GRANUL
     def add(cls: S) -> S:
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
             raise GradpromError(f"register_strategy needs a Strategy subclass, got {cls!r}")
-        takes = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}
+        takes = keyword_options(cls)
         declared = {s.name: s.default for s in settings}
         if takes != declared:
             raise GradpromError(f"strategy '{name}': its constructor's options {takes} must be its settings "
