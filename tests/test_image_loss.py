@@ -3,6 +3,7 @@ clean training image: they still train, under every gradient path, and gain PSNR
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
@@ -187,3 +188,36 @@ def test_the_self_supervised_protocol_groups_by_its_coupled_settings(tmp_path) -
     assert sorted(c["group"] for c in psnr) == ["loss_ip=l1, clean_targets=True",
                                                 "loss_ip=neighbor2neighbor, clean_targets=False"]
     assert all(c["n"] == 2 and c["mean_diff"] == pytest.approx(1.0) for c in psnr)
+
+
+def test_a_search_caches_the_reference_its_trials_would_train(tmp_path) -> None:
+    """Before trials start, the driver pretrains the reference under clean_targets=false on the observations, the
+    very data a trial would train it on (not the clean images, which its cache key says it never saw)."""
+    from rich.console import Console
+
+    from gradprom.datasets import parse_degradation
+    from gradprom.search.driver import prepare_reference
+    from gradprom.trainables.build import build_data, degrade_fixed, seeded_generator
+    from gradprom.trainables.reference import pretrained_recognizer
+
+    base = {**SELF_SUPERVISED, "n_train": 64, "n_val": 16, "n_test": 16, "pretrain_epochs": 1, "batch_size": 16,
+            "loss_ip": "neighbor2neighbor", "cache_dir": str(tmp_path / "search")}
+    prepare_reference(base, Console(file=io.StringIO()))
+    cfg = TrialConfig.from_dict(base)
+    searched = pretrained_recognizer(cfg, build_data(cfg), torch.device("cpu"), reference=True)  # from the cache
+    clean = build_data(cfg)
+    noisy = degrade_fixed(parse_degradation(cfg.degradation), clean.train.images,
+                          seeded_generator(torch.device("cpu"), cfg.seed, 606))  # the observations' stream
+    on_observations = TaskData(**{**clean.__dict__, "train": Split(noisy, clean.train.targets)})
+    fresh = replace_cache(cfg, tmp_path / "fresh")
+    expected = pretrained_recognizer(fresh, on_observations, torch.device("cpu"), reference=True)
+    on_clean = pretrained_recognizer(replace_cache(cfg, tmp_path / "clean"), clean, torch.device("cpu"),
+                                     reference=True)
+    for a, b in zip(searched.state_dict().values(), expected.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, c) for a, c in zip(searched.state_dict().values(), on_clean.state_dict().values(),
+                                                     strict=True))
+
+
+def replace_cache(cfg: TrialConfig, folder) -> TrialConfig:
+    return TrialConfig.from_dict({**cfg.to_dict(), "cache_dir": str(folder)})

@@ -286,3 +286,26 @@ def test_search_on_a_camus_fixture(tmp_path: Path, shared_cache: str) -> None:
         assert t["n_skipped"] == 1 and t["skip_bad"] and t["data_options"] == '{"views": "4CH"}'
         assert t["eval_dataset"] == "qata_cov19" and 0 <= t["eval_miou_ref"] <= 1 and t["eval_psnr"] > 5
         assert "eval_miou" not in t or t["eval_miou"] is None or math.isnan(t["eval_miou"])  # other classes
+
+
+def test_search_on_a_folder_of_scans_ranks_on_the_self_supervised_loss(tmp_path: Path, shared_cache: str) -> None:
+    """One's own scans (PNG/TIFF/NIfTI/DICOM, no clean training target): psnr cannot rank a search whose validation
+    scans have no twin (one line, exit 2); the Neighbor2Neighbor loss on the validation scans can."""
+    from tests.fixtures.scans import make_scans
+
+    make_scans(tmp_path / "data" / "mine", n=(16, 4, 4), twins="test")
+    args = ["search", "--space", "lambda_threshold", "--dataset", "folder", "--data-root", str(tmp_path / "data"),
+            "-o", "subfolder=mine", "--trials", "2", "--epochs", "1", "--concurrency", "1", "--out", str(tmp_path),
+            "--device", "cpu", *TINY_PARAMS, "-p", "batch_size=4", "-p", "n_train=0", "-p", "n_val=0",
+            "-p", "n_test=0", "-p", "clean_targets=false", "-p", "loss_ip=neighbor2neighbor", "--degradation", "none"]
+    refused = cli(*args, "--name", "psnr", cache=shared_cache)
+    assert refused.returncode == 2 and "no clean twin for any validation scan" in refused.stderr
+    run = cli(*args, "--name", "mine", "--objectives", "loss_image,task_metric", cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = read_rows(tmp_path / "mine" / "trials.parquet")
+    assert len(trials) == 2 and all(t["status"] == "completed" for t in trials)
+    for t in trials:
+        assert math.isfinite(t["loss_image"]) and math.isnan(t["psnr"]) and 5 < t["test_psnr"] < 60
+        assert t["data_options"] == '{"subfolder": "mine"}' and not t["clean_targets"]
+    front = read_rows(tmp_path / "mine" / "pareto.parquet")
+    assert front and all(math.isfinite(f["loss_image"]) for f in front)

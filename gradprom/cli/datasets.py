@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from gradprom.cli.options import DATA_ROOT, console
+from gradprom.cli.options import DATA_OPTION, DATA_ROOT, console
 from gradprom.errors import GradpromError
 
 app = typer.Typer(help="List the datasets (built-in and real).", invoke_without_command=True)
@@ -37,13 +37,17 @@ def datasets_check(
     task: str = typer.Option("", help="Check this task only; default every task whose files are present."),
     image_size: int = typer.Option(48, help="Size the samples are decoded at (as trials would)."),
     seed: int = typer.Option(0, help="Seed of the carved splits."),
+    data_option: list[str] = DATA_OPTION,
 ) -> None:
     """Validate a dataset's layout and every file; print counts per split and class; list each bad file.
 
     Exits 0 only when every file is good."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from gradprom.datasets import parse_dataset_options
     from gradprom.datasets.check import check_dataset
+
+    options = parse_dataset_options(name, list(data_option))
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as progress:
@@ -54,7 +58,8 @@ def datasets_check(
                 bars[t] = progress.add_task(f"checking {name}/{t}", total=total)
             progress.update(bars[t], completed=done)
 
-        report = check_dataset(name, data_root=data_root, task=task, image_size=image_size, seed=seed, step=step)
+        report = check_dataset(name, data_root=data_root, task=task, image_size=image_size, seed=seed, step=step,
+                               options=options)
     for counts in report.counts:
         table = Table(title=f"{name} / {counts.task}", caption="images per class" if counts.task == "classification"
                       else "images showing each label")

@@ -7,6 +7,7 @@ registers the built-ins.
 
 from gradprom.datasets import camus as _camus  # noqa: F401  (registers "camus")
 from gradprom.datasets import covid_ct as _covid_ct  # noqa: F401  (registers "covid_ct")
+from gradprom.datasets import folder as _folder  # noqa: F401  (registers "folder")
 from gradprom.datasets import isic2018 as _isic2018  # noqa: F401  (registers "isic2018")
 from gradprom.datasets import lizard as _lizard  # noqa: F401  (registers "lizard")
 from gradprom.datasets import qata_cov19 as _qata_cov19  # noqa: F401  (registers "qata_cov19")

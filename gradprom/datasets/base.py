@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,13 +95,15 @@ class TaskData:
 class DatasetMeta(Meta):
     """A dataset's entry: the `tasks` it has; `loader` (a `disk.Loader`) for one read from disk; whether its labels
     do not depend on orientation (`dihedral_invariant`, so a recognizer may see its images turned); whether it is
-    `unpaired` (no clean target for an image: only a pipeline that takes unpaired data trains on it). Its
+    `unpaired` (no clean target for an image: only a pipeline that takes unpaired data trains on it); whether, given
+its options, it `observes` (its files are scans as acquired, the trial's inputs, with clean twins or none). Its
     `settings` are trial settings its factory takes as keyword options (searchable, unlike `--data-option`)."""
 
     tasks: tuple[str, ...] = TASKS
     loader: Any = None
     dihedral_invariant: bool = False
     unpaired: bool = False
+    observes: Callable[[dict[str, Any]], bool] | None = None  # (its options) -> whether its files are scans as acquired
 
 
 DATASETS: Registry[TaskData, DatasetMeta] = Registry("dataset", DatasetMeta)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from gradprom.datasets.base import DATASETS, check_image_size, get_dataset
-from gradprom.datasets.disk import SPLIT_NAMES, DiskLoader
+from gradprom.datasets.disk import SPLIT_NAMES, DiskLoader, configured
 from gradprom.errors import DataMissing, GradpromError
 
 #: step(task, samples done, samples in total) after each decoded sample
@@ -59,8 +60,9 @@ class CheckReport:
 
 
 def check_dataset(name: str, data_root: str = "", task: str = "", image_size: int = 48, seed: int = 0,
-                  step: Progress | None = None) -> CheckReport:
-    """Check dataset `name` for `task` (empty: every task it supports whose files are present)."""
+                  step: Progress | None = None, options: dict[str, Any] | None = None) -> CheckReport:
+    """Check dataset `name` for `task` (empty: every task it supports whose files are present), read with its
+    dataset-specific `options` (`--data-option`, checked)."""
     meta = DATASETS.meta(name)
     tasks = meta.tasks
     if task and task not in tasks:
@@ -70,11 +72,12 @@ def check_dataset(name: str, data_root: str = "", task: str = "", image_size: in
     loader: DiskLoader | None = meta.loader
     for t in (task,) if task else tasks:
         if loader is None:  # built in or a plugin without files: count what it generates
-            _count_generated(report, name, t, image_size, seed)
+            _count_generated(report, name, t, image_size, seed, options or {})
             continue
         try:
             root = loader.locate(data_root, t)
-            groups = loader.list_samples(root, t, seed, image_size)
+            groups = loader.list_samples(root, t, seed, image_size, **(options or {}))
+            task_loader = configured(loader, root, t, options or {})
         except DataMissing as exc:
             if task:
                 raise
@@ -83,7 +86,7 @@ def check_dataset(name: str, data_root: str = "", task: str = "", image_size: in
         except GradpromError as exc:
             report.problems.append(f"{t}: {exc}")
             continue
-        _decode_all(report, loader, t, groups, image_size, step)
+        _decode_all(report, task_loader, t, groups, image_size, step)
     if not report.counts and not report.problems:  # nothing of the dataset on disk: the usual one line
         raise DataMissing(report.absent[0][1])
     return report
@@ -96,7 +99,7 @@ def _decode_all(report: CheckReport, loader: DiskLoader, task: str, groups: list
     for split, group in zip(SPLIT_NAMES, groups, strict=True):
         for sample in group:
             try:
-                _, target = loader.decode(sample, task, image_size)
+                target = loader.decode(sample, task, image_size)[1]
                 counts.add(split, target)
             except GradpromError as exc:
                 if str(exc) not in report.bad:
@@ -107,8 +110,9 @@ def _decode_all(report: CheckReport, loader: DiskLoader, task: str, groups: list
     report.counts.append(counts)
 
 
-def _count_generated(report: CheckReport, name: str, task: str, image_size: int, seed: int) -> None:
-    data = get_dataset(name, task=task, image_size=image_size, seed=seed)
+def _count_generated(report: CheckReport, name: str, task: str, image_size: int, seed: int,
+                     options: dict[str, Any]) -> None:
+    data = get_dataset(name, task=task, image_size=image_size, seed=seed, **options)
     counts = TaskCounts(task, list(data.class_names))
     for split in SPLIT_NAMES:
         for target in getattr(data, split).targets:

@@ -137,14 +137,14 @@ def run_studies(req: SearchRequest, studies: list[StudyPlan], folder: Path, cons
 def prepare_reference(base: dict[str, Any], console: Console) -> None:
     """Decode the data (filling the preprocessing cache) and pretrain (or find cached) the clean-image
     reference recognizers once, before trials start; say how many bad files --skip-bad left out."""
-    from gradprom.trainables.build import build_data, resolve_device
+    from gradprom.trainables.build import resolve_device, trial_data
     from gradprom.trainables.reference import pretrained_recognizer
 
     cfg = TrialConfig.from_dict(base)
     for one in filter(None, (cfg, cfg.aux_config(), cfg.eval_config())):
         with console.status(f"[bold]{one.dataset}: reading the data, then the reference recognizer for "
                             f"{one.task} (trained once, then cached)…"):
-            data = build_data(one)
+            data = trial_data(one, resolve_device(one.device))  # what the trials train the reference on
             if data.skipped:
                 console.print(f"[yellow]{one.dataset}: left out {len(data.skipped)} bad file(s) (--skip-bad), e.g. "
                               f"{data.skipped[0]}; `gradprom datasets check {one.dataset}` lists them all[/yellow]",

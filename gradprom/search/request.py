@@ -115,6 +115,7 @@ def plan(req: SearchRequest, data: bool = True) -> list[StudyPlan]:
         for endpoint in study.space.endpoints():
             preflight(TrialConfig.from_dict({**study.base, **endpoint}))
         check_batch_fits(study.space, study.base, req.workers_per_trial)
+        check_measurable(study)
     return plans
 
 
@@ -262,6 +263,24 @@ def packing_bound(gpus_per_trial: float) -> dict[str, float]:
     """Trials packed on a GPU (a share below 1) each get that share of its memory as a hard bound, so one
     trial's peak cannot push the others out of memory; `-p gpu_memory_fraction=F` sets another."""
     return {"gpu_memory_fraction": gpus_per_trial} if 0 < gpus_per_trial < 1 else {}
+
+
+def check_measurable(study: StudyPlan) -> None:
+    """An objective scored against clean images (psnr, ssim) is NaN on a folder of scans whose validation split has
+    no clean twin, and every trial would fail the study: say so before Ray starts, and what to rank on instead."""
+    from gradprom.datasets.disk import clean_twins
+    from gradprom.trainables.build import dataset_options
+
+    against_clean = [n for n, _ in study.objectives if n in ("psnr", "ssim")]
+    if not against_clean:
+        return
+    cfg = TrialConfig.from_dict(study.base)
+    twins = clean_twins(cfg.dataset, task=cfg.task, image_size=cfg.image_size, seed=cfg.seed,
+                        **dataset_options(cfg, cache=False))
+    if twins is not None and twins[1] == 0:
+        raise GradpromError(f"--objectives {against_clean[0]}: dataset '{cfg.dataset}' has no clean twin for any "
+                            "validation scan, so it cannot be measured; rank on the self-supervised loss instead "
+                            "(--objectives loss_image,task_metric) or add clean twins under clean/val/")
 
 
 def check_batch_fits(space: SearchSpace, base: dict[str, Any], workers: int) -> None:

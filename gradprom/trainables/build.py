@@ -146,7 +146,7 @@ def preflight(cfg: TrialConfig) -> TrialConfig:
                             f"has {data.channels}; the enhancer cannot take them, pick a dataset with "
                             f"{data.channels} channel(s)")
     degradation = parse_degradation(cfg.degradation)
-    x = degradation(data.train.images, torch.Generator().manual_seed(0))
+    x = inputs_of(data.train, degradation, torch.Generator().manual_seed(0))
     enhancer = create_enhancer(cfg, data, degradation.scale, semantic_guide(cfg, data, torch.device("cpu"),
                                                                            pretrained=False)).eval()
     x_hat = enhancer(x)
@@ -214,16 +214,13 @@ class Auxiliary:
     opt: torch.optim.Optimizer | None
 
 
-def build_auxiliary(cfg: TrialConfig, data: TaskData, device: torch.device,
-                    degradation: Degradation) -> Auxiliary | None:
+def build_auxiliary(cfg: TrialConfig, data: TaskData, device: torch.device) -> Auxiliary | None:
     """The second auxiliary of a multi-auxiliary trial (None without `aux_task`); its dataset must be the
     trial's images with the other task's targets (under clean_targets=false the same observations)."""
     aux_cfg = cfg.aux_config()
     if aux_cfg is None:
         return None
-    aux_data = build_data(aux_cfg).to(device)
-    if not cfg.clean_targets:  # the very observations the trial's own task has (same images, seed and stream)
-        aux_data = observations(aux_cfg, aux_data, degradation, device)
+    aux_data = trial_data(aux_cfg, device)  # the very observations the trial's own task has (same seed and stream)
     for split in ("train", "val", "test"):
         if not torch.equal(getattr(aux_data, split).images, getattr(data, split).images):
             raise GradpromError(f"dataset '{cfg.dataset}' does not give its {cfg.task} and {cfg.aux_task} tasks "
@@ -238,11 +235,9 @@ def build_trial(cfg: TrialConfig) -> Trial:
     device = trial_device(cfg)
     strategy = cfg.build_strategy()
     degradation = parse_degradation(cfg.degradation)
-    data = build_data(cfg).to(device)
-    if not cfg.clean_targets:  # from here on the training split holds observations only, never a clean image
-        data = observations(cfg, data, degradation, device)
+    data = trial_data(cfg, device)
     recognizer, reference, opt_r = make_recognizers(cfg, data, device, strategy)
-    aux = build_auxiliary(cfg, data, device, degradation)
+    aux = build_auxiliary(cfg, data, device)
 
     guide = semantic_guide(cfg, data, device)
     torch.manual_seed(cfg.seed)
@@ -279,6 +274,14 @@ def forward(t: Trial, images: Tensor) -> Tensor:
     """The enhancer on `images` under the fast path, fp32 out (the forward a self-supervised loss takes itself)."""
     with t.fast.autocast():
         return t.enhancer(t.fast.layout(images)).float()
+
+
+def trial_data(cfg: TrialConfig, device: torch.device) -> TaskData:
+    """The trial's data on `device` as it trains: under clean_targets=false the training split holds observations
+    only, never a clean image, for the trial and for the recognizers pretrained for it (before a search starts too,
+    so the cached reference is the one a trial would train)."""
+    data = build_data(cfg).to(device)
+    return data if cfg.clean_targets else observations(cfg, data, parse_degradation(cfg.degradation), device)
 
 
 def observations(cfg: TrialConfig, data: TaskData, degradation: Degradation, device: torch.device) -> TaskData:

@@ -51,6 +51,11 @@ def check_config(cfg: TrialConfig) -> TrialConfig:
                                 f"{', '.join(tasks)}")
     degradation = parse_degradation(cfg.degradation)
     loss = IMAGE_LOSSES.meta(cfg.loss_ip)  # unknown name: a did-you-mean
+    observes = DATASETS.meta(cfg.dataset).observes
+    if observes is not None and observes(cfg.dataset_options()) and (cfg.clean_targets or degradation.name != "none"):
+        raise GradpromError(f"dataset '{cfg.dataset}' holds scans as acquired, with no clean training target: train "
+                            "on them with -p clean_targets=false -p loss_ip=neighbor2neighbor --degradation none "
+                            "(or read its files as clean images with --data-option scans=false)")
     if not cfg.clean_targets and not pipeline.observations:
         honour = ", ".join(PIPELINES.names(lambda m: m.observations))
         raise GradpromError(f"pipeline '{cfg.pipeline}' trains on clean images; clean_targets=false needs one that "

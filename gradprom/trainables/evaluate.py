@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -142,12 +143,14 @@ def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head], views: tu
           intervals: bool = False) -> dict[str, float]:
     """Each head's task figures per model (`prefix + metric + suffix + view`) on each view of the images: ""
     the enhanced images enhancer(inputs) (with their PSNR/SSIM against the clean `images`), "_clean" the clean
-    images, "_input" the degraded input (resized to the target size). Classification: `acc`; segmentation:
+    images, "_input" the degraded input (resized to the target size). Scans without a clean twin (NaN images) count
+    in neither PSNR/SSIM nor the "_clean" view: NaN where no image has one. Classification: `acc`; segmentation:
     `dice` (foreground), `miou` and each class's IoU and Dice. With `intervals`, each task metric also gets its
     bootstrap 95 % interval over the images (`..._ci_low`, `..._ci_high`). Sharded over workers and summed, so
     every worker returns the same figures."""
     rank, world_size = ddp.world()
-    sums = {name: torch.zeros((), dtype=torch.float64, device=t.device) for name in ("psnr", "ssim", "psnr_in", "n")}
+    sums = {name: torch.zeros((), dtype=torch.float64, device=t.device) for name in ("psnr", "ssim", "psnr_in",
+                                                                                     "twins")}
     # per image, what its task figures are sums of: (correct, 1), or its flattened confusion matrix
     per_image = {(h.prefix, suffix + view): torch.zeros(len(images), 2 if h.task == "classification" else
                                                         h.num_classes ** 2, dtype=torch.int64, device=t.device)
@@ -155,13 +158,15 @@ def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head], views: tu
     for start in range(rank * EVAL_BATCH, len(images), EVAL_BATCH * world_size):
         x, x_in = images[start:start + EVAL_BATCH], inputs[start:start + EVAL_BATCH]
         baseline = x_in if x_in.shape == x.shape else F.interpolate(x_in, size=x.shape[-2:], mode="bilinear")
+        twin = ~x.flatten(1).isnan().any(1)  # the images that have a clean one
+        x = x.nan_to_num(0.0)
         seen = {"_clean": x, "_input": baseline.clamp(0, 1)}
         if "" in views:
             seen[""] = x_hat = enhance(t, x_in)
-            sums["psnr"] += psnr(x_hat, x).double().sum()
-            sums["ssim"] += ssim(x_hat, x).double().sum()
-            sums["psnr_in"] += psnr(seen["_input"], x).double().sum()
-        sums["n"] += len(x)
+            sums["psnr"] += psnr(x_hat, x).double().mul(twin).sum()
+            sums["ssim"] += ssim(x_hat, x).double().mul(twin).sum()
+            sums["psnr_in"] += psnr(seen["_input"], x).double().mul(twin).sum()
+        sums["twins"] += twin.sum()
         for h in heads:
             y = h.targets[start:start + EVAL_BATCH]
             for suffix, model in h.models.items():
@@ -174,11 +179,13 @@ def score(t: Trial, images: Tensor, inputs: Tensor, heads: list[Head], views: tu
                         rows[:, 1] = 1
                     else:
                         rows += per_image_confusions(logits.argmax(1), y, h.num_classes)
+                    if view == "_clean":
+                        rows *= twin[:, None]
     ddp.sum_(sums)
     ddp.sum_(per_image)
-    n = sums["n"].item()
-    out = {"psnr": sums["psnr"].item() / n, "ssim": sums["ssim"].item() / n,
-           "psnr_input": sums["psnr_in"].item() / n} if "" in views else {}
+    twins = sums["twins"].item()
+    out = {name: sums[key].item() / twins if twins else math.nan
+           for name, key in (("psnr", "psnr"), ("ssim", "ssim"), ("psnr_input", "psnr_in"))} if "" in views else {}
     for h in heads:
         k, scores = h.num_classes, task_scores(h.task, h.num_classes)
         for suffix in h.models:

@@ -54,10 +54,11 @@ def device_name(device: torch.device) -> str:
 
 
 def data_fingerprint(data: TaskData) -> str:
-    """SHA-1 over every split's images and targets (shape, dtype and bytes): equal only for the same data."""
+    """SHA-1 over every split's images, targets and observed scans (shape, dtype and bytes): equal only for the same
+    data."""
     digest = hashlib.sha1()
     for split in (data.train, data.val, data.test):
-        for tensor in (split.images, split.targets):
+        for tensor in (split.images, split.targets, *(() if split.observed is None else (split.observed,))):
             t = tensor.detach().cpu().contiguous()
             digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
             digest.update(t.numpy().tobytes())

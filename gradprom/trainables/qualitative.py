@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from gradprom.datasets import TaskData, parse_degradation
 from gradprom.models import create_model
-from gradprom.trainables.build import build_data, create_enhancer, degrade_fixed, seeded_generator, semantic_guide
+from gradprom.trainables.build import build_data, create_enhancer, inputs_of, seeded_generator, semantic_guide
 from gradprom.trainables.checkpoint import load_checkpoint
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.reference import recognizer_spec
@@ -44,7 +44,7 @@ def load_trained(config: dict[str, Any], checkpoint_dir: str | Path) -> Trained:
     name, kwargs = recognizer_spec(cfg, data)
     recognizer = create_model(name, **kwargs)
     recognizer.load_state_dict(state["recognizer"])
-    inputs = degrade_fixed(degradation, data.test.images, seeded_generator(torch.device("cpu"), cfg.seed, 202))
+    inputs = inputs_of(data.test, degradation, seeded_generator(torch.device("cpu"), cfg.seed, 202))
     return Trained(cfg, data, enhancer.eval(), recognizer.eval(), inputs)
 
 
