@@ -1,7 +1,8 @@
 """`KEY=VALUE` text, as the command line and spec strings write it: split at the first `=`, values typed.
 
-The one reader for every place that takes such text: `--param`, `--set`, `--data-option` and degradation
-specs (`composite:blur=1,peak=30`). Each caller keeps its own rule for lists (`,` or `;`) and its own error
+The one reader for every place that takes such text: `--param`, `--set`, `--data-option`, degradation
+specs (`composite:blur=1,peak=30`) and a model's own arguments (`enhancer_args`, `recognizer_args`). Each
+caller keeps its own rule for lists (`,` or `;`) and its own error
 line, which names the flag that was wrong and shows what it expects.
 """
 
@@ -49,3 +50,14 @@ def parse_as(text: str, kind: type) -> Any:
     if type(value) is not kind:
         raise ValueError(f"{text!r} is not {kind.__name__}")
     return value
+
+
+def parse_model_args(text: str, what: str) -> dict[str, Any]:
+    """A model's own keyword arguments as a trial setting writes them: space-separated `KEY=VALUE` pairs, a value
+    with commas a tuple (`features=8,8,16,32,64,8 dropout=0.1`); values typed by `parse_value`."""
+    out: dict[str, Any] = {}
+    for item in text.split():
+        key, value = split_pair(item, f"{what}: '{item}' is not KEY=VALUE (e.g. features=8,8,16,32,64,8 "
+                                      "dropout=0.1)", empty_value=False)
+        out[key] = tuple(parse_value(v) for v in value.split(",")) if "," in value else parse_value(value)
+    return out

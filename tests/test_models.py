@@ -77,10 +77,14 @@ def test_resnet_counts_blocks_like_torchvision() -> None:
 
 
 def test_names_meta_and_defaults() -> None:
-    assert model_names(role="enhancer") == ["sesr", "srresnet"]
-    assert model_names(role="recognizer") == ["resnet", "unet"]
-    assert model_names(task="classification") == ["resnet"]
-    assert model_names(role="recognizer", task="segmentation") == ["unet"]
+    assert model_names(role="enhancer") == ["monai:BasicUNet", "monai:SegResNet", "monai:UNet", "sesr", "srresnet"]
+    assert model_names(role="recognizer") == ["monai:AttentionUnet", "monai:BasicUNet", "monai:DenseNet121",
+                                              "monai:SEResNet50", "monai:SegResNet", "monai:UNet", "monai:resnet18",
+                                              "monai:resnet34", "resnet", "unet"]
+    assert model_names(task="classification") == ["monai:DenseNet121", "monai:SEResNet50", "monai:resnet18",
+                                                  "monai:resnet34", "resnet"]
+    assert model_names(role="recognizer", task="segmentation") == ["monai:AttentionUnet", "monai:BasicUNet",
+                                                                   "monai:SegResNet", "monai:UNet", "unet"]
     assert set(model_names()) >= {"srresnet", "resnet", "unet"}
     assert MODELS.meta("srresnet").task is None
     assert all(MODELS.meta(n).help for n in model_names())
@@ -164,7 +168,8 @@ def test_metadata_is_typed_and_unknown_keys_are_refused() -> None:
     """Each registry's metadata is a dataclass of its own: a misspelt key or a bad role fails at registration."""
     with pytest.raises(GradpromError, match=r"unknown metadata key of model 'x' 'rol'. Did you mean 'role'\?"):
         MODELS.register("x", rol="enhancer")
-    with pytest.raises(GradpromError, match="role must be one of enhancer, recognizer, got 'denoiser'"):
+    with pytest.raises(GradpromError, match=r"role must be one of enhancer, recognizer \(or both, "
+                                            r"comma-separated\), got 'denoiser'"):
         MODELS.register("x", role="denoiser")
     with pytest.raises(GradpromError, match="model 'x': .*role"):
         MODELS.register("x", help="no role")

@@ -309,3 +309,19 @@ def test_search_on_a_folder_of_scans_ranks_on_the_self_supervised_loss(tmp_path:
         assert t["data_options"] == '{"subfolder": "mine"}' and not t["clean_targets"]
     front = read_rows(tmp_path / "mine" / "pareto.parquet")
     assert front and all(math.isfinite(f["loss_image"]) for f in front)
+
+
+def test_search_with_a_monai_recognizer_and_its_own_arguments(tmp_path: Path, shared_cache: str) -> None:
+    """--recognizer monai:DenseNet121 with its own keyword arguments (-p recognizer_args=…) through the real CLI; a
+    misspelt argument is one line before Ray starts."""
+    args = ["search", "--space", "lambda_threshold", "--recognizer", "monai:DenseNet121", "--trials", "2",
+            "--epochs", "1", "--concurrency", "1", "--out", str(tmp_path), "--device", "cpu", *TINY_PARAMS]
+    small = "init_features=8 growth_rate=4 block_config=1,1,1,1"
+    typo = cli(*args, "--name", "typo", "-p", "recognizer_args=init_feature=8", cache=shared_cache)
+    assert typo.returncode == 2 and "has no option 'init_feature'. Did you mean 'init_features'" in typo.stderr
+    run = cli(*args, "--name", "densenet", "-p", f"recognizer_args={small}", cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = read_rows(tmp_path / "densenet" / "trials.parquet")
+    assert len(trials) == 2 and all(t["status"] == "completed" for t in trials)
+    assert all(t["recognizer"] == "monai:DenseNet121" and t["recognizer_args"] == small for t in trials)
+    assert all(0 <= t["test_acc"] <= 1 and math.isfinite(t["test_psnr"]) for t in trials)

@@ -1,7 +1,7 @@
 """The `gradprom` command line: thin; parses, validates, calls one function per command.
 
 One module per group of verbs: `run` (search, protocol, train), `results` (pareto, aggregate, report, rerun),
-`catalog` (spaces, protocols, strategies, pipelines, settings), `datasets` and `cluster`; `options` defines each
+`catalog` (spaces, protocols, strategies, pipelines, models, settings), `datasets` and `cluster`; `options` defines each
 shared option once. Bad input ends in one line on stderr and exit code 2, never a traceback.
 """
 

@@ -1,4 +1,5 @@
-"""The verbs that list what a run can name: `spaces`, `protocols`, `strategies`, `pipelines`, `settings`."""
+"""The verbs that list what a run can name: `spaces`, `protocols`, `strategies`, `pipelines`, `models`,
+`settings`."""
 
 from __future__ import annotations
 
@@ -70,6 +71,22 @@ def pipelines() -> None:
                                      and (info.unpaired or not dataset_info(d)["unpaired"])]
         table.add_row(n, ", ".join(info.spaces), ", ".join(info.metrics), ",".join(info.objectives),
                       ", ".join(info.tasks), ", ".join(datasets), info.help)
+    console.print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the enhancers and recognizers (--enhancer, --recognizer): role, task, where from, what they are."""
+    from gradprom.models import MODELS, model_names
+
+    table = Table(title="models (--enhancer NAME, --recognizer NAME; their own arguments: -p enhancer_args=…, "
+                        "-p recognizer_args=…)")
+    for col in ("name", "role", "task", "from", "what it is"):
+        table.add_column(col, no_wrap=col == "name")
+    for n in model_names():
+        meta = MODELS.meta(n)
+        table.add_row(n, " and ".join(meta.roles), meta.task or "", "MONAI" if n.startswith("monai:") else "gradprom",
+                      meta.help)
     console.print(table)
 
 

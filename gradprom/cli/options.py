@@ -41,8 +41,10 @@ EVAL_DATASET = typer.Option("", help="Also score each trial's final enhancer on 
 DEGRADATION = typer.Option("", help="Degradation, e.g. gaussian:sigma=0.15 (default of the trial).")
 PIPELINE = typer.Option("", help="Pipeline, the kind of trial (see `gradprom pipelines`): task_driven (the default, "
                                  "or the space's own) or r2c_gan.")
-ENHANCER = typer.Option("", help="Enhancer model (see `gradprom models`), e.g. srresnet or the semantic-guided sesr "
-                                 "(default of the trial or the space).")
+ENHANCER = typer.Option("", help="Enhancer model (see `gradprom models`), e.g. srresnet, the semantic-guided sesr or "
+                                 "monai:BasicUNet (default of the trial or the space).")
+RECOGNIZER = typer.Option("", help="Recognizer model (see `gradprom models`), e.g. monai:DenseNet121 or "
+                                   "monai:SegResNet; default the task's own (resnet / unet).")
 
 # --- how each trial computes --------------------------------------------------------------------------------
 DEVICE = typer.Option("auto", help="auto, cpu or cuda.")
@@ -64,7 +66,7 @@ OVERWRITE = typer.Option(False, help="Replace the experiment OUT/NAME.")
 
 #: trial settings given by a flag of their own, by their TrialConfig name (the rest have SearchRequest fields)
 SETTING_FLAGS = {"data_root": DATA_ROOT, "nan_policy": NAN_POLICY, "precision": PRECISION, "compile": COMPILE,
-                 "degradation": DEGRADATION, "enhancer": ENHANCER}
+                 "degradation": DEGRADATION, "enhancer": ENHANCER, "recognizer": RECOGNIZER}
 
 
 def trial_settings(**given: Any) -> dict[str, Any]:

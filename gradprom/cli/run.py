@@ -24,6 +24,7 @@ from gradprom.cli.options import (
     OVERWRITE,
     PIPELINE,
     PRECISION,
+    RECOGNIZER,
     RESUME,
     SEED,
     SKIP_BAD,
@@ -48,6 +49,7 @@ def search(
                                        "(lambda_threshold for task_driven, r2c_weights for r2c_gan)."),
     pipeline: str = PIPELINE,
     enhancer: str = ENHANCER,
+    recognizer: str = RECOGNIZER,
     dataset: str = typer.Option("", help="Dataset name, or several comma-separated (one study each); "
                                          "default synthetic."),
     task: str = TASK,
@@ -104,7 +106,7 @@ def search(
     from gradprom.search.request import SearchRequest
 
     settings = trial_settings(degradation=degradation, nan_policy=nan_policy, precision=precision,
-                              compile=compile_, data_root=data_root, enhancer=enhancer)
+                              compile=compile_, data_root=data_root, enhancer=enhancer, recognizer=recognizer)
     request = SearchRequest(
         space=space, pipeline=pipeline, datasets=split_names(dataset), task=task, trials=trials, epochs=epochs,
         out=out, name=name, seed=seed, address=address, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
@@ -165,6 +167,7 @@ def train(
     ctx: typer.Context,
     pipeline: str = PIPELINE,
     enhancer: str = ENHANCER,
+    recognizer: str = RECOGNIZER,
     strategy: str = typer.Option("gradprom", help="Gradient strategy (see `gradprom strategies`)."),
     lam: float = typer.Option(1.0, "--lam", help="λ, the weight of the recognition gradient (> 0)."),
     threshold: float = typer.Option(0.0, help="τ of the threshold strategy, in [-1, 1]."),
@@ -195,7 +198,7 @@ def train(
                                  "eval_dataset": eval_dataset,
                                  **({"pipeline": pipeline} if pipeline else {}),
                                  **trial_settings(nan_policy=nan_policy, precision=precision, compile=compile_,
-                                                  data_root=data_root, enhancer=enhancer)}
+                                                  data_root=data_root, enhancer=enhancer, recognizer=recognizer)}
     if data_option:
         values["data_options"] = dataset_options_json(dataset, list(data_option))
     for item in set_:

@@ -14,6 +14,7 @@ from torch import nn
 
 from gradprom.errors import GradpromError
 from gradprom.models.enhancers import SRResNet, srresnet
+from gradprom.models.monai_nets import register_all as register_monai
 from gradprom.models.recognizers import ResNet, UNet, resnet, unet
 from gradprom.models.sesr import SESR, sesr
 from gradprom.registry import Meta, Registry
@@ -40,17 +41,23 @@ _DEFAULT_RECOGNIZER = {"classification": "resnet", "segmentation": "unet"}
 
 @dataclass(frozen=True, kw_only=True)
 class ModelMeta(Meta):
-    """A model's entry: its `role` ("enhancer" | "recognizer"), its `task` (None for enhancers), whether an
-    enhancer is `guided` (also takes `guide=`, a frozen clean-trained recognizer with `encode`). Its `settings`
-    are trial settings its factory takes as keyword options."""
+    """A model's entry: its `role` ("enhancer" | "recognizer", or "enhancer,recognizer" for a network that serves
+    both, e.g. a UNet: its factory is then called as either), its `task` as a recognizer (None for enhancers),
+    whether an enhancer is `guided` (also takes `guide=`, a frozen clean-trained recognizer with `encode`). Its
+    `settings` are trial settings its factory takes as keyword options."""
 
     role: str
     task: str | None = None
     guided: bool = False
 
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(self.role.split(","))
+
     def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise GradpromError(f"a model's role must be one of {', '.join(ROLES)}, got '{self.role}'")
+        if not self.roles or any(r not in ROLES for r in self.roles):
+            raise GradpromError(f"a model's role must be one of {', '.join(ROLES)} (or both, comma-separated), got "
+                                f"'{self.role}'")
         if self.task is not None and self.task not in TASKS:
             raise GradpromError(f"a model's task must be one of {', '.join(TASKS)} or None, got '{self.task}'")
 
@@ -74,6 +81,7 @@ register_model(
     "unet", role="recognizer", task="segmentation",
     help="UNet segmenter with 1-5 down levels; image sides must be divisible by 2**depth",
 )(unet)
+register_monai(register_model)
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
@@ -87,7 +95,7 @@ def model_names(role: str | None = None, task: str | None = None) -> list[str]:
         raise GradpromError(f"unknown model role '{role}'. Valid roles: {', '.join(ROLES)}")
     if task is not None and task not in TASKS:
         raise GradpromError(f"unknown task '{task}'. Valid tasks: {', '.join(TASKS)}")
-    return MODELS.names(lambda m: (role is None or m.role == role) and (task is None or m.task == task))
+    return MODELS.names(lambda m: (role is None or role in m.roles) and (task is None or m.task == task))
 
 
 def model_defaults(name: str) -> dict[str, Any]:

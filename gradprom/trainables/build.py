@@ -26,6 +26,7 @@ from gradprom.datasets import (
     parse_degradation,
 )
 from gradprom.errors import GradpromError
+from gradprom.keyvalue import parse_model_args
 from gradprom.models import MODELS, create_model, model_names
 from gradprom.strategies import Strategy
 from gradprom.trainables import distributed as ddp
@@ -138,7 +139,7 @@ def preflight(cfg: TrialConfig) -> TrialConfig:
     check_config(cfg)
     for role in ("enhancer", "recognizer"):
         name = getattr(cfg, role)
-        if name and MODELS.meta(name).role != role:
+        if name and role not in MODELS.meta(name).roles:
             raise GradpromError(f"{role} '{name}' is not a {role}; {role}s: {', '.join(model_names(role=role))}")
     data, other = read_samples(cfg)
     if other is not None and other.channels != data.channels:
@@ -182,7 +183,8 @@ def create_enhancer(cfg: TrialConfig, data: TaskData, scale: int, guide: nn.Modu
     meta = MODELS.meta(cfg.enhancer)
     extra = {"guide": guide} if meta.guided else {}
     return create_model(cfg.enhancer, in_channels=data.channels, blocks=cfg.enhancer_blocks,
-                        channels=cfg.enhancer_channels, scale=scale, **extra, **cfg.settings_of(meta))
+                        channels=cfg.enhancer_channels, scale=scale, **extra, **cfg.settings_of(meta),
+                        **parse_model_args(cfg.enhancer_args, "enhancer_args"))
 
 
 def make_recognizers(cfg: TrialConfig, data: TaskData, device: torch.device,

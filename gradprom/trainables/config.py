@@ -38,9 +38,13 @@ TRIAL = (
     Setting("enhancer", "srresnet", "the enhancer (`gradprom models`)"),
     Setting("enhancer_blocks", 4, "the enhancer's residual blocks", low=1),
     Setting("enhancer_channels", 16, "the enhancer's width", low=1),
+    Setting("enhancer_args", "", "the enhancer network's own keyword arguments, KEY=VALUE pairs separated by spaces, "
+            "lists with commas (e.g. features=8,8,16,32,64,8 for monai:BasicUNet; head_layer=NAME for its gate)"),
     Setting("recognizer", "", "the recognizer; empty: the task's default (resnet / unet)"),
     Setting("recognizer_depth", 0, "the recognizer's depth; 0: the model's default (resnet 10, unet 3)", low=0),
     Setting("recognizer_width", 16, "the recognizer's width", low=1),
+    Setting("recognizer_args", "", "the recognizer network's own keyword arguments, as enhancer_args (e.g. "
+            "dropout_prob=0.1 for monai:DenseNet121)"),
     Setting("recognizer_init", "pretrained", "start the recognizer pretrained on clean images, or from scratch",
             choices=("pretrained", "scratch")),
     # the recognizers' share of the enhancer's update
@@ -102,9 +106,11 @@ class TrialConfig:
     enhancer: str
     enhancer_blocks: int
     enhancer_channels: int
+    enhancer_args: str
     recognizer: str
     recognizer_depth: int
     recognizer_width: int
+    recognizer_args: str
     recognizer_init: str
     strategy: str
     aux_task: str

@@ -19,6 +19,7 @@ from torch import nn
 from gradprom.datasets import DATASETS, TaskData, orientation_free
 from gradprom.errors import GradpromError
 from gradprom.filelock import file_lock
+from gradprom.keyvalue import parse_model_args
 from gradprom.models import create_model, default_recognizer, model_defaults
 from gradprom.trainables.config import TrialConfig
 
@@ -35,6 +36,7 @@ def recognizer_spec(cfg: TrialConfig, data: TaskData, reference: bool = False) -
         kwargs["width"] = cfg.recognizer_width
         if cfg.recognizer_depth:
             kwargs["depth"] = cfg.recognizer_depth
+        kwargs.update(parse_model_args(cfg.recognizer_args, "recognizer_args"))
     return name, kwargs
 
 
