@@ -68,9 +68,10 @@ def finished_rows(path: Path) -> list[dict]:
 def test_driver_killed_outright_then_resumed(tmp_path: Path, shared_cache: str, ray_session: None) -> None:
     """SIGKILL the driver after some trials finished: their rows are on disk already; a plain rerun says
     the search died and how to resume; --resume finishes the rest, every trial exactly once, the finished
-    ones unchanged."""
+    ones unchanged, and its MLflow runs (--mlflow) continued: one parent, one run per trial, no epoch twice."""
+    store = f"sqlite:///{tmp_path / 'mlruns.db'}"
     args = ["search", "--trials", "4", "--epochs", "2", "--concurrency", "2", "--out", str(tmp_path), "--name", "k",
-            "--device", "cpu", *TINY_PARAMS]
+            "--device", "cpu", "--mlflow", store, *TINY_PARAMS]
     env = {**os.environ, "GRADPROM_CACHE": shared_cache, "COLUMNS": "120"}
     driver = subprocess.Popen([sys.executable, "-m", "gradprom.cli", *args], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -100,6 +101,39 @@ def test_driver_killed_outright_then_resumed(tmp_path: Path, shared_cache: str, 
     keys = [(e["trial_id"], e["epoch"]) for e in epochs]
     assert len(keys) == len(set(keys)) == 8  # 4 trials × 2 epochs, none lost or doubled
     assert json.loads((tmp_path / "k" / "manifest.json").read_text())["status"] == "finished"
+    check_mlflow(store, "k", list(after.values()), epochs=2)
+
+
+def check_mlflow(store: str, experiment: str, rows: list[dict], epochs: int) -> None:
+    """The experiment's runs read back with MLflow's own client: one parent, one child per trial whose params are
+    its config_json, whose latest metrics are its trials.parquet figures, each epoch logged once."""
+    import math
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(store)
+    runs = mlflow.search_runs(experiment_names=[experiment], output_format="list")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = {r.data.tags["gradprom_trial_id"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(children) == sorted(r["trial_id"] for r in rows)
+    client = MlflowClient(store)
+    for row in rows:
+        run = children[row["trial_id"]]
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.tags["gradprom_status"] == row["status"] and run.info.status == "FINISHED"
+        config = json.loads(row["config_json"])
+        assert run.data.params == {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()
+                                   if v is not None}
+        for key in ("psnr", "task_metric", "test_psnr", "test_acc", "promoted_frac"):
+            assert key in run.data.metrics, key
+        for key, value in run.data.metrics.items():
+            if key in row and isinstance(row[key], float):
+                assert value == row[key] or (math.isnan(value) and math.isnan(row[key])), key
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "psnr")] == list(range(1, epochs + 1))
+    assert {t for t, r in children.items() if r.data.tags["gradprom_on_front"] == "true"} == \
+        {r["trial_id"] for r in read_rows(Path(parents[0].data.tags["gradprom_folder"]) / "pareto.parquet")}
 
 
 def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path: Path, shared_cache: str,

@@ -17,9 +17,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
 
 def test_quick_protocol_runs_the_grid_and_reads_it_as_evidence(tmp_path: Path, shared_cache: str) -> None:
+    store = f"sqlite:///{tmp_path / 'mlruns.db'}"
     run = cli("protocol", "denoise", "--quick", "--out", str(tmp_path), "--name", "q", "--device", "cpu",
-              "--concurrency", "1",
-              cache=shared_cache)
+              "--concurrency", "1", "--mlflow", store, cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
     folder = tmp_path / "q"
     trials = read_rows(folder / "trials.parquet")
@@ -43,6 +43,13 @@ def test_quick_protocol_runs_the_grid_and_reads_it_as_evidence(tmp_path: Path, s
     assert "## Protocol denoise" in page and "### Verdicts" in page and "gradprom vs frozen" in page
     assert (folder / "protocol.png").stat().st_size > 10_000
     assert "gradprom vs frozen" in run.stdout and "mean ± std" in run.stdout
+    from mlflow.tracking import MlflowClient  # the evidence joins the experiment's run in MLflow
+
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("q").experiment_id])
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(runs) == 5 and {"protocol.md", "protocol.parquet", "front.csv"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
 def test_objectives_reach_optuna_and_are_checked(tmp_path: Path, shared_cache: str) -> None:

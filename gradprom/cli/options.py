@@ -62,6 +62,8 @@ CONCURRENCY = typer.Option(0, help="Trials at once; 0 fills the local CPUs (or l
 CPUS_PER_TRIAL = typer.Option(1.0, help="CPUs per trial worker (fractions allowed).")
 RESUME = typer.Option(False, help="Continue the experiment OUT/NAME.")
 OVERWRITE = typer.Option(False, help="Replace the experiment OUT/NAME.")
+MLFLOW = typer.Option("", "--mlflow", help="Also track it in MLflow: a tracking URI, e.g. sqlite:///mlruns.db (default "
+                                           "$MLFLOW_TRACKING_URI; off when neither is set).")
 
 
 #: trial settings given by a flag of their own, by their TrialConfig name (the rest have SearchRequest fields)

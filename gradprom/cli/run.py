@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
 from rich.table import Table
 
@@ -19,6 +25,7 @@ from gradprom.cli.options import (
     ENHANCER,
     EPOCHS,
     EVAL_DATASET,
+    MLFLOW,
     NAN_POLICY,
     OUT,
     OVERWRITE,
@@ -100,6 +107,7 @@ def search(
     nan_policy: str = NAN_POLICY,
     resume: bool = RESUME,
     overwrite: bool = OVERWRITE,
+    mlflow: str = MLFLOW,
 ) -> None:
     """Search λ, thresholds, strategies or architectures with Optuna on Ray Tune; write Parquet and a front."""
     from gradprom.search.driver import run_search
@@ -114,7 +122,8 @@ def search(
         grace_period=grace_period, reduction_factor=reduction_factor, max_t=max_t, tiebreak=tiebreak,
         sampler=sampler, params=list(param), settings=settings, data_options=list(data_option), skip_bad=skip_bad,
         eval_dataset=eval_dataset, device=device, max_failures=max_failures, resume=resume, overwrite=overwrite,
-        trial_resources=list(trial_resource), objectives=objectives, storage=storage, warm_start=warm_start)
+        trial_resources=list(trial_resource), objectives=objectives, storage=storage, warm_start=warm_start,
+        mlflow=mlflow)
     if ctx.obj == CHECK_ONLY:
         from gradprom.search.request import check_offline
 
@@ -142,6 +151,7 @@ def protocol(
     device: str = DEVICE,
     resume: bool = RESUME,
     overwrite: bool = OVERWRITE,
+    mlflow: str = MLFLOW,
 ) -> None:
     """Run a fixed grid (strategies × degradations × auxiliaries × seeds) and read it as evidence: mean ± std
     and 95 % CI over seeds, paired t and Wilcoxon tests against the baselines, one verdict per comparison."""
@@ -153,7 +163,7 @@ def protocol(
     request = SearchRequest(datasets=split_names(dataset), epochs=epochs, out=out, name=name_, address=address,
                             concurrency=concurrency, cpus_per_trial=cpus_per_trial, eval_dataset=eval_dataset,
                             device=device, resume=resume, overwrite=overwrite, params=list(param),
-                            settings=trial_settings(data_root=data_root))
+                            settings=trial_settings(data_root=data_root), mlflow=mlflow)
     if ctx.obj == CHECK_ONLY:
         from gradprom.search.driver import protocol_request
         from gradprom.search.request import check_offline
@@ -184,6 +194,7 @@ def train(
     precision: str = PRECISION,
     compile_: str = COMPILE,
     set_: list[str] = typer.Option([], "--set", help="Any other trial setting, KEY=VALUE (e.g. --set image_size=32)."),
+    mlflow: str = MLFLOW,
 ) -> None:
     """Train one trial in a plain loop (no Ray) and print its epochs: for debugging and quick checks."""
     from gradprom.datasets import dataset_options_json
@@ -205,6 +216,7 @@ def train(
         key, text = split_pair(item, f"--set '{item}' is not KEY=VALUE")
         values[key] = parse_value(text)
     cfg = check_config(TrialConfig.from_dict(values))
+    tracker = train_tracker(mlflow, cfg)
     if ctx.obj == CHECK_ONLY:
         return
     table = Table(title=f"{cfg.build_strategy().describe()} on {cfg.dataset}/{cfg.task}")
@@ -212,12 +224,20 @@ def train(
     for col in columns:
         table.add_column(col, justify="right")
 
+    row = {"trial_id": "train", "dataset": cfg.dataset, "config_json": json.dumps(cfg.to_dict(), sort_keys=True)}
+
     def report(metrics: dict, _checkpoint: str | None) -> None:
+        if tracker is not None:
+            tracker.epoch(row, metrics)
         table.add_row(*(f"{metrics[c]:.4g}" if isinstance(metrics[c], float) else str(metrics[c]) for c in columns))
         console.print(f"epoch {metrics['epoch']}/{cfg.epochs}: psnr {metrics['psnr']:.2f} "
                       f"task {metrics['task_metric']:.3f}")
 
     final = train_trial(cfg, report)
+    if tracker is not None:
+        ended = {**row, **final, "status": "completed", "error": "", "epochs_done": cfg.epochs}
+        tracker.end(ended)
+        tracker.finish("FINISHED", [], [ended])
     console.print(table)
     metric = task_metric_name(cfg.task)
     if final.get("n_skipped"):
@@ -230,3 +250,18 @@ def train(
                             if prefix + name in final)
         console.print(f"{label}: psnr {final[prefix + 'psnr']:.2f} dB · ssim {final[prefix + 'ssim']:.3f} · "
                       f"{scores} (input psnr {final[prefix + 'psnr_input']:.2f} dB)")
+
+
+def train_tracker(given: str, cfg: Any) -> Any:
+    """`train`'s MLflow runs (--mlflow or $MLFLOW_TRACKING_URI), checked now; None without a URI. One parent per
+    run of the command (MLflow experiment `gradprom-train`), its trial nested as a search's are."""
+    from gradprom.results.tracking import Tracker, check_store, tracking_uri
+    from gradprom.trainables.provenance import versions
+
+    uri = tracking_uri(given)
+    if not uri:
+        return None
+    check_store(uri)
+    tracker = Tracker(uri, "gradprom-train", Path(f"train-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"))
+    tracker.start({"command": "train", **cfg.to_dict()}, versions())
+    return tracker

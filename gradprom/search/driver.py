@@ -17,6 +17,7 @@ from gradprom.errors import GradpromError, SearchFailed, SearchInterrupted
 from gradprom.results.experiment import NOT_STARTED, OWNED, new_manifest, prepare_folder, this_driver, write_manifest
 from gradprom.results.rows import write_results
 from gradprom.results.storage import publish, store_of
+from gradprom.results.tracking import Tracker, check_store, tracking_uri
 from gradprom.search.nodes import alive_nodes, capacity_note, check_data_on_nodes
 from gradprom.search.request import SearchRequest, StudyPlan, complete_request, local_cpus, plan
 from gradprom.search.runtime import (
@@ -32,6 +33,7 @@ from gradprom.search.study import placement_of, run_study
 from gradprom.search_spaces.protocol import Protocol, load_protocol
 from gradprom.trainables.config import TrialConfig
 from gradprom.trainables.pipeline import pipeline_info
+from gradprom.trainables.provenance import versions
 
 
 def run_search(req: SearchRequest, console: Console | None = None) -> Path:
@@ -52,7 +54,13 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
                       f"would reach the front on {req.objectives}; --scheduler pareto-asha ranks on all of them"
                       "[/yellow]", highlight=False)
     folder = req.folder()
+    uri = tracking_uri(req.mlflow)
+    if uri:  # an unreachable or unwritable store is bad input, found before the folder is touched
+        check_store(uri)
     manifest = prepare_folder(folder, req.resume, req.overwrite) or new_manifest(asdict(req))
+    tracker = Tracker(uri, req.name, folder) if uri else None
+    if tracker is not None:
+        tracker.start(asdict(req), versions())
     store = store_of(folder)
     if store is not None and req.overwrite:
         store.delete(OWNED)  # the local copy was replaced (proven gradprom's); so is what the store held
@@ -71,8 +79,10 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
 
     try:
         with sigterm_as_interrupt(on_sigterm):
-            front = run_studies(req, studies, folder, console, progress)
+            front = run_studies(req, studies, folder, console, progress, tracker)
     except KeyboardInterrupt:  # a signal outside Tune's loop (reading data, the reference, between studies)
+        if tracker is not None:
+            tracker.stop()
         stopped = NOT_STARTED if not progress["started"] else "interrupted"
         manifest.update(status=stopped)
         write_manifest(folder, manifest)
@@ -81,22 +91,28 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     except SearchInterrupted:
         manifest.update(status="interrupted")
         write_manifest(folder, manifest)
+        if tracker is not None:
+            tracker.stop()
         raise
     except GradpromError as exc:  # bad input found late (the cluster, the data, the storage): one line as always
         if not progress["started"]:
             manifest.update(status=NOT_STARTED, error=str(exc))
             write_manifest(folder, manifest)
+        if tracker is not None:
+            tracker.stop()
         raise
     trials = progress["trials"]
     manifest.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=len(trials))
     write_manifest(folder, manifest)
+    if tracker is not None:
+        tracker.finish("FINISHED" if any(t["status"] == "completed" for t in trials) else "FAILED", front, trials)
     summarize(trials, front, folder, console, studies[-1].objectives)
     check_some_finished(trials, req.datasets, folder)
     return folder
 
 
 def run_studies(req: SearchRequest, studies: list[StudyPlan], folder: Path, console: Console,
-                progress: dict[str, Any]) -> list[dict]:
+                progress: dict[str, Any], tracker: Tracker | None = None) -> list[dict]:
     """Start (or reach) Ray and run each study in turn, writing the results after each; returns the last front.
     `progress` collects the rows and says whether a trial has started (for the manifest if this raises)."""
     from gradprom.search.searcher import study_storage
@@ -120,7 +136,7 @@ def run_studies(req: SearchRequest, studies: list[StudyPlan], folder: Path, cons
                     check_data_on_nodes(study.base, need)
             progress["started"] = True
             t_rows, e_rows = run_study(study, req, folder, console, earlier=(progress["trials"], progress["epochs"]),
-                                       waiting=waiting)
+                                       waiting=waiting, tracker=tracker)
             progress["trials"] += t_rows
             progress["epochs"] += e_rows
             front = front_rows(progress["trials"], study.objectives)
@@ -214,4 +230,6 @@ def run_protocol(name: str, req: SearchRequest, console: Console, quick: bool = 
     protocol, req = protocol_request(name, req, quick, seeds)
     folder = run_search(req, console)
     write_evidence(protocol, folder, console)
+    if tracking_uri(req.mlflow):  # the evidence, written after the search's run ended, joins its artefacts
+        Tracker(tracking_uri(req.mlflow), req.name, folder).attach()
     return folder

@@ -18,7 +18,8 @@ from ray.tune import Callback
 from gradprom.analysis.pareto import OBJECTIVES, as_objectives, front_rows
 from gradprom.errors import GradpromError
 from gradprom.results.parquet import error_line
-from gradprom.results.rows import epoch_row, trial_row, trial_status, write_results
+from gradprom.results.rows import epoch_row, metrics_only, trial_row, trial_status, write_results
+from gradprom.results.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +29,22 @@ class ResultsRecorder(Callback):
 
     def __init__(self, folder: Path, base: dict[str, Any], space: str, dataset: str, experiment: str, budget: int,
                  earlier: tuple[list[dict], list[dict]] = ([], []),
-                 objectives: tuple[tuple[str, str], ...] = as_objectives(OBJECTIVES)) -> None:
+                 objectives: tuple[tuple[str, str], ...] = as_objectives(OBJECTIVES),
+                 tracker: Tracker | None = None) -> None:
         self.folder, self.base, self.space, self.dataset = Path(folder), dict(base), space, dataset
         self.experiment, self.budget, self.objectives = experiment, budget, tuple(objectives)
         self.earlier = (list(earlier[0]), list(earlier[1]))
         self.results: dict[str, list[dict[str, Any]]] = {}  # trial id -> its reported results, in order
         self.ended: dict[str, dict[str, Any]] = {}  # trial id -> its trials.parquet row
         self.warned = False
+        self.tracker = tracker  # MLflow (--mlflow): told of each epoch and each end, after the Parquet is safe
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self.results.setdefault(trial.trial_id, []).append(dict(result))
+        if self.tracker is not None:
+            row = trial_row(self.base, self.space, self.dataset, self.experiment, self.budget, trial.trial_id,
+                            dict(trial.config or {}), result, "running", "")
+            self.tracker.epoch(row, metrics_only(result))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         final = self._final(trial)
@@ -66,3 +73,5 @@ class ResultsRecorder(Callback):
             if not self.warned:
                 logger.warning("%s", exc)
                 self.warned = True
+        if self.tracker is not None:
+            self.tracker.end(row)

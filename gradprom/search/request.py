@@ -77,6 +77,7 @@ class SearchRequest:
     protocol_seeds: int = 0  # seeds of the protocol (0: as its file says)
     storage: str = ""  # Optuna storage: an RDB URL; empty keeps a journal file in the experiment folder
     warm_start: str = ""  # an earlier experiment whose finished trials seed each study
+    mlflow: str = ""  # an MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else no tracking)
 
     def folder(self) -> Path:
         """OUT/NAME, or for a storage URI its local mirror (see `storage`)."""

@@ -22,7 +22,7 @@ SNAPSHOT_S = 1  # seconds between snapshots of Tune's experiment state
 
 
 def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Console,
-              earlier: tuple[list, list] = ([], []), waiting: str = "") -> tuple[list, list]:
+              earlier: tuple[list, list] = ([], []), waiting: str = "", tracker: Any = None) -> tuple[list, list]:
     """One Optuna study through one Ray Tune Tuner; returns its (trial rows, epoch rows). `earlier` are the
     rows of the studies before it, rewritten with this one's as its trials end. `waiting` is shown until a
     trial starts (what the search waits for)."""
@@ -43,7 +43,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     run_dir = f"{storage}/{study.dataset}"
     progress = SearchProgress(study.budget, study.base, study.objectives)
     recorder = ResultsRecorder(folder, study.base, study.space.name, study.dataset, req.name, study.budget, earlier,
-                               study.objectives)
+                               study.objectives, tracker)
     # Snapshot Tune's experiment state (trials, searcher) every second, not every 10 s or more, so a driver
     # killed outright loses at most a second of scheduling; --resume continues from that snapshot.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(SNAPSHOT_S))
