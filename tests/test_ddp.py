@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -32,8 +33,10 @@ def _worker(rank: int, rendezvous: str, settings: dict, out: str) -> None:
         dist.destroy_process_group()
 
 
-def test_replicas_stay_identical_under_gradprom(tiny: dict, tmp_path: Path) -> None:
-    settings = {**tiny, "strategy": "gradprom", "lam": 2.0, "batch_size": 16, "max_steps_per_epoch": 3}
+@pytest.mark.parametrize("models", [{}, {"enhancer": "monai:BasicUNet", "enhancer_channels": 4}],
+                         ids=["gradprom-models", "monai-enhancer"])
+def test_replicas_stay_identical_under_gradprom(models: dict, tiny: dict, tmp_path: Path) -> None:
+    settings = {**tiny, **models, "strategy": "gradprom", "lam": 2.0, "batch_size": 16, "max_steps_per_epoch": 3}
     mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), settings, str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert not torch.equal(r0["start"], r0["enhancer"]), "the enhancer must have trained"
