@@ -49,3 +49,22 @@ def tiny(tmp_path: Path) -> dict:
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One recognizer cache for the session's end-to-end runs (the cache is part of what they exercise)."""
     return str(tmp_path_factory.mktemp("gradprom-cache"))
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its tables made (MLflow's migrations take seconds), copied by `mlflow_store`."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow") / "empty.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
+@pytest.fixture()
+def mlflow_store(empty_mlflow_store: Path, tmp_path: Path) -> str:
+    """A fresh MLflow tracking URI for one test: a copy of the migrated empty store."""
+    import shutil
+
+    shutil.copy(empty_mlflow_store, tmp_path / "mlruns.db")
+    return f"sqlite:///{tmp_path / 'mlruns.db'}"

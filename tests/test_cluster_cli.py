@@ -126,9 +126,8 @@ def test_submit_takes_the_command_with_its_program_name(capsys: pytest.CaptureFi
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--address", "http://127.0.0.1:8265", "--", "rm", "-rf", "/"],
-     "`rm` is not a gradprom command (commands: aggregate, cluster, datasets, pareto, pipelines, protocol, protocols, "
-     "report, "
-     "rerun, search, settings, spaces, strategies, train); "
+     "`rm` is not a gradprom command (commands: aggregate, cluster, datasets, models, pareto, pipelines, protocol, "
+     "protocols, report, rerun, search, settings, spaces, strategies, train); "
      "after `--` comes the command the job runs"),
     (["--", "nosuch", "search"], "`nosuch` is neither a cluster config (no such file, and no shipped template of "
                                  "that name: aws-gpu, gcp-gpu, onprem, kuberay-rayjob) nor a gradprom command"),

@@ -65,11 +65,12 @@ def finished_rows(path: Path) -> list[dict]:
         return []
 
 
-def test_driver_killed_outright_then_resumed(tmp_path: Path, shared_cache: str, ray_session: None) -> None:
+def test_driver_killed_outright_then_resumed(tmp_path: Path, shared_cache: str, ray_session: None,
+                                            mlflow_store: str) -> None:
     """SIGKILL the driver after some trials finished: their rows are on disk already; a plain rerun says
     the search died and how to resume; --resume finishes the rest, every trial exactly once, the finished
     ones unchanged, and its MLflow runs (--mlflow) continued: one parent, one run per trial, no epoch twice."""
-    store = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    store = mlflow_store
     args = ["search", "--trials", "4", "--epochs", "2", "--concurrency", "2", "--out", str(tmp_path), "--name", "k",
             "--device", "cpu", "--mlflow", store, *TINY_PARAMS]
     env = {**os.environ, "GRADPROM_CACHE": shared_cache, "COLUMNS": "120"}

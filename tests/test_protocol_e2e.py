@@ -16,8 +16,9 @@ from tests.fixtures.settings import TINY_PARAMS
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
 
-def test_quick_protocol_runs_the_grid_and_reads_it_as_evidence(tmp_path: Path, shared_cache: str) -> None:
-    store = f"sqlite:///{tmp_path / 'mlruns.db'}"
+def test_quick_protocol_runs_the_grid_and_reads_it_as_evidence(tmp_path: Path, shared_cache: str,
+                                                               mlflow_store: str) -> None:
+    store = mlflow_store
     run = cli("protocol", "denoise", "--quick", "--out", str(tmp_path), "--name", "q", "--device", "cpu",
               "--concurrency", "1", "--mlflow", store, cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]

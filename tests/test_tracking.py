@@ -35,10 +35,10 @@ def test_the_environment_names_the_store_when_the_flag_does_not(monkeypatch: pyt
     assert tracking_uri("") == "sqlite:///env.db" and tracking_uri("sqlite:///flag.db") == "sqlite:///flag.db"
 
 
-def test_a_store_failing_mid_search_warns_once_and_stops_tracking(tmp_path: Path,
+def test_a_store_failing_mid_search_warns_once_and_stops_tracking(tmp_path: Path, mlflow_store: str,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     store = tmp_path / "mlruns.db"
-    tracker = Tracker(f"sqlite:///{store}", "e", tmp_path / "exp")
+    tracker = Tracker(mlflow_store, "e", tmp_path / "exp")
     tracker.start({"trials": 1}, "versions")
     row = {"trial_id": "t1", "dataset": "synthetic", "config_json": json.dumps({"lam": 0.5})}
     tracker.epoch(row, {"epoch": 1, "psnr": 20.0})
@@ -51,10 +51,10 @@ def test_a_store_failing_mid_search_warns_once_and_stops_tracking(tmp_path: Path
     assert tracker.off and sum("MLflow tracking stopped" in r.message for r in caplog.records) == 1
 
 
-def test_train_is_tracked_as_one_parent_and_its_trial(tmp_path: Path) -> None:
+def test_train_is_tracked_as_one_parent_and_its_trial(tmp_path: Path, mlflow_store: str) -> None:
     import mlflow
 
-    store = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    store = mlflow_store
     settings = [arg for k, v in TINY.items() if k not in ("epochs", "device") for arg in ("--set", f"{k}={v}")]
     run = cli("train", "--epochs", "2", "--device", "cpu", "--mlflow", store, *settings,
               cache=str(tmp_path / "cache"))
