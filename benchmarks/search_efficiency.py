@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
@@ -79,9 +77,8 @@ def rank_to_final(folder: Path) -> dict[str, list[float]]:
     budget − 1: the rungs an early stopper decides at) and at the last epoch: how far a rung's ranking predicts the
     final one. Near 1: stopping early keeps the front; near 0: it stops trials at random on that objective; None:
     the objective did not vary."""
-    from scipy.stats import ConstantInputWarning, spearmanr
-
     from gradprom.results.parquet import read_rows
+    from gradprom.search.fidelity import rank_agreement
 
     trials = read_rows(folder / "trials.parquet")
     done = {r["trial_id"] for r in trials if r["status"] == "completed"}
@@ -90,10 +87,8 @@ def rank_to_final(folder: Path) -> dict[str, list[float]]:
     ids = sorted(done)
 
     def rho(metric: str, k: int) -> float | None:  # None where a column is constant (no ranking to compare)
-        with warnings.catch_warnings():  # scipy warns on a constant column; None says so here
-            warnings.simplefilter("ignore", ConstantInputWarning)
-            value = float(spearmanr([at[i, k][metric] for i in ids], [at[i, budget][metric] for i in ids]).statistic)
-        return None if math.isnan(value) else round(value, 3)
+        value = rank_agreement([at[i, k][metric] for i in ids], [at[i, budget][metric] for i in ids])
+        return None if value is None else round(value, 3)
 
     return {m: [rho(m, k) for k in range(1, budget)] for m in ("psnr", "task_metric")}
 

@@ -84,6 +84,10 @@ def search(
     max_t: int = typer.Option(0, help="asha/pareto-asha: the budget the rungs lead to (0: --epochs)."),
     tiebreak: str = typer.Option("crowding", help="pareto-asha: order within a front by crowding distance or "
                                                   "an ε-net (epsnet)."),
+    fidelity_check: int = typer.Option(0, help="asha/pareto-asha: first run N trials fully and trust the first rung "
+                                               "only if it ranks each final objective with ρ ≥ --min-rho; else run "
+                                               "every trial fully (0: off)."),
+    min_rho: float = typer.Option(0.5, help="--fidelity-check: the rank correlation the first rung needs."),
     objectives: str = typer.Option("", help="What Optuna, the front, the table and the plot optimise: two or more "
                                    "result columns, each NAME or NAME:max/NAME:min, e.g. psnr,acc_ref (the fixed "
                                    "clean-trained reference) or psnr,task_metric (the trial's own recognizer, the "
@@ -120,6 +124,7 @@ def search(
         out=out, name=name, seed=seed, address=address, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, scheduler=scheduler, metric=metric,
         grace_period=grace_period, reduction_factor=reduction_factor, max_t=max_t, tiebreak=tiebreak,
+        fidelity_check=fidelity_check, min_rho=min_rho,
         sampler=sampler, params=list(param), settings=settings, data_options=list(data_option), skip_bad=skip_bad,
         eval_dataset=eval_dataset, device=device, max_failures=max_failures, resume=resume, overwrite=overwrite,
         trial_resources=list(trial_resource), objectives=objectives, storage=storage, warm_start=warm_start,

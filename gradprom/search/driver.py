@@ -4,6 +4,7 @@ that continues it, or every trial of a dataset failed)."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +19,7 @@ from gradprom.results.experiment import NOT_STARTED, OWNED, new_manifest, prepar
 from gradprom.results.rows import write_results
 from gradprom.results.storage import publish, store_of
 from gradprom.results.tracking import Tracker, check_store, tracking_uri
+from gradprom.search.fidelity import fidelity_columns, fidelity_file
 from gradprom.search.nodes import alive_nodes, capacity_note, check_data_on_nodes
 from gradprom.search.request import SearchRequest, StudyPlan, complete_request, local_cpus, plan
 from gradprom.search.runtime import (
@@ -103,6 +105,10 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
         raise
     trials = progress["trials"]
     manifest.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=len(trials))
+    checks = {s.dataset: json.loads(fidelity_file(folder, s.dataset).read_text()) for s in studies
+              if fidelity_file(folder, s.dataset).is_file()}
+    if checks:
+        manifest["fidelity"] = checks
     write_manifest(folder, manifest)
     if tracker is not None:
         tracker.finish("FINISHED" if any(t["status"] == "completed" for t in trials) else "FAILED", front, trials)
@@ -137,6 +143,9 @@ def run_studies(req: SearchRequest, studies: list[StudyPlan], folder: Path, cons
             progress["started"] = True
             t_rows, e_rows = run_study(study, req, folder, console, earlier=(progress["trials"], progress["epochs"]),
                                        waiting=waiting, tracker=tracker)
+            checked = fidelity_columns(folder, study.dataset)  # --fidelity-check's decision, on every row
+            for row in t_rows:
+                row.update(checked)
             progress["trials"] += t_rows
             progress["epochs"] += e_rows
             front = front_rows(progress["trials"], study.objectives)

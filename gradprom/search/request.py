@@ -78,6 +78,8 @@ class SearchRequest:
     storage: str = ""  # Optuna storage: an RDB URL; empty keeps a journal file in the experiment folder
     warm_start: str = ""  # an earlier experiment whose finished trials seed each study
     mlflow: str = ""  # an MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else no tracking)
+    fidelity_check: int = 0  # asha / pareto-asha: trials run fully to measure the first rung's ρ first (0: off)
+    min_rho: float = 0.5  # the rank correlation every objective's first rung needs before the scheduler is trusted
 
     def folder(self) -> Path:
         """OUT/NAME, or for a storage URI its local mirror (see `storage`)."""
@@ -133,6 +135,16 @@ def check_scheduling(req: SearchRequest) -> None:
     if req.scheduler not in SCHEDULERS:
         raise unknown_name("scheduler", req.scheduler, SCHEDULERS, option="--scheduler")
     check_rungs(req.grace_period, req.reduction_factor, req.tiebreak, req.max_t, req.epochs)
+    if req.fidelity_check:
+        check_ranges(("--fidelity-check", req.fidelity_check, 3 <= req.fidelity_check <= req.trials,
+                      f"0 (off) or 3…--trials ({req.trials}): a rank correlation needs three trials"),
+                     ("--min-rho", req.min_rho, -1 <= req.min_rho <= 1, "in -1…1"))
+        if req.scheduler == "fifo":
+            raise GradpromError("--fidelity-check measures an early-stopping scheduler's first rung; fifo stops "
+                                "nothing: add --scheduler pareto-asha (or asha)")
+        if req.grace_period >= req.epochs:
+            raise GradpromError(f"--fidelity-check compares epoch {req.grace_period} (--grace-period) with the last; "
+                                f"it needs --grace-period below --epochs ({req.epochs})")
 
 
 def check_resources(req: SearchRequest) -> None:

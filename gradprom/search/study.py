@@ -51,7 +51,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
         search = make_searcher(study, req, folder)
-        scheduler = make_scheduler(req, study)
+        scheduler = make_scheduler(req, study, folder)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=req.trials,
@@ -93,21 +93,30 @@ def placement_of(req: SearchRequest, storage: Path | str = "") -> Any:
                      storage_path=str(storage), custom=tuple(parse_resources(req.trial_resources)))
 
 
-def make_scheduler(req: SearchRequest, study: StudyPlan) -> Any:
+def make_scheduler(req: SearchRequest, study: StudyPlan, folder: Path | None = None) -> Any:
     """The Tune scheduler: FIFO (every trial runs its budget), ASHA on `--metric`, or ParetoASHA on every
-    objective. Trials either stops end short of their budget: Optuna is told PRUNED, and no front takes them."""
+    objective. Trials either stops end short of their budget: Optuna is told PRUNED, and no front takes them. With
+    --fidelity-check N the stopper is wrapped in a `FidelityGate`, which trusts it only once its first rung has been
+    shown to rank the final objectives on N trials (its decision lands in `folder`/fidelity-DATASET.json)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from gradprom.search.fidelity import FidelityGate, fidelity_file
     from gradprom.search.schedulers import ParetoASHA
 
     max_t = req.max_t or study.budget
     if req.scheduler == "asha":
-        return ASHAScheduler(metric=req.metric, mode=default_direction(req.metric), time_attr="training_iteration",
-                             max_t=max_t, grace_period=req.grace_period, reduction_factor=req.reduction_factor)
-    if req.scheduler == "pareto-asha":
-        return ParetoASHA(study.objectives, max_t=max_t, grace_period=req.grace_period,
-                          reduction_factor=req.reduction_factor, tiebreak=req.tiebreak)
-    return FIFOScheduler()
+        stopper = ASHAScheduler(metric=req.metric, mode=default_direction(req.metric), time_attr="training_iteration",
+                                max_t=max_t, grace_period=req.grace_period, reduction_factor=req.reduction_factor)
+    elif req.scheduler == "pareto-asha":
+        stopper = ParetoASHA(study.objectives, max_t=max_t, grace_period=req.grace_period,
+                             reduction_factor=req.reduction_factor, tiebreak=req.tiebreak)
+    else:
+        return FIFOScheduler()
+    if not req.fidelity_check:
+        return stopper
+    return FidelityGate(stopper, [name for name, _ in study.objectives], rung=req.grace_period, budget=study.budget,
+                        probe=req.fidelity_check, min_rho=req.min_rho,
+                        record=str(fidelity_file(folder, study.dataset)) if folder is not None else "")
 
 
 def make_searcher(study: StudyPlan, req: SearchRequest, folder: Path | None = None) -> Any:
