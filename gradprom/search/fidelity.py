@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import pickle
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ray.tune.schedulers import TrialScheduler
+
+from gradprom.search.schedulers import PickledState
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def values_of(result: dict[str, Any], objectives: Sequence[str]) -> list[float]:
     return out
 
 
-class FidelityGate(TrialScheduler):
+class FidelityGate(PickledState, TrialScheduler):
     """Wraps a Tune scheduler (public `TrialScheduler` API): it sees every event, but its STOP counts only once the
     first rung has been shown to rank the final objectives (see the module docstring)."""
 
@@ -129,11 +130,3 @@ class FidelityGate(TrialScheduler):
 
     def debug_string(self) -> str:
         return f"FidelityGate({self.decision or 'measuring'}) over {self.inner.debug_string()}"
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))

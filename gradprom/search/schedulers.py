@@ -102,7 +102,19 @@ def promotable(recorded: dict[str, np.ndarray], trial_id: str, point: np.ndarray
     return 0 in rung_order(points, tiebreak)[:keep]
 
 
-class ParetoASHA(FIFOScheduler):
+class PickledState:
+    """How gradprom's schedulers are saved with Tune's experiment state and restored on --resume: whole."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+class ParetoASHA(PickledState, FIFOScheduler):
     """`--scheduler pareto-asha`: a Ray Tune scheduler (public `TrialScheduler` API) that stops a trial at a rung
     unless it is among the rung's best on all objectives (see the module docstring)."""
 
@@ -148,11 +160,3 @@ class ParetoASHA(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"ParetoASHA: rungs {[m for m, _ in self.rungs]}, stopped {len(self.stopped)}"
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
