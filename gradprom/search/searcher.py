@@ -70,7 +70,8 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 2)))
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, trials // 2)))
+    # the start is enqueued (anchors and Sobol points, `seeding`): the GP fits as soon as two trials are in
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=2)
 
 
 class StudySearcher(Searcher):

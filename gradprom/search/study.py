@@ -126,6 +126,7 @@ def make_searcher(study: StudyPlan, req: SearchRequest, folder: Path | None = No
     import optuna
 
     from gradprom.search.searcher import StudySearcher, study_storage, warm_start
+    from gradprom.search.seeding import startup_points, startup_size
 
     names, modes = [n for n, _ in study.objectives], [d for _, d in study.objectives]
     storage, study_name = (study_storage(folder, req.storage), f"{req.name}-{study.dataset}") if folder else (None,
@@ -138,5 +139,8 @@ def make_searcher(study: StudyPlan, req: SearchRequest, folder: Path | None = No
                                       directions=["maximize" if m == "max" else "minimize" for m in modes])
         earlier = [r for r in read_rows(local_folder(req.warm_start) / TRIALS) if r.get("dataset") == study.dataset]
         warm_start(created, earlier, study.space.distributions(), names)
+    points = study.points  # a protocol's cells; for a model-based search its start (anchors, space-filling)
+    if req.sampler == "gp" and not points:
+        points = startup_points(study.space, startup_size(req.trials), req.seed)
     return StudySearcher(study.space.distributions(), names, modes, make_sampler(req.sampler, req.seed, req.trials),
-                         study.budget, points_to_evaluate=study.points, storage=storage, study_name=study_name)
+                         study.budget, points_to_evaluate=points, storage=storage, study_name=study_name)

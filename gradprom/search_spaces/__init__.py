@@ -14,6 +14,7 @@ Users override from the CLI with `--param KEY=VALUE` (fix), `KEY=LOW:HIGH` (a ra
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -31,7 +32,7 @@ from gradprom.trainables.checks import check_config
 from gradprom.trainables.config import TrialConfig, all_settings
 
 PARAM_TYPES = ("float", "int", "categorical")
-SPACE_KEYS = ("description", "fixed", "params", "task_params")
+SPACE_KEYS = ("description", "fixed", "params", "task_params", "anchors")
 
 
 @dataclass
@@ -44,6 +45,28 @@ class SearchSpace:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: a protocol's grid: the only combinations that run (settings may be coupled, e.g. loss_ip with clean_targets)
     cells: list[dict[str, Any]] | None = None
+    #: points a model-based search tries first because they are known to matter (e.g. τ = −1, which behaves as
+    #: joint): partial settings, a value or "low"/"high" for a range's end (the rest of the space at its middle)
+    anchors: list[dict[str, Any]] = field(default_factory=list)
+
+    def anchor_points(self) -> list[dict[str, Any]]:
+        """The anchors as full points of today's space: values out of range, or of settings no longer searched
+        (fixed with --param), leave their anchor out."""
+        out = []
+        for anchor in self.anchors:
+            point = {k: middle(spec) for k, spec in self.params.items()}
+            fits = bool(anchor) and all(k in self.params for k in anchor)
+            for key, value in anchor.items() if fits else ():
+                spec = self.params[key]
+                if spec["type"] == "categorical":
+                    fits = fits and value in spec["choices"]
+                else:
+                    value = spec[value] if value in ("low", "high") else value
+                    fits = fits and spec["low"] <= value <= spec["high"]
+                point[key] = value
+            if fits and point not in out:
+                out.append(point)
+        return out
 
     def distributions(self) -> dict[str, od.BaseDistribution]:
         import optuna.distributions as od  # only a search needs Optuna's types: reading a protocol does not
@@ -140,6 +163,9 @@ def read_space_file(path: Path) -> dict[str, Any]:
     for key in ("fixed", "params", "task_params"):
         if not isinstance(raw.get(key, {}), dict):
             raise GradpromError(f"{path}: '{key}' must be a JSON object, got {type(raw[key]).__name__}")
+    if not isinstance(raw.get("anchors", []), list) or not all(isinstance(a, dict) for a in raw.get("anchors", [])):
+        raise GradpromError(f"{path}: 'anchors' must be a list of JSON objects (partial settings, e.g. "
+                            '{"threshold": -1.0} or {"lam": "low"})')
     for task, params in raw.get("task_params", {}).items():
         if not isinstance(params, dict):
             raise GradpromError(f"{path}: task_params '{task}' must be a JSON object of params, got "
@@ -157,7 +183,18 @@ def load_space(name: str, task: str = "classification") -> SearchSpace:
         raw = SPACES.get(name)()
     params = dict(raw.get("params", {}))
     params.update(raw.get("task_params", {}).get(task, {}))
-    return validate(SearchSpace(name, raw.get("description", ""), dict(raw.get("fixed", {})), params))
+    return validate(SearchSpace(name, raw.get("description", ""), dict(raw.get("fixed", {})), params,
+                                anchors=list(raw.get("anchors", []))))
+
+
+def middle(spec: dict[str, Any]) -> Any:
+    """A param's middle: the geometric mean of a log range, the mean of a linear one (rounded for an int), the
+    first of its choices."""
+    if spec["type"] == "categorical":
+        return spec["choices"][0]
+    low, high = spec["low"], spec["high"]
+    mid = math.sqrt(low * high) if spec.get("log") else (low + high) / 2
+    return round(mid) if spec["type"] == "int" else float(mid)
 
 
 def apply_overrides(space: SearchSpace, overrides: list[str], settings: dict[str, Any] | None = None) -> SearchSpace:
