@@ -36,6 +36,13 @@ class SearchFailed(GradpromError):
     exit_code = 1
 
 
+class SearchBroke(GradpromError):
+    """The search stopped on an error that is gradprom's, not the input's (a bug): what finished is saved and
+    `--resume` continues; exit code 1, one line, never a traceback."""
+
+    exit_code = 1
+
+
 class NonFiniteLossError(RuntimeError):
     """A training loss or gradient turned NaN/inf; the trial fails, the search goes on."""
 

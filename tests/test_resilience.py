@@ -126,3 +126,24 @@ def test_a_failed_write_keeps_the_previous_results(tmp_path: Path) -> None:
     with pytest.raises(GradpromError, match="cannot write"):
         write_rows(blocked / "sub" / "trials.parquet", [{"a": 1}])
     assert json.dumps(read_rows(path))  # still whole and readable
+
+
+def test_a_bug_mid_search_is_one_line_and_leaves_the_folder_resumable(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error that is gradprom's own (here one raised where the studies run, as a TuneError carrying a traceback
+    would be) ends in one line naming its last line, exit 1; the manifest says `interrupted`, so --resume works."""
+    from gradprom.search import driver
+    from tests.fixtures.cli import cli
+    from tests.fixtures.settings import TINY_PARAMS
+
+    def broken(req, studies, folder, console, progress, tracker=None):  # noqa: ANN001, ANN202
+        progress["started"] = True
+        raise RuntimeError("Traceback (most recent call last):\n  File x\nAttributeError: 'X' has no attribute 'y'")
+
+    monkeypatch.setattr(driver, "run_studies", broken)
+    run = cli("search", "--trials", "1", "--epochs", "1", "--out", str(tmp_path), "--name", "b", "--device", "cpu",
+              *TINY_PARAMS, cache=str(tmp_path / "cache"))
+    assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+    assert "RuntimeError: AttributeError: 'X' has no attribute 'y'" in run.stderr and "--resume" in run.stderr
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and "has no attribute" in manifest["error"]

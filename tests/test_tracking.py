@@ -66,3 +66,18 @@ def test_train_is_tracked_as_one_parent_and_its_trial(tmp_path: Path, mlflow_sto
     assert child.data.params["image_size"] == "32" and math.isfinite(child.data.metrics["test_psnr"])
     history = mlflow.tracking.MlflowClient(store).get_metric_history(child.info.run_id, "psnr")
     assert [m.step for m in history] == [1, 2]
+
+
+def test_a_recorder_pickled_before_tracking_resumes_without_it(tmp_path: Path) -> None:
+    """Tune restores its callbacks from the experiment state: a recorder pickled by a gradprom without MLflow
+    tracking (no `tracker` attribute) still takes results."""
+    import pickle
+    from types import SimpleNamespace
+
+    from gradprom.search.recorder import ResultsRecorder
+
+    recorder = ResultsRecorder(tmp_path, {"dataset": "synthetic"}, "space", "synthetic", "e", 1)
+    del recorder.__dict__["tracker"]  # as an older pickle has it
+    restored = pickle.loads(pickle.dumps(recorder))
+    restored.on_trial_result(0, [], SimpleNamespace(trial_id="t", config={}), {"epoch": 1, "psnr": 20.0})
+    assert restored.tracker is None and restored.results["t"][0]["psnr"] == 20.0

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from gradprom.analysis.pareto import OBJECTIVES, Objective, as_objectives, front_rows, objective_text
 from gradprom.analysis.tables import front_table
-from gradprom.errors import GradpromError, SearchFailed, SearchInterrupted
+from gradprom.errors import GradpromError, SearchBroke, SearchFailed, SearchInterrupted
 from gradprom.results.experiment import NOT_STARTED, OWNED, new_manifest, prepare_folder, this_driver, write_manifest
 from gradprom.results.rows import write_results
 from gradprom.results.storage import publish, store_of
@@ -103,6 +103,16 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
         if tracker is not None:
             tracker.stop()
         raise
+    except Exception as exc:  # gradprom's own bug: keep what finished, mark the folder resumable, say so in one line
+        last = (str(exc).strip().splitlines() or [""])[-1]  # a TuneError carries a traceback: its last line says it
+        what = " ".join(f"{type(exc).__name__}: {last}".split())[:300]
+        manifest.update(status="interrupted" if progress["started"] else NOT_STARTED, error=what)
+        write_manifest(folder, manifest)
+        if tracker is not None:
+            tracker.stop()
+        raise SearchBroke(f"the search stopped on an unexpected error ({what}); finished trials are saved in "
+                          f"{folder}; continue with: {again_command(req, resume=progress['started'])} (and please "
+                          "report it)") from exc
     trials = progress["trials"]
     manifest.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=len(trials))
     checks = {s.dataset: json.loads(fidelity_file(folder, s.dataset).read_text()) for s in studies

@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 class ResultsRecorder(Callback):
     """Keeps plain rows (Tune pickles its callbacks with the experiment state) and writes them as trials end."""
 
+    #: MLflow (--mlflow); a class default too, so a recorder pickled by an older gradprom resumes without one
+    tracker: Tracker | None = None
+
     def __init__(self, folder: Path, base: dict[str, Any], space: str, dataset: str, experiment: str, budget: int,
                  earlier: tuple[list[dict], list[dict]] = ([], []),
                  objectives: tuple[tuple[str, str], ...] = as_objectives(OBJECTIVES),
