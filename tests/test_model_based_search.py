@@ -51,7 +51,7 @@ def test_the_gp_finds_the_front_of_a_known_toy_within_twelve_trials() -> None:
 
 
 def test_a_seeded_gp_search_repeats_itself() -> None:
-    assert run(3, 6) == run(3, 6)
+    assert run(3, 5) == run(3, 5)  # the fifth point is the GP's
     assert startup_points(TOY, 4, 3)[2:] != startup_points(TOY, 4, 4)[2:]  # the Sobol start follows the seed
 
 
