@@ -4,6 +4,10 @@
 epochs.parquet and pareto.parquet (each atomically: temporary file + rename) with the rows of earlier
 studies plus every trial of this study that has ended. When the study is over, the rows built from
 Tune's ResultGrid replace them (the same function builds both, so the figures agree).
+
+A resumed study starts from the rows on disk: a trial that had ended when the last run stopped keeps its row as
+it is. Tune's snapshot of the experiment may be older than that row (a driver killed outright between a trial's
+last result and the next snapshot), so Tune may try that trial again, and fail to.
 """
 
 from __future__ import annotations
@@ -17,11 +21,32 @@ from ray.tune import Callback
 
 from gradprom.analysis.pareto import OBJECTIVES, as_objectives, front_rows
 from gradprom.errors import GradpromError
-from gradprom.results.parquet import error_line
+from gradprom.results.parquet import EPOCHS, TRIALS, error_line, read_rows
 from gradprom.results.rows import epoch_row, metrics_only, trial_row, trial_status, write_results
 from gradprom.results.tracking import Tracker
 
 logger = logging.getLogger(__name__)
+
+ENDED = ("completed", "stopped_early", "failed")  # statuses a trial's row keeps for good once written
+
+
+def ended_before(folder: Path, dataset: str) -> tuple[dict[str, dict], list[dict]]:
+    """(trial id -> row, their epoch rows) for `dataset`'s trials that had ended on disk before this run."""
+    try:
+        trials = {r["trial_id"]: r for r in read_rows(folder / TRIALS)
+                  if r.get("dataset") == dataset and r["status"] in ENDED} if (folder / TRIALS).is_file() else {}
+        epochs = [e for e in read_rows(folder / EPOCHS) if e.get("dataset") == dataset and e["trial_id"] in trials] \
+            if trials and (folder / EPOCHS).is_file() else []
+    except GradpromError:  # unreadable: nothing to keep; the rows Tune holds are written in its place
+        return {}, []
+    return trials, epochs
+
+
+def keep_ended(trials: list[dict], epochs: list[dict], kept: tuple[dict[str, dict], list[dict]]) -> tuple[list, list]:
+    """`trials` and `epochs` with the rows of trials that had ended before this run as they were on disk."""
+    rows, their_epochs = kept
+    return ([rows.get(r["trial_id"], r) for r in trials],
+            [e for e in epochs if e["trial_id"] not in rows] + their_epochs)
 
 
 class ResultsRecorder(Callback):
@@ -29,6 +54,7 @@ class ResultsRecorder(Callback):
 
     #: MLflow (--mlflow); a class default too, so a recorder pickled by an older gradprom resumes without one
     tracker: Tracker | None = None
+    kept: tuple[dict[str, dict], list[dict]] = ({}, [])  # (setup fills it) rows of trials that ended before this run
 
     def __init__(self, folder: Path, base: dict[str, Any], space: str, dataset: str, experiment: str, budget: int,
                  earlier: tuple[list[dict], list[dict]] = ([], []),
@@ -42,9 +68,13 @@ class ResultsRecorder(Callback):
         self.warned = False
         self.tracker = tracker  # MLflow (--mlflow): told of each epoch and each end, after the Parquet is safe
 
+    def setup(self, **info: Any) -> None:
+        """Called as the study (re)starts: a resumed one is unpickled as it was at the first start."""
+        self.kept = ended_before(self.folder, self.dataset)
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self.results.setdefault(trial.trial_id, []).append(dict(result))
-        if self.tracker is not None:
+        if self.tracker is not None and trial.trial_id not in self.kept[0]:
             row = trial_row(self.base, self.space, self.dataset, self.experiment, self.budget, trial.trial_id,
                             dict(trial.config or {}), result, "running", "")
             self.tracker.epoch(row, metrics_only(result))
@@ -64,14 +94,17 @@ class ResultsRecorder(Callback):
         return reported[-1]
 
     def _record(self, trial: Any, final: dict[str, Any], status: str, error: str) -> None:
+        if trial.trial_id in self.kept[0]:  # it ended before this run; its row stands
+            return
         row = trial_row(self.base, self.space, self.dataset, self.experiment, self.budget, trial.trial_id,
                         dict(trial.config or {}), final, status, error)
         self.ended[trial.trial_id] = row
         epochs = [e for tid, ended in self.ended.items() for e in
                   (epoch_row(ended, r) for r in self.results.get(tid, [])) if e is not None]
         try:
-            trials = self.earlier[0] + list(self.ended.values())
-            write_results(self.folder, trials, self.earlier[1] + epochs, front_rows(trials, self.objectives))
+            trials = self.earlier[0] + list(self.kept[0].values()) + list(self.ended.values())
+            epochs = self.earlier[1] + self.kept[1] + epochs
+            write_results(self.folder, trials, epochs, front_rows(trials, self.objectives))
         except GradpromError as exc:  # the search goes on; the write after the study reports it if it persists
             if not self.warned:
                 logger.warning("%s", exc)

@@ -30,7 +30,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     from ray import tune
 
     from gradprom.search.progress import SearchProgress, ended_trials, open_display
-    from gradprom.search.recorder import ResultsRecorder
+    from gradprom.search.recorder import ResultsRecorder, ended_before, keep_ended
     from gradprom.trainables.ray_trial import make_trainable
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -47,6 +47,7 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
     # Snapshot Tune's experiment state (trials, searcher) every second, not every 10 s or more, so a driver
     # killed outright loses at most a second of scheduling; --resume continues from that snapshot.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(SNAPSHOT_S))
+    kept = ended_before(folder, study.dataset)  # a resumed study's trials that had ended: their rows stand
     if req.resume and tune.Tuner.can_restore(str(run_dir)):
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
@@ -59,12 +60,14 @@ def run_study(study: StudyPlan, req: SearchRequest, folder: Path, console: Conso
                                         trial_dirname_creator=lambda trial: trial.trial_id),
             run_config=tune.RunConfig(
                 name=study.dataset, storage_path=storage, verbose=0, callbacks=[progress, recorder],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # two, not one: Tune deletes the older checkpoint as it registers a newer one, and the snapshot
+                # that names the older one may not have reached storage yet (a driver killed then resumes from it)
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 failure_config=tune.FailureConfig(max_failures=req.max_failures)),
         )
     with open_display(f"{study.dataset} · {req.space}", req.trials, console, status=waiting or "starting trials…"):
         grid = tuner.fit()
-    return result_rows(grid, study, req.name, ended_trials(progress))
+    return keep_ended(*result_rows(grid, study, req.name, ended_trials(progress)), kept)
 
 
 def result_rows(grid: Any, study: StudyPlan, experiment: str, ended: dict[str, str]) -> tuple[list[dict], list[dict]]:
