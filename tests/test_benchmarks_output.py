@@ -36,13 +36,15 @@ QUICKEST = {
     "orchestration_overhead.py": ["--quick", "--trials", "2", "--epochs", "1"],
     "packing.py": ["--quick", "--trials", "2", "--levels", "1,2", "--device", "cpu"],
     "search_efficiency.py": ["--quick", "--trials", "3", "--epochs", "2"],
+    "fidelity_rank.py": ["--quick", "--configs", "4", "--epochs", "2"],
     "main_job.py": ["--trials", "1", "--epochs", "1", *(a for p in (
         "image_size=16", "n_train=32", "n_val=16", "n_test=16", "enhancer_blocks=1", "enhancer_channels=8",
         "recognizer_width=4", "batch_size=16", "pretrain_epochs=1", "threads=1") for a in ("-p", p))],
 }
 #: the runs the module starts, longest first (about 50, 30, 20, 10, 5, 4, 2 and 2 s alone); the key is the
 #: script and the arguments added to its quickest form
-RUNS = ("orchestration_overhead.py", "search_efficiency.py", "main_job.py", "packing.py", "throughput.py",
+RUNS = ("orchestration_overhead.py", "search_efficiency.py", "main_job.py", "fidelity_rank.py", "packing.py",
+        "throughput.py",
         "strategy_overhead.py", "data_cache.py", "data_cache.py --record")
 AT_ONCE = 3
 
@@ -205,3 +207,46 @@ def test_search_efficiency(scripts: Runs) -> None:
         at = [w for w, _, _ in curve].index(reached)
         assert curve[at][2] >= level - 1e-4 and all(hv < level + 1e-4 for _, _, hv in curve[:at])
     assert summary["target_16_met_per_seed"] == (reached is not None and reached <= 16)
+
+
+def spearman(a: list[float], b: list[float]) -> float | None:
+    """Spearman's rho by hand: Pearson's r of the average ranks (ties share their mean); None for a constant side."""
+    import numpy as np
+
+    def ranks(x: list[float]) -> np.ndarray:
+        order = sorted(range(len(x)), key=lambda i: x[i])
+        out = np.empty(len(x))
+        i = 0
+        while i < len(x):
+            j = i
+            while j + 1 < len(x) and x[order[j + 1]] == x[order[i]]:
+                j += 1
+            out[[order[k] for k in range(i, j + 1)]] = (i + j) / 2 + 1
+            i = j + 1
+        return out
+
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(((ra - ra.mean()) * (rb - rb.mean())).mean() / (ra.std() * rb.std()))
+
+
+def test_fidelity_rank(scripts: Runs) -> None:
+    """Each cheaper fidelity's rho is Spearman's over the printed per-setting figures against the full trial's,
+    recomputed here by hand; epoch k costs k/epochs; the summary holds the one seed's figures."""
+    *lines, summary = run(scripts, "fidelity_rank.py")
+    full = next(r for r in lines if r["fidelity"] == "full")
+    low = {r["fidelity"]: r for r in lines if r["fidelity"] != "full"}
+    assert set(low) == {"epoch_1", "data_quarter", "size_half"} and len(full["settings"]) == 4
+    for name, r in low.items():
+        for m in ("psnr", "task_metric"):
+            mine = spearman(r[m], full[m])
+            assert (r[f"rho_{m}"] is None) == (mine is None)
+            if mine is not None:
+                assert r[f"rho_{m}"] == pytest.approx(mine, abs=2e-3)
+            assert summary[f"{name}_rho_{m}"] == r[f"rho_{m}"]
+        assert summary[f"{name}_cost"] == r["cost"] > 0
+    assert low["epoch_1"]["cost"] == 0.5  # one epoch of two
+    trusted = [f for f in low if all((low[f][f"rho_{m}"] or -2) >= 0.7 for m in ("psnr", "task_metric"))]
+    assert summary["trusted"] == (min(trusted, key=lambda f: low[f]["cost"]) if trusted else None)
+    assert summary["benchmark"] == "fidelity_rank_quick" and summary["image_size"] == 32
