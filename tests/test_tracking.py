@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gradprom.errors import GradpromError
-from gradprom.results.tracking import Tracker, check_store, tracking_uri
+from gradprom.results.tracking import Tracker, check_store, stopped_on_error, tracking_uri
 from tests.fixtures.cli import cli
 from tests.fixtures.settings import TINY
 
@@ -49,6 +49,24 @@ def test_a_store_failing_mid_search_warns_once_and_stops_tracking(tmp_path: Path
         tracker.epoch(row, {"epoch": 2, "psnr": 21.0})  # no exception reaches the search
         tracker.end({**row, "status": "completed", "epochs_done": 2})
     assert tracker.off and sum("MLflow tracking stopped" in r.message for r in caplog.records) == 1
+
+
+def test_a_search_stopped_early_leaves_its_run_killed_and_resumable(tmp_path: Path, mlflow_store: str) -> None:
+    """Whatever ends the search's block early (here Ctrl-C) marks the parent run KILLED, read back by MLflow's own
+    client; a resume of the same folder finds that run and sets it running again."""
+    import mlflow
+
+    tracker = Tracker(mlflow_store, "e", tmp_path / "exp")
+    tracker.start({"trials": 1}, "versions")
+    with pytest.raises(KeyboardInterrupt), stopped_on_error(tracker):
+        raise KeyboardInterrupt
+    client = mlflow.tracking.MlflowClient(mlflow_store)
+    assert client.get_run(tracker.parent).info.status == "KILLED"
+    again = Tracker(mlflow_store, "e", tmp_path / "exp")
+    again.start({"trials": 1}, "versions")
+    assert again.parent == tracker.parent and client.get_run(again.parent).info.status == "RUNNING"
+    with pytest.raises(ValueError), stopped_on_error(None):  # no tracking: the error goes on as it was
+        raise ValueError("x")
 
 
 def test_train_is_tracked_as_one_parent_and_its_trial(tmp_path: Path, mlflow_store: str) -> None:

@@ -14,6 +14,7 @@ warning, after which tracking stops and gradprom's own results carry on untouche
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -23,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +241,17 @@ class Tracker:
         self.runs[tid] = run
         self.logged.setdefault(tid, 0)
         return run
+
+
+@contextlib.contextmanager
+def stopped_on_error(tracker: Tracker | None) -> Iterator[None]:
+    """Marks the parent run stopped (`Tracker.stop`) whatever ends the block early: a signal, bad input, a bug."""
+    try:
+        yield
+    except BaseException:
+        if tracker is not None:
+            tracker.stop()
+        raise
 
 
 def _cell(value: Any) -> str:

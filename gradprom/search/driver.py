@@ -18,7 +18,7 @@ from gradprom.errors import GradpromError, SearchBroke, SearchFailed, SearchInte
 from gradprom.results.experiment import NOT_STARTED, OWNED, new_manifest, prepare_folder, this_driver, write_manifest
 from gradprom.results.rows import write_results
 from gradprom.results.storage import publish, store_of
-from gradprom.results.tracking import Tracker, check_store, tracking_uri
+from gradprom.results.tracking import Tracker, check_store, stopped_on_error, tracking_uri
 from gradprom.search.fidelity import fidelity_columns, fidelity_file
 from gradprom.search.nodes import alive_nodes, capacity_note, check_data_on_nodes
 from gradprom.search.request import SearchRequest, StudyPlan, complete_request, local_cpus, plan
@@ -80,11 +80,9 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
                       markup=False, soft_wrap=True)
 
     try:
-        with sigterm_as_interrupt(on_sigterm):
+        with sigterm_as_interrupt(on_sigterm), stopped_on_error(tracker):
             front = run_studies(req, studies, folder, console, progress, tracker)
     except KeyboardInterrupt:  # a signal outside Tune's loop (reading data, the reference, between studies)
-        if tracker is not None:
-            tracker.stop()
         stopped = NOT_STARTED if not progress["started"] else "interrupted"
         manifest.update(status=stopped)
         write_manifest(folder, manifest)
@@ -93,23 +91,17 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     except SearchInterrupted:
         manifest.update(status="interrupted")
         write_manifest(folder, manifest)
-        if tracker is not None:
-            tracker.stop()
         raise
     except GradpromError as exc:  # bad input found late (the cluster, the data, the storage): one line as always
         if not progress["started"]:
             manifest.update(status=NOT_STARTED, error=str(exc))
             write_manifest(folder, manifest)
-        if tracker is not None:
-            tracker.stop()
         raise
     except Exception as exc:  # gradprom's own bug: keep what finished, mark the folder resumable, say so in one line
         last = (str(exc).strip().splitlines() or [""])[-1]  # a TuneError carries a traceback: its last line says it
         what = " ".join(f"{type(exc).__name__}: {last}".split())[:300]
         manifest.update(status="interrupted" if progress["started"] else NOT_STARTED, error=what)
         write_manifest(folder, manifest)
-        if tracker is not None:
-            tracker.stop()
         raise SearchBroke(f"the search stopped on an unexpected error ({what}); finished trials are saved in "
                           f"{folder}; continue with: {again_command(req, resume=progress['started'])} (and please "
                           "report it)") from exc
