@@ -12,10 +12,12 @@ Each (sampler, scheduler, seed) is one real `gradprom search --space lambda_thre
 counted in epochs (a trial that `pareto-asha` stops early costs only the epochs it ran), as "trials' worth" =
 epochs / budget. The hypervolume (moocore; objectives psnr and task_metric, maximised, fixed reference point
 psnr 10 dB, task 0) is that of the completed trials' validation figures after each trial ends, in Optuna's
-completion order. Target (issue 15): TPE + pareto-asha reaches random search's final (`--trials`) hypervolume in
-≤ 16 trials' worth of compute. `--seed` seeds both the sampler and the trials' training (data, initial weights), so
-the hypervolume a search can reach differs by seed: the target is read per seed (against random search with the
-same seed) and against the median over seeds. Prints one JSON line per search and a summary.
+completion order. Target (issue 27): the best configuration (`best_config`, the fewest trials' worth on the median)
+reaches random search's final (`--trials`) hypervolume in a quarter of its compute (16 trials' worth of 64).
+`--seed` seeds both the sampler and the trials' training (data, initial weights), so the hypervolume a search can
+reach differs by seed: the target is read on the median over seeds (against random search's median final level,
+`target_met_median`) and seed by seed (against random search with the same seed, on more than half the seeds,
+`target_met_most_seeds`). Prints one JSON line per search and a summary.
 """
 
 from __future__ import annotations
@@ -117,9 +119,15 @@ def worths(runs: list[list[tuple[float, float, float]]], levels: list[float]) ->
     return [None if w is None else round(w, 2) for w in reached]
 
 
-def within_16(reached: list[float | None]) -> bool:
-    """The target: every run reached its level within 16 trials' worth."""
-    return all(w is not None and w <= 16 for w in reached)
+def median_within(reached: list[float | None], limit: float) -> bool:
+    """The target on the median over seeds: the median run reached its level within `limit` trials' worth (a run
+    that never reached it counts as infinitely late)."""
+    return statistics.median(math.inf if w is None else w for w in reached) <= limit
+
+
+def most_within(reached: list[float | None], limit: float) -> bool:
+    """The target seed by seed: more than half the runs reached their level within `limit` trials' worth."""
+    return 2 * sum(w is not None and w <= limit for w in reached) > len(reached)
 
 
 def main() -> None:
@@ -214,8 +222,10 @@ def main() -> None:
         best = min(candidates, key=lambda k: statistics.median(
             [math.inf if w is None else w for w in result[f"{k}_worth_to_random_final"]]))
         result["best_config"] = best  # the fewest trials' worth to random search's final level, median over seeds
-        result["target_16_met"] = within_16(result[f"{best}_worth_to_random_final"])
-        result["target_16_met_per_seed"] = within_16(result[f"{best}_worth_to_same_seed_random"])
+        quarter = trials_n / 4  # the target: random search's final level in a quarter of its compute
+        result["target_quarter"] = quarter
+        result["target_met_median"] = median_within(result[f"{best}_worth_to_random_final"], quarter)
+        result["target_met_most_seeds"] = most_within(result[f"{best}_worth_to_same_seed_random"], quarter)
         moasha = curves.get(("random", "syne-tune-moasha"))
         if moasha:  # the best configuration's final hypervolume against MOASHA's, seed by seed
             mine = next(runs for (sa, sc), runs in curves.items()
