@@ -9,8 +9,10 @@ shape the sampler nor (see pareto.py) the front.
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -119,13 +121,39 @@ class StudySearcher(Searcher):
         else:
             self.study.tell(number, values)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles the searcher (with the Tuner, and in each snapshot); the study goes as bytes of its own, so
+        a sampler holding a thread lock (Optuna 5's NSGA-II does) pickles too."""
+        return {**self.__dict__, "study": lock_free_dumps(self.study)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        study = state["study"]  # bytes; a study object itself in a searcher pickled by an older gradprom
+        self.__dict__.update({**state, "study": pickle.loads(study) if isinstance(study, bytes) else study})
+
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as file:
-            pickle.dump(self.__dict__.copy(), file)
+            pickle.dump(self.__getstate__(), file)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as file:
-            self.__dict__.update(pickle.load(file))
+            self.__setstate__(pickle.load(file))
+
+
+_LOCK = type(threading.Lock())
+
+
+class _LockFreePickler(pickle.Pickler):
+    """Pickles a thread lock as a new, unlocked one: a lock guards one process's threads, it holds no state."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        return (threading.Lock, ()) if isinstance(obj, _LOCK) else NotImplemented
+
+
+def lock_free_dumps(obj: Any) -> bytes:
+    """`pickle.dumps(obj)`, with any thread lock inside it pickled as a fresh one."""
+    buffer = io.BytesIO()
+    _LockFreePickler(buffer).dump(obj)
+    return buffer.getvalue()
 
 
 JOURNAL = "optuna.journal"  # the study's journal in the experiment folder (optuna-dashboard reads it)
