@@ -73,8 +73,9 @@ def search(
     data_option: list[str] = DATA_OPTION,
     skip_bad: bool = SKIP_BAD,
     eval_dataset: str = EVAL_DATASET,
-    sampler: str = typer.Option("tpe", help="Optuna sampler, seeded by --seed: tpe, nsga2, random or gp "
-                                            "(Gaussian process); auto (OptunaHub) is not offered."),
+    sampler: str = typer.Option("gp", help="Optuna sampler, seeded by --seed: gp (Gaussian process, started at the "
+                                           "space's anchors), tpe, nsga2 or random; auto (OptunaHub) is not "
+                                           "offered."),
     scheduler: str = typer.Option("fifo", help="fifo; asha (stops weak trials early on --metric alone); or "
                                              "pareto-asha (stops them on all --objectives: non-dominated sorting at "
                                              "each rung)."),

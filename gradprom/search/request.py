@@ -60,7 +60,7 @@ class SearchRequest:
     reduction_factor: float = 2.0  # asha / pareto-asha: η, a rung keeps the top 1/η
     max_t: int = 0  # asha / pareto-asha: the budget the rungs lead up to (0: --epochs)
     tiebreak: str = "crowding"  # pareto-asha: within a front, crowding distance or an ε-net
-    sampler: str = "tpe"
+    sampler: str = "gp"
     params: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # typed trial settings the CLI's flags fix (--precision…)
     data_options: list[str] = field(default_factory=list)  # KEY=VALUE options of the dataset(s)
