@@ -47,3 +47,25 @@ def test_the_final_rows_keep_what_had_ended_and_take_the_rest_from_tune(tmp_path
     trials, their_epochs = keep_ended(from_tune, epochs, kept)
     assert [r["status"] for r in trials] == ["completed", "completed"] and trials[0]["psnr"] == 22
     assert sorted((e["trial_id"], e["epoch"]) for e in their_epochs) == [("a", 1), ("a", 2), ("b", 1)]
+
+
+def test_a_trial_that_ended_before_the_kill_ends_in_mlflow_too(tmp_path: Path, mlflow_store: str) -> None:
+    """Killed between writing a trial's row and ending its MLflow run: the resumed recorder ends the run (read back
+    with MLflow's client), and leaves a run that had ended as it was."""
+    from mlflow.tracking import MlflowClient
+
+    from gradprom.results.tracking import Tracker
+
+    done = ended_on_disk(tmp_path)
+    tracker = Tracker(mlflow_store, "e", tmp_path)
+    tracker.start({"trials": 2}, "versions")
+    tracker.epoch(done, {"epoch": 2, "psnr": 22.0})  # its last epoch reached MLflow; its end did not
+    recorder = ResultsRecorder(tmp_path, BASE, "space", "synthetic", "e", 2, tracker=tracker)
+    recorder.setup()
+    client = MlflowClient(mlflow_store)
+    run = client.get_run(tracker.runs["a"])
+    assert run.info.status == "FINISHED" and run.data.tags["gradprom_status"] == "completed"
+    ended = run.info.end_time
+    recorder.setup()  # a second resume: the run had ended, nothing is logged again
+    assert client.get_run(tracker.runs["a"]).info.end_time == ended
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "psnr")] == [2]

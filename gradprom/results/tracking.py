@@ -215,6 +215,15 @@ class Tracker:
         self.client.log_batch(run, metrics=[Metric(k, v, stamp, step) for k, v in held.items()], tags=tags)
         self.client.set_terminated(run, status=RUN_STATUS.get(row["status"], "FINISHED"))
 
+    def ended_before(self, row: dict[str, Any]) -> None:
+        """A trial whose end reached trials.parquet before the driver died: its run ends too, unless it had."""
+        self.guarded("ending a trial's run", self._ended_before, row)
+
+    def _ended_before(self, row: dict[str, Any]) -> None:
+        run = self._run_of(row["trial_id"])
+        if not run or self.client.get_run(run).info.status == "RUNNING":
+            self._end(row)
+
     def _run_of(self, tid: str) -> str:
         """The trial's run: known, or found by its tags (a resumed or restarted driver), or ''."""
         if tid not in self.runs and self.parent:

@@ -71,6 +71,8 @@ class ResultsRecorder(Callback):
     def setup(self, **info: Any) -> None:
         """Called as the study (re)starts: a resumed one is unpickled as it was at the first start."""
         self.kept = ended_before(self.folder, self.dataset)
+        for row in self.kept[0].values() if self.tracker is not None else ():  # killed before MLflow heard of it
+            self.tracker.ended_before(row)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self.results.setdefault(trial.trial_id, []).append(dict(result))
