@@ -3,17 +3,22 @@ end-to-end forms are in test_search_e2e (a piped driver read line by line, a rea
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
 
 from gradprom.search.progress import LogLines, SearchProgress, clock, open_display
-from gradprom.search.runtime import TERMINATED, sigterm_as_interrupt
+from gradprom.search.runtime import RELAYED, TERMINATED, sigterm_as_interrupt
+from tests.fixtures.cli import WRAPPER
 
 
 def test_clock() -> None:
@@ -86,6 +91,98 @@ def test_sigterm_is_ctrl_c_and_a_second_one_stops_at_once() -> None:
         assert signal.getsignal(signal.SIGTERM) == before_term
     finally:
         signal.signal(signal.SIGINT, before_int)
+
+
+def test_a_sigterm_and_the_same_stop_relayed_from_the_group_count_as_one() -> None:
+    """`timeout` signals the driver and the group it was started in: the SIGTERM and the stop the group's relay
+    passes on are one stop (no stop-at-once); a further signal of either kind is the second."""
+    asked: list[str] = []
+    one_stop: list[bool] = []
+
+    def tune_like(signum: int, frame: object) -> None:
+        asked.append("stop")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    before_term, before_relayed = signal.getsignal(signal.SIGTERM), signal.getsignal(RELAYED)
+    before_int = signal.signal(signal.SIGINT, tune_like)
+    try:
+        with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+            os.kill(os.getpid(), RELAYED)
+            time.sleep(0.5)
+            assert asked == ["stop"] and TERMINATED.is_set()
+            one_stop.append(True)  # reached: the relayed stop raised no KeyboardInterrupt
+            os.kill(os.getpid(), RELAYED)
+            time.sleep(2)
+        assert one_stop
+        assert signal.getsignal(signal.SIGTERM) == before_term and signal.getsignal(RELAYED) == before_relayed
+    finally:
+        signal.signal(signal.SIGINT, before_int)
+
+
+#: what a driver does around its local Ray: prints its pid and process group, then waits to be stopped
+DRIVER = """
+import os, signal, time
+from gradprom.search.runtime import own_process_group, sigterm_as_interrupt
+signal.signal(signal.SIGINT, signal.default_int_handler)
+try:
+    with sigterm_as_interrupt(lambda: print("first stop", flush=True)), own_process_group():
+        print(os.getpid(), os.getpgrp(), flush=True)
+        time.sleep(60)
+except KeyboardInterrupt:
+    print("stopped in group", os.getpgrp(), flush=True)
+"""
+
+
+def start_wrapped_driver() -> tuple[subprocess.Popen, int, int]:
+    """The DRIVER under the WRAPPER, which leads a session of its own: (wrapper, driver pid, driver's group)."""
+    wrapper = subprocess.Popen([sys.executable, "-c", WRAPPER, sys.executable, "-c", DRIVER], stdout=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    pid, group = (int(v) for v in wrapper.stdout.readline().split())
+    return wrapper, pid, group
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":  # ended, waiting for its (new) parent to reap it
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_stop_sent_to_the_group_the_driver_started_in_reaches_it() -> None:
+    """The driver moved into a group of its own (where Ray's processes will be); a SIGTERM to the group it was
+    started in (a supervisor's killpg) still stops it, in order, through the relay; it ends back in that group."""
+    wrapper, pid, group = start_wrapped_driver()
+    try:
+        assert group == pid != wrapper.pid  # a group of its own, away from the one a signal will be sent to
+        os.killpg(wrapper.pid, signal.SIGTERM)
+        out, _ = wrapper.communicate(timeout=30)
+        assert out.splitlines() == ["first stop", f"stopped in group {wrapper.pid}"], out
+        assert wrapper.returncode == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(wrapper.pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sigkill_to_the_group_the_driver_started_in_ends_it_too() -> None:
+    """`kill -9 -- -PGID` of a job script: the relay dies with the group, and the driver (in its own group, which
+    the signal did not reach) ends at once instead of running on as an orphan."""
+    wrapper, pid, _ = start_wrapped_driver()
+    try:
+        os.killpg(wrapper.pid, signal.SIGKILL)
+        assert gone(pid), f"driver {pid} still running after SIGKILL to the group it was started in"
+        assert wrapper.stdout.read() == ""  # it printed nothing more: no orderly stop
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_the_callback_state_tune_checkpoints_restores_which_trials_ended() -> None:

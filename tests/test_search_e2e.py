@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gradprom.results.parquet import read_rows
-from tests.fixtures.cli import cli, gradprom
+from tests.fixtures.cli import WRAPPER, cli, gradprom
 from tests.fixtures.settings import TINY_PARAMS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
@@ -165,6 +165,20 @@ def start_driver(args: list[str], cache: str, **env: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "GRADPROM_CACHE": cache, **env})
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (its children, theirs, …), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
 def wait_for_a_result(runs: Path, driver: subprocess.Popen) -> None:
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and driver.poll() is None and \
@@ -216,23 +230,28 @@ def test_ctrl_c_in_a_two_dataset_search_with_a_plugin_then_resume(tmp_path: Path
 
 
 def test_sigterm_stops_like_ctrl_c_and_a_piped_search_logs_as_it_goes(tmp_path: Path, shared_cache: str) -> None:
-    """A real SIGTERM to the driver (as timeout, Slurm, Kubernetes send): trials stopped cleanly, the finished ones
-    written, the manifest `interrupted`, one line with the --resume command, exit 143; --resume then reaches every
-    trial exactly once. Its stdout is a pipe, so progress comes as plain lines, each read here as it arrives: the
-    study's start, each trial's end (id, status, objectives, done/total, elapsed, ETA) and heartbeats."""
+    """A real SIGTERM to the process group a driver was started in (a supervisor's killpg; the driver runs under a
+    job script's process, which survives it): the driver, in a group of its own with Ray, gets the stop through its
+    relay; trials stopped cleanly, the finished ones written, the manifest `interrupted`, one line with the
+    --resume command, exit 143; --resume then reaches every trial exactly once. Its stdout is a pipe, so progress
+    comes as plain lines, each read here as it arrives: the study's start, each trial's end (id, status,
+    objectives, done/total, elapsed, ETA) and heartbeats."""
     args = ["search", "--space", "gradprom_lambda", "--trials", "3", "--epochs", "2", "--concurrency", "1",
             "--sampler", "random", "--out", str(tmp_path), "--name", "t", "--device", "cpu", "-p",
             "max_steps_per_epoch=2", *TINY_PARAMS]
-    driver = start_driver(args, shared_cache, GRADPROM_HEARTBEAT_S="1")
+    driver = subprocess.Popen([sys.executable, "-c", WRAPPER, sys.executable, "-m", "gradprom.cli", *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              env={**os.environ, "GRADPROM_CACHE": shared_cache, "GRADPROM_HEARTBEAT_S": "1"})
     lines: list[tuple[float, str]] = []
     for line in driver.stdout:  # each line as the driver prints it, with the time it came
         lines.append((time.monotonic(), line.rstrip("\n")))
         if " completed psnr=" in line:
             break
-    # a child of this test, not its group's leader and with no terminal: it started Ray in a process group of its
-    # own, so a signal to the group it was started in (timeout's) reaches the driver alone, not Ray's processes
-    assert int(Path(f"/proc/{driver.pid}/stat").read_text().rsplit(")", 1)[1].split()[2]) == driver.pid
-    driver.send_signal(signal.SIGTERM)
+    # the wrapper's child, not its group's leader and with no terminal: it started Ray in a process group of its own,
+    # so the signal to the group it was started in reaches the driver through the relay, not Ray's processes
+    (pid,) = (int(p) for p in Path(f"/proc/{driver.pid}/task/{driver.pid}/children").read_text().split())
+    assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2]) == pid != driver.pid
+    os.killpg(driver.pid, signal.SIGTERM)
     rest, err = driver.communicate(timeout=120)
     ended = time.monotonic()
     assert driver.returncode == 143, err[-2000:]
@@ -249,8 +268,25 @@ def test_sigterm_stops_like_ctrl_c_and_a_piped_search_logs_as_it_goes(tmp_path: 
     finished = {t["trial_id"] for t in read_rows(tmp_path / "t" / "trials.parquet") if t["status"] == "completed"}
     assert finished
 
-    resumed = cli("search", "--out", str(tmp_path), "--name", "t", "--resume", cache=shared_cache)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # resumed by a driver of its own, which writes its end before it shuts its Ray down: a SIGTERM that comes as
+    # Ray shuts down (Ray's shutdown leaves SIGTERM's default, which kills outright) finds the search `finished`
+    resumed = start_driver(["search", "--out", str(tmp_path), "--name", "t", "--resume"], shared_cache)
+    manifest = tmp_path / "t" / "manifest.json"
+    deadline = time.monotonic() + 240
+    while resumed.poll() is None and json.loads(manifest.read_text())["status"] != "finished" \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ray_alive = [p for p in descendants(resumed.pid) if "gcs_server" in Path(f"/proc/{p}/cmdline").read_text()]
+    left = descendants(resumed.pid)
+    resumed.send_signal(signal.SIGTERM)
+    out, err = resumed.communicate(timeout=60)
+    assert ray_alive, "the manifest said finished only after Ray had shut down"
+    assert resumed.returncode in (0, 143, -signal.SIGTERM) and "Traceback" not in err, err[-2000:]
+    assert json.loads(manifest.read_text())["status"] == "finished"
+    deadline = time.monotonic() + 15
+    while [p for p in left if Path(f"/proc/{p}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.1)  # Ray's processes end with the driver that started them
+    assert not [p for p in left if Path(f"/proc/{p}").exists()]
     after = read_rows(tmp_path / "t" / "trials.parquet")
     assert len(after) == 3 and len({t["trial_id"] for t in after}) == 3 and finished <= {t["trial_id"] for t in after}
     assert all(t["status"] == "completed" for t in after)

@@ -67,6 +67,11 @@ def test_a_search_stopped_early_leaves_its_run_killed_and_resumable(tmp_path: Pa
     assert again.parent == tracker.parent and client.get_run(again.parent).info.status == "RUNNING"
     with pytest.raises(ValueError), stopped_on_error(None):  # no tracking: the error goes on as it was
         raise ValueError("x")
+    # a stop that comes after the search ended its run (as Ray shuts down) leaves the run FINISHED
+    with pytest.raises(KeyboardInterrupt), stopped_on_error(again):
+        again.finish("FINISHED", [], [])
+        raise KeyboardInterrupt
+    assert client.get_run(again.parent).info.status == "FINISHED"
 
 
 def test_train_is_tracked_as_one_parent_and_its_trial(tmp_path: Path, mlflow_store: str) -> None:

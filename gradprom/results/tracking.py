@@ -89,6 +89,7 @@ class Tracker:
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.logged: dict[str, int] = {}  # trial id -> last epoch logged
         self.off = False
+        self.ended = False  # the parent run was ended by finish: nothing left for stop to mark
         self._mlflow: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -157,6 +158,7 @@ class Tracker:
             self.client.log_artifact(self.parent, str(table))
         self._attach()
         self.client.set_terminated(self.parent, status=status)
+        self.ended = True
 
     def attach(self) -> None:
         """Attach what the experiment folder holds now (a protocol's evidence, once written) to the parent run."""
@@ -180,7 +182,7 @@ class Tracker:
 
     def stop(self) -> None:
         """The search stopped before its end (Ctrl-C, SIGTERM): the parent run is KILLED until a resume."""
-        if self.parent:
+        if self.parent and not self.ended:
             self.guarded("marking the run stopped", self.client.set_terminated, self.parent, "KILLED")
 
     # --- the trials ----------------------------------------------------------------------------------------------

@@ -4,8 +4,11 @@ that continues it, or every trial of a dataset failed)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from gradprom.search.runtime import (
     ray_runtime,
     sigterm_as_interrupt,
 )
-from gradprom.search.searcher import JOURNAL
+from gradprom.search.searcher import JOURNAL, study_storage
 from gradprom.search.study import placement_of, run_study
 from gradprom.search_spaces.protocol import Protocol, load_protocol
 from gradprom.trainables.config import TrialConfig
@@ -69,9 +72,11 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     manifest.update(status="running", driver=this_driver())
     manifest.pop("error", None)
     write_manifest(folder, manifest)
-    progress = {"trials": [], "epochs": [], "started": False}
+    progress = {"trials": [], "epochs": [], "started": False, "finished": False}
 
     def on_sigterm() -> None:
+        if progress["finished"]:  # the end is written: stop showing it, shut Ray down, exit 143
+            return
         if progress["started"]:
             manifest.update(status="interrupted")
             write_manifest(folder, manifest)
@@ -80,9 +85,16 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
                       markup=False, soft_wrap=True)
 
     try:
-        with sigterm_as_interrupt(on_sigterm), stopped_on_error(tracker):
+        if req.storage:  # reach the study database now: an unreachable one is bad input, found before any work
+            study_storage(folder, req.storage)
+        with sigterm_as_interrupt(on_sigterm), stopped_on_error(tracker), search_runtime(req):
             front = run_studies(req, studies, folder, console, progress, tracker)
+            # the end is written before Ray shuts down, so a stop from here on has nothing left to save
+            finish(folder, manifest, studies, tracker, front, progress)
+            summarize(progress["trials"], front, folder, console, studies[-1].objectives)
     except KeyboardInterrupt:  # a signal outside Tune's loop (reading data, the reference, between studies)
+        if progress["finished"]:  # a stop as the search showed its end: nothing left to save
+            raise SystemExit(143 if TERMINATED.is_set() else 130) from None
         stopped = NOT_STARTED if not progress["started"] else "interrupted"
         manifest.update(status=stopped)
         write_manifest(folder, manifest)
@@ -100,11 +112,30 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     except Exception as exc:  # gradprom's own bug: keep what finished, mark the folder resumable, say so in one line
         last = (str(exc).strip().splitlines() or [""])[-1]  # a TuneError carries a traceback: its last line says it
         what = " ".join(f"{type(exc).__name__}: {last}".split())[:300]
-        manifest.update(status="interrupted" if progress["started"] else NOT_STARTED, error=what)
-        write_manifest(folder, manifest)
+        if not progress["finished"]:  # (a search that ended, then broke showing its end, stays `finished`)
+            manifest.update(status="interrupted" if progress["started"] else NOT_STARTED, error=what)
+            write_manifest(folder, manifest)
         raise SearchBroke(f"the search stopped on an unexpected error ({what}); finished trials are saved in "
                           f"{folder}; continue with: {again_command(req, resume=progress['started'])} (and please "
                           "report it)") from exc
+    check_some_finished(progress["trials"], req.datasets, folder)
+    return folder
+
+
+@contextmanager
+def search_runtime(req: SearchRequest) -> Iterator[None]:
+    """Ray for the search: reached at --address (or the caller's own session), else started locally in a process
+    group of its own."""
+    local = not req.address and not ray_initialized()
+    with own_process_group() if local else contextlib.nullcontext(), \
+            ray_runtime(req.address, None if req.address else local_cpus()):
+        yield
+
+
+def finish(folder: Path, manifest: dict[str, Any], studies: list[StudyPlan], tracker: Tracker | None,
+           front: list[dict], progress: dict[str, Any]) -> None:
+    """Write the end of a search that ran to its end: the manifest `finished` (with --fidelity-check's decisions),
+    then the MLflow run's status and front."""
     trials = progress["trials"]
     manifest.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), trials=len(trials))
     checks = {s.dataset: json.loads(fidelity_file(folder, s.dataset).read_text()) for s in studies
@@ -112,52 +143,43 @@ def run_search(req: SearchRequest, console: Console | None = None) -> Path:
     if checks:
         manifest["fidelity"] = checks
     write_manifest(folder, manifest)
+    progress["finished"] = True
     if tracker is not None:
         tracker.finish("FINISHED" if any(t["status"] == "completed" for t in trials) else "FAILED", front, trials)
-    summarize(trials, front, folder, console, studies[-1].objectives)
-    check_some_finished(trials, req.datasets, folder)
-    return folder
 
 
 def run_studies(req: SearchRequest, studies: list[StudyPlan], folder: Path, console: Console,
                 progress: dict[str, Any], tracker: Tracker | None = None) -> list[dict]:
-    """Start (or reach) Ray and run each study in turn, writing the results after each; returns the last front.
+    """Run each study in turn on the search's Ray runtime, writing the results after each; returns the last front.
     `progress` collects the rows and says whether a trial has started (for the manifest if this raises)."""
-    from gradprom.search.searcher import study_storage
-
-    if req.storage:  # reach the study database now: an unreachable one is bad input, found before any work
-        study_storage(folder, req.storage)
     front: list[dict] = []
-    if not req.address and not ray_initialized():
-        own_process_group()
-    with ray_runtime(req.address, None if req.address else local_cpus()):
-        place_on_gpus(req)
-        need = placement_of(req).worker_resources()
-        waiting = capacity_note(need, alive_nodes(), on_cluster=bool(req.address))
-        if waiting:
-            console.print(f"[yellow]{waiting}; trials start as nodes join (Ctrl-C stops the search)[/yellow]")
-        for study in studies:
-            if not req.address:
-                prepare_reference(study.base, console)
-            else:
-                with console.status(f"[bold]{study.dataset}: checking the data on every node that can host a trial…"):
-                    check_data_on_nodes(study.base, need)
-            progress["started"] = True
-            t_rows, e_rows = run_study(study, req, folder, console, earlier=(progress["trials"], progress["epochs"]),
-                                       waiting=waiting, tracker=tracker)
-            checked = fidelity_columns(folder, study.dataset)  # --fidelity-check's decision, on every row
-            for row in t_rows:
-                row.update(checked)
-            progress["trials"] += t_rows
-            progress["epochs"] += e_rows
-            front = front_rows(progress["trials"], study.objectives)
-            write_results(folder, progress["trials"], progress["epochs"], front)
-            if not req.storage and (folder / JOURNAL).is_file():
-                publish(folder, JOURNAL)
-            unfinished = sum(t["status"] == "interrupted" for t in t_rows) + max(0, req.trials - len(t_rows))
-            if unfinished:
-                raise interrupted(req, folder, f"search interrupted with {unfinished} of {req.trials} trials of "
-                                  f"{study.dataset} unfinished; finished trials are saved in {folder}")
+    place_on_gpus(req)
+    need = placement_of(req).worker_resources()
+    waiting = capacity_note(need, alive_nodes(), on_cluster=bool(req.address))
+    if waiting:
+        console.print(f"[yellow]{waiting}; trials start as nodes join (Ctrl-C stops the search)[/yellow]")
+    for study in studies:
+        if not req.address:
+            prepare_reference(study.base, console)
+        else:
+            with console.status(f"[bold]{study.dataset}: checking the data on every node that can host a trial…"):
+                check_data_on_nodes(study.base, need)
+        progress["started"] = True
+        t_rows, e_rows = run_study(study, req, folder, console, earlier=(progress["trials"], progress["epochs"]),
+                                   waiting=waiting, tracker=tracker)
+        checked = fidelity_columns(folder, study.dataset)  # --fidelity-check's decision, on every row
+        for row in t_rows:
+            row.update(checked)
+        progress["trials"] += t_rows
+        progress["epochs"] += e_rows
+        front = front_rows(progress["trials"], study.objectives)
+        write_results(folder, progress["trials"], progress["epochs"], front)
+        if not req.storage and (folder / JOURNAL).is_file():
+            publish(folder, JOURNAL)
+        unfinished = sum(t["status"] == "interrupted" for t in t_rows) + max(0, req.trials - len(t_rows))
+        if unfinished:
+            raise interrupted(req, folder, f"search interrupted with {unfinished} of {req.trials} trials of "
+                              f"{study.dataset} unfinished; finished trials are saved in {folder}")
     return front
 
 
