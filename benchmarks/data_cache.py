@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
-from benchmarks.record import add_arguments, check_arguments, record  # noqa: E402
+from benchmarks.record import parse, record  # noqa: E402
 from gradprom.datasets import get_dataset  # noqa: E402
 
 
@@ -46,9 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--image-size", type=int, default=64)
-    add_arguments(parser)
-    args = parser.parse_args()
-    check_arguments(parser, args)
+    args = parse(parser)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_isic(root, args.images)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
-from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
+from benchmarks.record import emit, parse, record  # noqa: E402
 from benchmarks.search_efficiency import SIZES  # noqa: E402
 
 OBJECTIVES = ("psnr", "task_metric")
@@ -75,9 +75,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=0, help="seeds (default 1 with --quick, else 3)")
     parser.add_argument("--epochs", type=int, default=4, help="the full trial's epochs")
     parser.add_argument("--workers", type=int, default=2, help="trials at once (one thread each)")
-    add_arguments(parser)
-    args = parser.parse_args()
-    check_arguments(parser, args)
+    args = parse(parser)
     n, seeds = args.configs or (6 if args.quick else 16), args.seeds or (1 if args.quick else 3)
     size = {**SIZES["quick"], "image_size": 32} if args.quick else SIZES["full"]  # 32: its half is still >= 16
     fidelities = {"full": {}, **cheaper(size)}

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
-from benchmarks.record import add_arguments, check_arguments, record  # noqa: E402
+from benchmarks.record import parse, record  # noqa: E402
 from gradprom.results.parquet import read_rows  # noqa: E402
 
 
@@ -46,9 +46,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0, help="epochs per trial (default 2 with --quick, else 6)")
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="a trial setting passed to `gradprom search -p` (repeatable), e.g. image_size=16")
-    add_arguments(parser)
-    args = parser.parse_args()
-    check_arguments(parser, args)
+    args = parse(parser)
     if args.trials < 0 or args.epochs < 0:
         parser.error("--trials and --epochs must not be negative")
     trials_n, epochs = args.trials or (4 if args.quick else 12), args.epochs or (2 if args.quick else 6)

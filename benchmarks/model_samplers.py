@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
-from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
+from benchmarks.record import emit, parse, record  # noqa: E402
 
 FRONT_HV = 2 / 3  # ∫₀¹ √f1 df1: the area the front dominates inside the reference box (1, 1)
 PARAMS = {f"x{i}": {"type": "float", "low": 0.0, "high": 1.0} for i in (1, 2, 3)}
@@ -96,9 +96,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=0, help="seeds per sampler (default 2 with --quick, else 10)")
     parser.add_argument("--trials", type=int, default=0, help="trials per search (default 8 with --quick, else 16)")
     parser.add_argument("--noise", type=float, default=0.02, help="std of the noise on each told value")
-    add_arguments(parser)
-    args = parser.parse_args()
-    check_arguments(parser, args)
+    args = parse(parser)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seeds, trials = args.seeds or (2 if args.quick else 10), args.trials or (8 if args.quick else 16)
     names = ["random", "tpe", "gp"] + (["botorch"] if botorch_sampler(0) is not None else [])

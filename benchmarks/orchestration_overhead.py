@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
-from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
+from benchmarks.record import emit, parse, record  # noqa: E402
 
 #: trial sizes: about 30 s per trial on a 2-core CPU for the full form, a few seconds for --quick
 FULL = {"image_size": 32, "n_train": 256, "n_val": 64, "n_test": 64, "enhancer_blocks": 2, "enhancer_channels": 16,
@@ -81,9 +81,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 trials of a few seconds")
     parser.add_argument("--trials", type=int, default=0, help="trials per run (default 3 with --quick, else 6)")
     parser.add_argument("--epochs", type=int, default=0, help="epochs per trial (default 2 with --quick, else 3)")
-    add_arguments(parser)
-    args = parser.parse_args()
-    check_arguments(parser, args)
+    args = parse(parser)
     if args.trials == 1 or args.trials < 0:
         parser.error("--trials must be at least 2: the per-trial overhead is the slope between 1 and N trials")
     n, epochs = args.trials or (3 if args.quick else 6), args.epochs or (2 if args.quick else 3)

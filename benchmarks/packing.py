@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
-from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
+from benchmarks.record import emit, parse, record  # noqa: E402
 
 FULL = {"image_size": 64, "n_train": 256, "n_val": 64, "n_test": 64, "enhancer_blocks": 4, "enhancer_channels": 32,
         "recognizer_width": 16, "batch_size": 32, "pretrain_epochs": 2, "epochs": 3}
@@ -55,9 +55,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=0, help="trials per level (default 4 with --quick, else 8)")
     parser.add_argument("--levels", default="1,2,4", help="trials at once, comma-separated (default 1,2,4)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    add_arguments(parser)
-    args = parser.parse_args()
-    check_arguments(parser, args)
+    args = parse(parser)
     levels = [int(v) for v in args.levels.split(",") if v.strip()]
     n = args.trials or (4 if args.quick else 8)
     if n < 1 or not levels or min(levels) < 1:

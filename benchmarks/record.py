@@ -15,18 +15,17 @@ from typing import Any
 TABLE_FILE = Path(__file__).with_name("README.md")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every benchmark takes: `--record` (add the summary row to the table) and `--readme PATH`."""
+def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Add the options every benchmark takes (`--record`: add the summary row to the table; `--readme PATH`: which
+    table file), parse the command line, and refuse `--readme` without `--record` before any work is done."""
     parser.add_argument("--record", action="store_true",
                         help="also add the summary row under this benchmark's heading in the README table")
     parser.add_argument("--readme", type=Path, default=None, metavar="PATH",
                         help=f"the table file --record adds the row to (default {TABLE_FILE})")
-
-
-def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse `--readme` without `--record` (it would be ignored); call right after parsing, before the work."""
+    args = parser.parse_args()
     if args.readme is not None and not args.record:
-        parser.error("--readme only applies with --record")
+        parser.error("--readme only applies with --record")  # it would be ignored
+    return args
 
 
 def _plain(value: Any) -> Any:

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
-from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
+from benchmarks.record import emit, parse, record  # noqa: E402
 
 SIGMAS = (0.05, 0.1, 0.15, 0.2, 0.3)
 QUICK = {"image_size": 32, "n_train": 96, "n_val": 32, "n_test": 96, "pretrain_epochs": 3, "epochs": 1,
@@ -166,9 +166,7 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=None, help="the reference's epochs (trial default)")
     parser.add_argument("--probe-images", type=int, default=None,
                         help="training images of the probes (validation: half as many; default 1024, quick 192)")
-    add_arguments(parser)
-    args = parser.parse_args()
-    check_arguments(parser, args)
+    args = parse(parser)
     sigmas = [float(s) for s in args.sigmas.split(",")] if args.sigmas else ([0.15] if args.quick else list(SIGMAS))
     size = QUICK["image_size"] if args.quick else 48
     n_probe = args.probe_images or (192 if args.quick else 1024)

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
-from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
+from benchmarks.record import emit, parse, record  # noqa: E402
 
 #: trial sizes. "full": the smallest at which the trained recognizer learns (≈ 0.6 accuracy) and λ moves both PSNR
 #: (27 → 21 dB) and accuracy, so the front is a real trade-off; at "quick" (a smoke check) the recognizer sits at
@@ -143,9 +143,7 @@ def main() -> None:
     parser.add_argument("--syne-python", default="", metavar="PYTHON",
                         help="a Python with syne-tune installed: also run Syne Tune's MOASHA (moasha_syne_tune.py) on "
                              "the same problem and budget, per seed (development only; not a gradprom dependency)")
-    add_arguments(parser)
-    args = parser.parse_args()
-    check_arguments(parser, args)
+    args = parse(parser)
     trials_n, seeds = args.trials or (6 if args.quick else 64), args.seeds or (1 if args.quick else 3)
     default = "random:fifo,tpe:pareto-asha" if args.quick else DEFAULT_CONFIGS
     configs = [(c.split(":")[0], ":".join(c.split(":")[1:])) for c in (args.configs or default).split(",")]

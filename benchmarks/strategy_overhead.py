@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
-from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
+from benchmarks.record import emit, parse, record  # noqa: E402
 from gradprom.strategies import Strategy  # noqa: E402
 from gradprom.trainables.build import Trial, build_trial, seeded_generator  # noqa: E402
 from gradprom.trainables.config import TrialConfig  # noqa: E402
@@ -121,9 +121,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=0, help="image size in px (default 32 with --quick, else 64)")
     parser.add_argument("--agreement-steps", type=int, default=0,
                         help="training steps per cheap gate's agreement run (default 24 with --quick, else 60)")
-    add_arguments(parser)
-    args = parser.parse_args()
-    check_arguments(parser, args)
+    args = parse(parser)
     if args.rounds < 1 or args.agreement_steps < 0 or args.warmup < 0 or args.image_size < 0:
         parser.error("--rounds must be at least 1, --agreement-steps, --warmup and --image-size at least 0")
     quick = args.quick

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, for `benchmarks.record`
-from benchmarks.record import add_arguments, check_arguments, emit, record  # noqa: E402
+from benchmarks.record import emit, parse, record  # noqa: E402
 from gradprom.trainables.build import Trial, build_trial, seeded_generator  # noqa: E402
 from gradprom.trainables.config import TrialConfig  # noqa: E402
 from gradprom.trainables.epoch import train_epoch  # noqa: E402
@@ -92,9 +92,7 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=0, help="training images (default 128 with --quick, else 512)")
     parser.add_argument("--epochs", type=int, default=0,
                         help="timed epochs, after a warm-up epoch (default 2 with --quick, else 6)")
-    add_arguments(parser)
-    args = parser.parse_args()
-    check_arguments(parser, args)
+    args = parse(parser)
     cfg = TrialConfig()  # the default trial models and batch the figures are for
     if args.epochs < 0 or (args.n_train and args.n_train < cfg.batch_size):
         parser.error(f"--epochs must not be negative and --n-train must be at least a batch ({cfg.batch_size})")

@@ -115,6 +115,9 @@ def test_data_cache_records_only_when_asked(scripts: Runs) -> None:
     assert len(added) == 1 and "images=4; image_size=16;" in added[0]
     lines = scripts.copy.read_text().splitlines()
     assert lines[lines.index("<!-- rows:data_cache -->") + 1] == added[0]  # the newest row first
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_cache.py"), "--readme",
+                              str(scripts.copy)], capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and "--readme only applies with --record" in refused.stderr  # before any work
 
 
 def test_strategy_overhead(scripts: Runs) -> None:
