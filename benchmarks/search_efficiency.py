@@ -4,6 +4,7 @@ and without `pareto-asha`, over seeds (medians and spreads), on the built-in dat
     python benchmarks/search_efficiency.py            # 64 trials; the configurations of DEFAULT_CONFIGS; 3 seeds
     python benchmarks/search_efficiency.py --quick    # 6 tiny trials; random/fifo and tpe/pareto-asha; 1 seed
     python benchmarks/search_efficiency.py --trials 24 --seeds 2 --configs random:fifo,gp:pareto-asha:check
+    python benchmarks/search_efficiency.py --from-lines random64.jsonl others24.jsonl   # summarize earlier runs
 
 A configuration is SAMPLER:SCHEDULER, with `:check` for `--fidelity-check` (a quarter of the trials, at least 3, run
 fully before the scheduler is trusted).
@@ -13,7 +14,8 @@ counted in epochs (a trial that `pareto-asha` stops early costs only the epochs 
 epochs / budget. The hypervolume (moocore; objectives psnr and task_metric, maximised, fixed reference point
 psnr 10 dB, task 0) is that of the completed trials' validation figures after each trial ends, in Optuna's
 completion order. Target (issue 27): the best configuration (`best_config`, the fewest trials' worth on the median)
-reaches random search's final (`--trials`) hypervolume in a quarter of its compute (16 trials' worth of 64).
+reaches random search's final hypervolume in a quarter of its compute (16 trials' worth of 64); random search may
+run more trials than the others when the lines come from separate runs (`--from-lines`).
 `--seed` seeds both the sampler and the trials' training (data, initial weights), so the hypervolume a search can
 reach differs by seed: the target is read on the median over seeds (against random search's median final level,
 `target_met_median`) and seed by seed (against random search with the same seed, on more than half the seeds,
@@ -130,26 +132,11 @@ def most_within(reached: list[float | None], limit: float) -> bool:
     return 2 * sum(w is not None and w <= limit for w in reached) > len(reached)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="6 tiny trials, random/fifo vs tpe/pareto-asha, 1 seed")
-    parser.add_argument("--trials", type=int, default=0, help="trials per search (default 6 with --quick, else 64)")
-    parser.add_argument("--epochs", type=int, default=4, help="the full budget of a trial, in epochs")
-    parser.add_argument("--seeds", type=int, default=0, help="seeds per configuration (default 1 / 3)")
-    parser.add_argument("--configs", default="", help="SAMPLER:SCHEDULER[:check],… (default: the quick pair, or "
-                                                      "DEFAULT_CONFIGS)")
-    parser.add_argument("--concurrency", type=int, default=2, help="trials at once")
-    parser.add_argument("--grace-period", type=int, default=1, help="pareto-asha's (and MOASHA's) first rung, epochs")
-    parser.add_argument("--syne-python", default="", metavar="PYTHON",
-                        help="a Python with syne-tune installed: also run Syne Tune's MOASHA (moasha_syne_tune.py) on "
-                             "the same problem and budget, per seed (development only; not a gradprom dependency)")
-    args = parse(parser)
-    trials_n, seeds = args.trials or (6 if args.quick else 64), args.seeds or (1 if args.quick else 3)
-    default = "random:fifo,tpe:pareto-asha" if args.quick else DEFAULT_CONFIGS
-    configs = [(c.split(":")[0], ":".join(c.split(":")[1:])) for c in (args.configs or default).split(",")]
-    curves: dict[tuple[str, str], list[list[tuple[float, float, float]]]] = {c: [] for c in configs}
-    random_ranks: list[dict[str, list[float | None]]] = []  # random/fifo's rank_to_final, per seed
-    size = SIZES["quick" if args.quick else "full"]
+def run_searches(args: argparse.Namespace, configs: list[tuple[str, str]], trials_n: int, seeds: int,
+                 size: dict) -> list[dict]:
+    """Run every (configuration, seed) search (and MOASHA per seed with --syne-python); print and return one line
+    per search, with its hypervolume curve."""
+    lines: list[dict] = []
     params = [a for k, v in size.items() for a in ("-p", f"{k}={v}")]
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "GRADPROM_CACHE": str(Path(tmp) / "cache")}
@@ -169,15 +156,13 @@ def main() -> None:
                     raise SystemExit(f"search {name} exited {done.returncode}")
                 points = curve(Path(tmp) / name)
                 fidelity = rank_to_final(Path(tmp) / name) if scheduler == "fifo" and trials_n > 2 else {}
-                curves[sampler, scheduler].append(points)
-                if fidelity and sampler == "random":
-                    random_ranks.append(fidelity)
-                emit({"run": name, "sampler": sampler, "scheduler": scheduler, "seed": seed, "trials": trials_n,
-                      "wall_s": round(time.perf_counter() - started, 1), "worth": round(points[-1][0], 2),
-                      "hypervolume": round(points[-1][2], 4),
-                      **{f"hv_at_{w}": round(hv_at(points, w), 4) for w in CHECKPOINTS if w <= trials_n},
-                      **({"rank_to_final": fidelity} if fidelity else {}),
-                      "curve": [[round(w, 2), round(t, 1), round(hv, 4)] for w, t, hv in points]})
+                lines.append({"run": name, "sampler": sampler, "scheduler": scheduler, "seed": seed,
+                              "trials": trials_n, "wall_s": round(time.perf_counter() - started, 1),
+                              "worth": round(points[-1][0], 2), "hypervolume": round(points[-1][2], 4),
+                              **{f"hv_at_{w}": round(hv_at(points, w), 4) for w in CHECKPOINTS if w <= trials_n},
+                              **({"rank_to_final": fidelity} if fidelity else {}),
+                              "curve": [[round(w, 2), round(t, 1), round(hv, 4)] for w, t, hv in points]})
+                emit(lines[-1])
             if args.syne_python:  # Syne Tune's MOASHA, one trial at a time in one process, same trials and budget;
                 # its trial gets the cores the Ray searches spread over --concurrency trials, as threads
                 done = subprocess.run([args.syne_python, str(Path(__file__).with_name("moasha_syne_tune.py")),
@@ -187,50 +172,110 @@ def main() -> None:
                                        "--cache", env["GRADPROM_CACHE"]], env=env, capture_output=True, text=True)
                 if done.returncode:
                     raise SystemExit(f"moasha_syne_tune.py exited {done.returncode}: {done.stderr[-2000:]}")
-                line = json.loads(done.stdout.splitlines()[-1])
-                emit(line)
-                curves.setdefault(("random", "syne-tune-moasha"), []).append([tuple(c) for c in line["curve"]])
-    result: dict = {"trials": trials_n, "epochs": args.epochs, "seeds": seeds, "grace_period": args.grace_period,
-                    "image_size": size["image_size"], "n_train": size["n_train"], "n_val": size["n_val"]}
-    for (sampler, scheduler), runs in curves.items():
-        key = f"{sampler}_{scheduler.replace('-', '_').replace(':', '_')}"
-        finals = [r[-1][2] for r in runs]
+                lines.append(json.loads(done.stdout.splitlines()[-1]))
+                emit(lines[-1])
+    return lines
+
+
+def config_key(sampler: str, scheduler: str) -> str:
+    """'gp_pareto_asha_check' for gp with pareto-asha:check; 'syne_tune_moasha' for Syne Tune's MOASHA."""
+    if scheduler == "syne-tune-moasha":
+        return "syne_tune_moasha"
+    return f"{sampler}_{scheduler.replace('-', '_').replace(':', '_')}"
+
+
+def summary(lines: list[dict]) -> dict:
+    """The figures of a set of searches (their printed lines): per configuration the final hypervolume's median and
+    range; random search's rank_to_final; and against random search's final level (the reference; its trials set
+    the target, a quarter of them), the trials' worth each configuration took to reach it (on the median over
+    seeds, and seed by seed where random search ran that seed), the best configuration, whether it met the target,
+    and whether it ended at or above MOASHA on each seed both ran."""
+    runs: dict[tuple[str, str], dict[int, dict]] = {}
+    for line in lines:
+        runs.setdefault((line["sampler"], line["scheduler"]), {})[line["seed"]] = line
+    curves = {c: {seed: [tuple(p) for p in r["curve"]] for seed, r in sorted(found.items())}
+              for c, found in runs.items()}
+    result: dict = {}
+    for (sampler, scheduler), found in curves.items():
+        key = config_key(sampler, scheduler)
+        finals = [c[-1][2] for c in found.values()]
+        result[f"{key}_trials"] = next(iter(runs[sampler, scheduler].values()))["trials"]
         result[f"{key}_hv_median"] = round(statistics.median(finals), 4)
         result[f"{key}_hv_range"] = [round(min(finals), 4), round(max(finals), 4)]
-        result[f"{key}_worth_median"] = round(statistics.median(r[-1][0] for r in runs), 2)
-    for metric in ("psnr", "task_metric") if random_ranks else ():  # each rung's fidelity, median over seeds
+        result[f"{key}_worth_median"] = round(statistics.median(c[-1][0] for c in found.values()), 2)
+    ranks = [r["rank_to_final"] for r in runs.get(("random", "fifo"), {}).values() if "rank_to_final" in r]
+    for metric in ("psnr", "task_metric") if ranks else ():  # each rung's fidelity, median over seeds
         result[f"random_fifo_rank_to_final_{metric}"] = [
             round(statistics.median(known), 3) if (known := [v for v in column if v is not None]) else None
-            for column in zip(*(r[metric] for r in random_ranks), strict=True)]
-    if ("random", "fifo") in curves and len(curves) > 1:
-        finals = [r[-1][2] for r in curves["random", "fifo"]]  # random search's 64-trial hypervolume, per seed
-        level = statistics.median(finals)
-        result["random_final_hv"] = round(level, 4)
-        for (sampler, scheduler), runs in curves.items():
-            if (sampler, scheduler) == ("random", "fifo"):
-                continue
-            key = "syne_tune_moasha" if scheduler == "syne-tune-moasha" else \
-                f"{sampler}_{scheduler.replace('-', '_').replace(':', '_')}"
-            # against the median over seeds, and against random search on the same seed (the same training data
-            # and initial weights)
-            result[f"{key}_worth_to_random_final"] = worths(runs, [level] * len(runs))
-            result[f"{key}_worth_to_same_seed_random"] = worths(runs, finals)
-        candidates = [k[:-len("_worth_to_random_final")] for k in result
-                      if k.endswith("_worth_to_random_final") and not k.startswith("syne_tune")]
-        best = min(candidates, key=lambda k: statistics.median(
-            [math.inf if w is None else w for w in result[f"{k}_worth_to_random_final"]]))
-        result["best_config"] = best  # the fewest trials' worth to random search's final level, median over seeds
-        quarter = trials_n / 4  # the target: random search's final level in a quarter of its compute
-        result["target_quarter"] = quarter
-        result["target_met_median"] = median_within(result[f"{best}_worth_to_random_final"], quarter)
-        result["target_met_most_seeds"] = most_within(result[f"{best}_worth_to_same_seed_random"], quarter)
-        moasha = curves.get(("random", "syne-tune-moasha"))
-        if moasha:  # the best configuration's final hypervolume against MOASHA's, seed by seed
-            mine = next(runs for (sa, sc), runs in curves.items()
-                        if f"{sa}_{sc.replace('-', '_').replace(':', '_')}" == best)
-            result["best_at_or_above_moasha_per_seed"] = [m[-1][2] >= o[-1][2] - 1e-9
-                                                         for m, o in zip(mine, moasha, strict=True)]
+            for column in zip(*(r[metric] for r in ranks), strict=True)]
+    if ("random", "fifo") not in curves or len(curves) < 2:
+        return result
+    reference = curves["random", "fifo"]
+    level = statistics.median(c[-1][2] for c in reference.values())  # random search's final hypervolume
+    result["random_final_hv"] = round(level, 4)
+    for (sampler, scheduler), found in curves.items():
+        if (sampler, scheduler) != ("random", "fifo"):
+            key = config_key(sampler, scheduler)
+            result[f"{key}_worth_to_random_final"] = worths(list(found.values()), [level] * len(found))
+            # against random search on the same seed (the same training data and initial weights)
+            same = [seed for seed in found if seed in reference]
+            result[f"{key}_worth_to_same_seed_random"] = worths([found[s] for s in same],
+                                                                [reference[s][-1][2] for s in same])
+    candidates = [k[:-len("_worth_to_random_final")] for k in result
+                  if k.endswith("_worth_to_random_final") and not k.startswith("syne_tune")]
+    best = min(candidates, key=lambda k: statistics.median(
+        [math.inf if w is None else w for w in result[f"{k}_worth_to_random_final"]]))
+    result["best_config"] = best  # the fewest trials' worth to random search's final level, median over seeds
+    quarter = result["random_fifo_trials"] / 4  # the target: random search's final level in a quarter of its compute
+    result["target_quarter"] = quarter
+    result["target_met_median"] = median_within(result[f"{best}_worth_to_random_final"], quarter)
+    result["target_met_most_seeds"] = most_within(result[f"{best}_worth_to_same_seed_random"], quarter)
+    moasha = curves.get(("random", "syne-tune-moasha"))
+    if moasha:  # the best configuration's final hypervolume against MOASHA's, on each seed both ran
+        mine = next(found for c, found in curves.items() if config_key(*c) == best)
+        result["best_at_or_above_moasha_per_seed"] = [mine[s][-1][2] >= moasha[s][-1][2] - 1e-9
+                                                     for s in sorted(mine) if s in moasha]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="6 tiny trials, random/fifo vs tpe/pareto-asha, 1 seed")
+    parser.add_argument("--trials", type=int, default=0, help="trials per search (default 6 with --quick, else 64)")
+    parser.add_argument("--epochs", type=int, default=4, help="the full budget of a trial, in epochs")
+    parser.add_argument("--seeds", type=int, default=0, help="seeds per configuration (default 1 / 3)")
+    parser.add_argument("--configs", default="", help="SAMPLER:SCHEDULER[:check],… (default: the quick pair, or "
+                                                      "DEFAULT_CONFIGS)")
+    parser.add_argument("--concurrency", type=int, default=2, help="trials at once")
+    parser.add_argument("--grace-period", type=int, default=1, help="pareto-asha's (and MOASHA's) first rung, epochs")
+    parser.add_argument("--syne-python", default="", metavar="PYTHON",
+                        help="a Python with syne-tune installed: also run Syne Tune's MOASHA (moasha_syne_tune.py) on "
+                             "the same problem and budget, per seed (development only; not a gradprom dependency)")
+    parser.add_argument("--from-lines", nargs="+", type=Path, default=[], metavar="FILE",
+                        help="run nothing: summarize the search lines earlier runs printed (e.g. random search at 64 "
+                             "trials from one run, the other configurations at 24 from another)")
+    args = parse(parser)
+    trials_n, seeds = args.trials or (6 if args.quick else 64), args.seeds or (1 if args.quick else 3)
+    size = SIZES["quick" if args.quick else "full"]
+    if args.from_lines:
+        lines = [row for f in args.from_lines for row in read_lines(parser, f)]
+    else:
+        default = "random:fifo,tpe:pareto-asha" if args.quick else DEFAULT_CONFIGS
+        configs = [(c.split(":")[0], ":".join(c.split(":")[1:])) for c in (args.configs or default).split(",")]
+        lines = run_searches(args, configs, trials_n, seeds, size)
+    result = {"trials": max(r["trials"] for r in lines), "epochs": args.epochs,
+              "seeds": len({r["seed"] for r in lines}), "grace_period": args.grace_period,
+              "image_size": size["image_size"], "n_train": size["n_train"], "n_val": size["n_val"], **summary(lines)}
     record("search_efficiency_quick" if args.quick else "search_efficiency", result, args)
+
+
+def read_lines(parser: argparse.ArgumentParser, path: Path) -> list[dict]:
+    """The search lines (those with a curve) a run of this script printed to `path`."""
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as exc:
+        parser.error(f"--from-lines {path}: {exc}; give the stdout of an earlier run of this script")
+    return [r for r in rows if "curve" in r and "seed" in r]
 
 
 if __name__ == "__main__":

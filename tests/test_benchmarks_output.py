@@ -217,6 +217,32 @@ def test_search_efficiency(scripts: Runs) -> None:
     assert summary["target_met_median"] == (to_median is not None and to_median <= 0.75)
 
 
+def test_search_efficiency_summarizes_lines_of_earlier_runs(tmp_path: Path) -> None:
+    """--from-lines: random search at 8 trials from one run (the reference: a quarter is 2 trials' worth), GP at 4
+    from another, MOASHA on seed 0 only; every figure below is read off the hand-made curves."""
+    def line(sampler: str, scheduler: str, seed: int, trials: int, curve: list[list[float]]) -> str:
+        return json.dumps({"run": f"{sampler}-{seed}", "sampler": sampler, "scheduler": scheduler, "seed": seed,
+                           "trials": trials, "curve": curve})
+
+    first, second = tmp_path / "random.jsonl", tmp_path / "others.jsonl"
+    first.write_text("\n".join([line("random", "fifo", 0, 8, [[1, 0, 5.0], [2, 0, 6.0], [4, 0, 7.0], [8, 0, 8.0]]),
+                                line("random", "fifo", 1, 8, [[1, 0, 4.0], [8, 0, 6.0]]), '{"benchmark": "x"}']))
+    second.write_text("\n".join([line("gp", "fifo", 0, 4, [[1, 0, 7.5], [2, 0, 8.5], [4, 0, 8.6]]),
+                                 line("gp", "fifo", 1, 4, [[1, 0, 5.0], [2, 0, 7.2]]),
+                                 line("random", "syne-tune-moasha", 0, 4, [[1, 0, 9.0]])]))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--from-lines",
+                           str(first), str(second)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (summary,) = [json.loads(x) for x in done.stdout.splitlines()]
+    assert summary["random_final_hv"] == 7.0  # the median of 8.0 and 6.0
+    assert summary["gp_fifo_worth_to_random_final"] == [1, 2]  # 7.5 ≥ 7 at 1; 7.2 ≥ 7 at 2
+    assert summary["gp_fifo_worth_to_same_seed_random"] == [2, 2]  # 8.5 ≥ 8 at 2; 7.2 ≥ 6 at 2
+    assert summary["target_quarter"] == 2 and summary["target_met_median"] and summary["target_met_most_seeds"]
+    assert summary["best_config"] == "gp_fifo" and summary["gp_fifo_hv_median"] == 7.9  # (8.6 + 7.2) / 2
+    assert summary["best_at_or_above_moasha_per_seed"] == [False]  # 8.6 < 9.0 on seed 0; MOASHA ran no seed 1
+    assert summary["seeds"] == 2 and summary["trials"] == 8
+
+
 def spearman(a: list[float], b: list[float]) -> float | None:
     """Spearman's rho by hand: Pearson's r of the average ranks (ties share their mean); None for a constant side."""
     import numpy as np
