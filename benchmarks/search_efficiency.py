@@ -223,9 +223,11 @@ def summary(lines: list[dict]) -> dict:
                                                                 [reference[s][-1][2] for s in same])
     candidates = [k[:-len("_worth_to_random_final")] for k in result
                   if k.endswith("_worth_to_random_final") and not k.startswith("syne_tune")]
-    best = min(candidates, key=lambda k: statistics.median(
-        [math.inf if w is None else w for w in result[f"{k}_worth_to_random_final"]]))
-    result["best_config"] = best  # the fewest trials' worth to random search's final level, median over seeds
+    best = min(candidates, key=lambda k: (statistics.median(
+        [math.inf if w is None else w for w in result[f"{k}_worth_to_random_final"]]), -result[f"{k}_hv_median"]))
+    # the fewest trials' worth to random search's final level, median over seeds; where none reaches it (or on a
+    # tie), the largest median final hypervolume
+    result["best_config"] = best
     quarter = result["random_fifo_trials"] / 4  # the target: random search's final level in a quarter of its compute
     result["target_quarter"] = quarter
     result["target_met_median"] = median_within(result[f"{best}_worth_to_random_final"], quarter)

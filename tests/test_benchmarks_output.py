@@ -241,6 +241,14 @@ def test_search_efficiency_summarizes_lines_of_earlier_runs(tmp_path: Path) -> N
     assert summary["best_config"] == "gp_fifo" and summary["gp_fifo_hv_median"] == 7.9  # (8.6 + 7.2) / 2
     assert summary["best_at_or_above_moasha_per_seed"] == [False]  # 8.6 < 9.0 on seed 0; MOASHA ran no seed 1
     assert summary["seeds"] == 2 and summary["trials"] == 8
+    # where no configuration reaches the level on the median, the best is the one with the larger median final
+    second.write_text("\n".join([line("gp", "fifo", 0, 4, [[1, 0, 6.0]]), line("gp", "fifo", 1, 4, [[1, 0, 5.0]]),
+                                 line("tpe", "fifo", 0, 4, [[1, 0, 6.5]]), line("tpe", "fifo", 1, 4, [[1, 0, 4.0]])]))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--from-lines",
+                           str(first), str(second)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    (summary,) = [json.loads(x) for x in done.stdout.splitlines()]
+    assert summary["gp_fifo_worth_to_random_final"] == summary["tpe_fifo_worth_to_random_final"] == [None, None]
+    assert summary["best_config"] == "gp_fifo"  # median 5.5 against TPE's 5.25
 
 
 def spearman(a: list[float], b: list[float]) -> float | None:
