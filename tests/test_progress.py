@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,7 +17,7 @@ from rich.console import Console
 
 from gradprom.search.progress import LogLines, SearchProgress, clock, open_display
 from gradprom.search.runtime import RELAYED, TERMINATED, sigterm_as_interrupt
-from tests.fixtures.cli import WRAPPER
+from tests.fixtures.cli import WRAPPER, gone
 
 
 def test_clock() -> None:
@@ -141,19 +140,6 @@ def start_wrapped_driver() -> tuple[subprocess.Popen, int, int]:
                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     pid, group = (int(v) for v in wrapper.stdout.readline().split())
     return wrapper, pid, group
-
-
-def gone(pid: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state == "Z":  # ended, waiting for its (new) parent to reap it
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_stop_sent_to_the_group_the_driver_started_in_reaches_it() -> None:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gradprom.results.parquet import read_rows
-from tests.fixtures.cli import WRAPPER, cli, gradprom
+from tests.fixtures.cli import WRAPPER, cli, gone, gradprom
 from tests.fixtures.settings import TINY_PARAMS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
@@ -283,10 +283,7 @@ def test_sigterm_stops_like_ctrl_c_and_a_piped_search_logs_as_it_goes(tmp_path: 
     assert ray_alive, "the manifest said finished only after Ray had shut down"
     assert resumed.returncode in (0, 143, -signal.SIGTERM) and "Traceback" not in err, err[-2000:]
     assert json.loads(manifest.read_text())["status"] == "finished"
-    deadline = time.monotonic() + 15
-    while [p for p in left if Path(f"/proc/{p}").exists()] and time.monotonic() < deadline:
-        time.sleep(0.1)  # Ray's processes end with the driver that started them
-    assert not [p for p in left if Path(f"/proc/{p}").exists()]
+    assert all(gone(p, 15) for p in left)  # Ray's processes end with the driver that started them
     after = read_rows(tmp_path / "t" / "trials.parquet")
     assert len(after) == 3 and len({t["trial_id"] for t in after}) == 3 and finished <= {t["trial_id"] for t in after}
     assert all(t["status"] == "completed" for t in after)

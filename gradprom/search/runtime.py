@@ -26,6 +26,8 @@ SIGTERM_GRACE_S = 25.0
 #: what group_relay.py sends the driver when the process group it was started in is told to stop (not SIGUSR1:
 #: Tune takes that as Ctrl-C)
 RELAYED = signal.SIGUSR2
+#: the signals that stop a search as SIGTERM does
+STOPS = (signal.SIGTERM, RELAYED)
 
 
 def ray_initialized() -> bool:
@@ -78,33 +80,32 @@ def shutdown_holding_stops() -> None:
     def hold(signum: int, frame: Any) -> None:
         pass
 
-    stops = (signal.SIGTERM, signal.SIGINT, RELAYED)
-    kept = {s: signal.signal(s, hold) for s in stops}
-    worker = threading.Thread(target=ray.shutdown, name="ray-shutdown")
-    worker.start()
-    try:
+    held = (*STOPS, signal.SIGINT)
+    with handlers_kept(held):
+        for s in held:
+            signal.signal(s, hold)
+        worker = threading.Thread(target=ray.shutdown, name="ray-shutdown")
+        worker.start()
         while worker.is_alive():
-            for s in stops:
+            for s in held:
                 signal.signal(s, hold)
             worker.join(0.01)
-    finally:
-        for s, handler in kept.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 @contextmanager
-def handlers_kept() -> Iterator[None]:
-    """Put the driver's own stop handlers (sigterm_as_interrupt's) back after ray.init, which replaces SIGTERM's
-    (Python's with sys.exit, its C++ core's with a stack dump)."""
-    if threading.current_thread() is not threading.main_thread():  # handlers can be set in the main thread only
+def handlers_kept(signals: tuple[int, ...] = STOPS) -> Iterator[None]:
+    """Put back, after the block, the handlers `signals` had before it (the driver's own, sigterm_as_interrupt's):
+    ray.init replaces SIGTERM's (Python's with sys.exit, its C++ core's with a stack dump), and
+    shutdown_holding_stops holds them while Ray shuts down. Main thread only, where handlers can be set."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    kept = {s: signal.getsignal(s) for s in (signal.SIGTERM, RELAYED)}
+    kept = {s: signal.getsignal(s) for s in signals}
     try:
         yield
     finally:
         for s, handler in kept.items():
-            if callable(handler):
+            if handler is not None:  # None: not set from Python, nothing to put back
                 signal.signal(s, handler)
 
 
@@ -156,7 +157,7 @@ def sigterm_as_interrupt(on_first: Callable[[], None] = lambda: None) -> Iterato
             raise KeyboardInterrupt
 
     TERMINATED.clear()
-    previous = {s: signal.signal(s, on_sigterm) for s in (signal.SIGTERM, RELAYED)}
+    previous = {s: signal.signal(s, on_sigterm) for s in STOPS}
     try:
         yield
     finally:
